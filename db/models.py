@@ -1,0 +1,250 @@
+"""The tables. Money is stored as integer nano-dollars (exact sums on every engine); time as UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NANOS_PER_DOLLAR = 10**9
+
+
+def to_nanos(amount: Decimal) -> int:
+    """Dollars to integer nano-dollars, rounding half-even below a nano-dollar."""
+    return int((amount * NANOS_PER_DOLLAR).to_integral_value())
+
+
+def from_nanos(nanos: int | None) -> Decimal:
+    """Integer nano-dollars back to exact dollars."""
+    return Decimal(int(nanos or 0)) / NANOS_PER_DOLLAR
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime, stored naive in UTC so SQLite and PostgreSQL agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; budget-guard stores aware UTC times")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PriceRecord(Base):
+    """A price that costed some usage: the rates themselves, so history can be re-costed on purpose."""
+
+    __tablename__ = "prices"
+    __table_args__ = (
+        UniqueConstraint(
+            "provider", "model", "mode", "source", "effective_from", "input_rate", "cached_rate",
+            "output_rate", "minute_rate", name="uq_prices_identity",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(32))
+    effective_from: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    input_rate: Mapped[Decimal] = mapped_column(Numeric(18, 9))
+    cached_rate: Mapped[Decimal] = mapped_column(Numeric(18, 9))
+    output_rate: Mapped[Decimal] = mapped_column(Numeric(18, 9))
+    minute_rate: Mapped[Decimal] = mapped_column(Numeric(18, 9), default=Decimal(0))
+
+
+class UsageBucket(Base):
+    """Tokens, requests and cost of one model, mode and set of dimensions in one time bucket."""
+
+    __tablename__ = "usage_buckets"
+    __table_args__ = (
+        UniqueConstraint(
+            "bucket_start", "width", "source", "model", "mode", "project", "feature", "api_key",
+            "environment", "tags", name="uq_usage_buckets_key",
+        ),
+        Index("ix_usage_buckets_start_model", "bucket_start", "model"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    width: Mapped[str] = mapped_column(String(2))  # "1h" or "1d"
+    source: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(16))
+    project: Mapped[str] = mapped_column(String(128), default="")
+    feature: Mapped[str] = mapped_column(String(128), default="")
+    api_key: Mapped[str] = mapped_column(String(128), default="")
+    environment: Mapped[str] = mapped_column(String(64), default="")
+    tags: Mapped[str] = mapped_column(String(512), default="")  # "k=v,k2=v2", sorted
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    uptime_minutes: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_nanos: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: unpriced
+    price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"), nullable=True)
+
+
+class SeenEvent(Base):
+    """Ids of pushed or imported records already counted, so a repeat counts once."""
+
+    __tablename__ = "seen_events"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SourceState(Base):
+    """Where a pulled source's cursor stands and how its last runs went."""
+
+    __tablename__ = "source_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_attempt: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SyncedPrice(Base):
+    """A price read from a provider's API, start-dated from when we first saw it."""
+
+    __tablename__ = "synced_prices"
+    __table_args__ = (UniqueConstraint("provider", "model", "effective_from", name="uq_synced_prices_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    input_rate: Mapped[Decimal] = mapped_column(Numeric(18, 9))
+    output_rate: Mapped[Decimal] = mapped_column(Numeric(18, 9))
+    cached_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 9), nullable=True)
+
+
+class SyncedHardware(Base):
+    """A dedicated hardware price read from together.ai's /v1/hardware."""
+
+    __tablename__ = "synced_hardware"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cents_per_minute: Mapped[Decimal] = mapped_column(Numeric(18, 9))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobClaim(Base):
+    """One row per (job, period): whoever inserts it runs the job; everyone else skips."""
+
+    __tablename__ = "job_claims"
+    __table_args__ = (UniqueConstraint("job", "period", name="uq_job_claims_job_period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # running, done, failed
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class OutboxMessage(Base):
+    """A Slack message waiting to be posted, being posted, or posted (with its ts)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # alert, digest, ...
+    channel: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    thread_of: Mapped[str | None] = mapped_column(String(200), nullable=True)  # dedupe_key of the parent
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    attachment_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sending, sent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    posted_channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    file_posted: Mapped[bool] = mapped_column(Boolean, default=False)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Budget(Base):
+    """A monthly budget; rows from the TOML file are the starting set, Slack edits win."""
+
+    __tablename__ = "budgets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+    scope: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    thresholds: Mapped[list[int]] = mapped_column(JSON, default=list)
+    forecast: Mapped[bool] = mapped_column(Boolean, default=True)
+    channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mention: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    origin: Mapped[str] = mapped_column(String(16), default="file")  # file or slack
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Alert(Base):
+    """An alert raised once per budget, period, kind and threshold."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("budget", "period", "kind", "threshold", name="uq_alerts_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    budget: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[str] = mapped_column(String(64), default="")
+    outbox_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

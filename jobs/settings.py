@@ -1,0 +1,283 @@
+"""Configuration: secrets from the environment, everything else also from `budget-guard.toml`.
+
+A wrong setting stops start-up with one line naming the key and what was expected
+(`ConfigError`). `load_settings()` is the one way in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import date, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SECRET_KEYS = (
+    "slack_bot_token",
+    "slack_signing_secret",
+    "slack_app_token",
+    "together_api_key",
+    "ingest_tokens",
+)
+DEFAULT_CONFIG_FILE = "budget-guard.toml"
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message is one line naming the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PriceOverride(_Strict):
+    """A negotiated or corrected price; wins over the catalog from `start` on."""
+
+    model: str
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cached_input: Decimal | None = Field(default=None, ge=0)
+    batch_discount: Decimal | None = Field(default=None, ge=0, le=100)
+    batch: bool = True
+    start: date | None = None
+
+
+class Hardware(_Strict):
+    """A dedicated GPU configuration: type, count and its hourly price."""
+
+    gpu: str
+    count: int = Field(default=1, ge=1)
+    hourly: Decimal = Field(gt=0)
+
+
+class Throughput(_Strict):
+    """Tokens per second one GPU of `gpu` serves for `model`."""
+
+    model: str
+    gpu: str
+    tokens_per_second: Decimal = Field(gt=0)
+
+
+class FieldMap(_Strict):
+    """Where a generic JSON endpoint keeps each field (dotted paths)."""
+
+    records: str = "data"
+    time: str = "timestamp"
+    model: str = "model"
+    input_tokens: str = "input_tokens"
+    output_tokens: str = "output_tokens"
+    cached_input_tokens: str | None = None
+    requests: str | None = None
+    mode: str | None = None
+    project: str | None = None
+    feature: str | None = None
+    api_key: str | None = None
+    environment: str | None = None
+    event_id: str | None = None
+
+
+class Source(_Strict):
+    """A usage source pulled on a schedule."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    kind: Literal["openai_usage", "generic_json", "together_endpoints"]
+    base_url: str
+    api_key_env: str | None = None
+    bucket_width: Literal["1h", "1d"] = "1h"
+    overlap_hours: int = Field(default=48, ge=0, le=24 * 31)
+    start: date | None = None
+    fields: FieldMap = FieldMap()
+    timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+
+    def api_key(self) -> str | None:
+        """The source's key, read from the environment variable it names."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class BudgetConfig(_Strict):
+    """A monthly budget as written in `budget-guard.toml`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    amount: Decimal = Field(gt=0, le=Decimal("1e12"))
+    scope: dict[str, str] = {}
+    thresholds: list[int] = [50, 80, 100]
+    forecast: bool = True
+    channel: str | None = None
+    mention: str | None = None
+
+    @field_validator("scope")
+    @classmethod
+    def _known_scope_keys(cls, scope: dict[str, str]) -> dict[str, str]:
+        unknown = set(scope) - {"model", "project", "feature", "tag", "mode"}
+        if unknown:
+            raise ValueError(f"unknown scope key {sorted(unknown)[0]!r}; use model, project, feature, tag or mode")
+        return scope
+
+    @field_validator("thresholds")
+    @classmethod
+    def _sane_thresholds(cls, thresholds: list[int]) -> list[int]:
+        if not thresholds or any(t <= 0 or t > 1000 for t in thresholds):
+            raise ValueError("thresholds are percentages between 1 and 1000")
+        return sorted(set(thresholds))
+
+
+class Offline(_Strict):
+    """Dimensions the operator knows to be offline work (batch candidates)."""
+
+    features: list[str] = []
+    projects: list[str] = []
+    api_keys: list[str] = []
+
+
+class Settings(BaseSettings):
+    """Everything budget-guard reads at start-up."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="", case_sensitive=False)
+
+    # Secrets: environment only.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    together_api_key: SecretStr | None = None
+    ingest_tokens: SecretStr | None = None
+
+    database_url: str = "sqlite:///budget-guard.db"
+    tz: str = "UTC"
+    host: str = "0.0.0.0"
+    port: int = Field(default=3000, ge=1, le=65535)
+    slack_api_url: str | None = None
+    together_api_url: str = "https://api.together.xyz/v1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=5_000_000, ge=1024)
+
+    prices: list[PriceOverride] = []
+    hardware: list[Hardware] = []
+    throughput: list[Throughput] = []
+    default_gpu: str = "h100"
+    sources: list[Source] = []
+    budgets: list[BudgetConfig] = []
+    admins: list[str] = []
+    offline: Offline = Offline()
+
+    alert_channel: str | None = None
+    digest_channel: str | None = None
+    digest_time: time = time(9, 0)
+    pull_cron: str = "*/15 * * * *"
+    check_cron: str = "*/30 * * * *"
+    price_sync_cron: str = "17 3 * * *"
+    source_silence_hours: int = Field(default=6, ge=1)
+    spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        value = value.lstrip(":")
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql(\+psycopg)?)://", value):
+            raise ValueError("expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://"):]
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Settings":
+        for label, items in (("budgets", self.budgets), ("sources", self.sources)):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"{label}: the name {item.name!r} is used twice")
+                seen.add(item.name)
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    def ingest_token_projects(self) -> dict[str, str]:
+        """Map of ingest bearer token to the project it names."""
+        raw = self.ingest_tokens.get_secret_value() if self.ingest_tokens else ""
+        tokens: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in raw.split(","))):
+            project, sep, token = pair.partition("=")
+            if not sep or not project.strip() or not token.strip():
+                raise ConfigError("INGEST_TOKENS: expected comma-separated project=token pairs")
+            tokens[token.strip()] = project.strip()
+        return tokens
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def config_path() -> Path:
+    """Where the TOML configuration is read from."""
+    return Path(os.environ.get("BUDGET_GUARD_CONFIG") or DEFAULT_CONFIG_FILE)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML file's contents, or {} if it does not exist."""
+    if not path.exists():
+        if "BUDGET_GUARD_CONFIG" in os.environ:
+            raise ConfigError(f"BUDGET_GUARD_CONFIG: {path} does not exist")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for key in data:
+        if key.lower() in SECRET_KEYS:
+            raise ConfigError(f"{path}: {key} is a secret; set it in the environment, not in the file")
+    return data
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment over the TOML file; raises ConfigError on any mistake."""
+    path = path or config_path()
+    data = read_config_file(path)
+    # Environment wins over the file: drop file keys that the environment sets.
+    env_keys = {k.lower() for k in os.environ}
+    file_values = {k: v for k, v in data.items() if k.lower() not in env_keys}
+    try:
+        return Settings(**{**file_values, **overrides})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, data)) from None
+
+
+def describe_validation_error(exc: ValidationError, data: dict[str, Any] | None = None) -> str:
+    """One line: the first wrong key (with the budget's name where it is one) and what was expected."""
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    where = ".".join(str(part) for part in loc) or "settings"
+    if data and len(loc) >= 2 and loc[0] in ("budgets", "sources") and isinstance(loc[1], int):
+        try:
+            name = data[loc[0]][loc[1]].get("name")
+        except (IndexError, AttributeError, KeyError, TypeError):
+            name = None
+        if name:
+            where = f"{loc[0]} {name!r}" + ("." + ".".join(str(p) for p in loc[2:]) if loc[2:] else "")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    key = where.upper() if where.islower() and "." not in where and " " not in where else where
+    return f"{key}: {message}"

@@ -1,0 +1,321 @@
+"""The price catalog: start-dated prices per model, from genai-prices, our overlay, provider
+APIs and operator overrides (in rising order of precedence), and forgiving model lookup."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+PRIMARY_PROVIDER = "together"
+DEFAULT_BATCH_DISCOUNT = Decimal("50")
+SOURCE_RANK = {"genai-prices": 0, "overlay": 1, "provider-api": 2, "config": 3}
+
+
+@dataclass(frozen=True)
+class Price:
+    """Serverless rates in USD per 1M tokens for one model from one date on."""
+
+    provider: str
+    model: str
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    source: str = "genai-prices"
+    effective_from: date | None = None
+    batch_discount: Decimal = DEFAULT_BATCH_DISCOUNT
+    batch_served: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    def batch(self) -> "Price | None":
+        """The same model on batch, or None where batch does not serve it."""
+        if not self.batch_served:
+            return None
+        factor = (100 - self.batch_discount) / 100
+        return replace(
+            self,
+            input=self.input * factor,
+            output=self.output * factor,
+            cached_input=self.cached_input * factor if self.cached_input is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class HardwareOption:
+    """A dedicated GPU configuration and its hourly price."""
+
+    gpu: str
+    count: int
+    hourly: Decimal
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class ModelMatch:
+    """The model a name resolved to, and the runners-up worth naming."""
+
+    provider: str
+    model: str
+    runners_up: tuple[str, ...] = ()
+
+
+class UnknownModel(LookupError):
+    """No model matches; `suggestions` holds the closest names."""
+
+    def __init__(self, name: str, suggestions: Sequence[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.suggestions = tuple(suggestions)
+
+
+def normalize(name: str) -> str:
+    """Case, dashes, dots and underscores do not matter when matching names."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@dataclass
+class Catalog:
+    """Every known price, by provider and model, each list sorted by start date."""
+
+    prices: dict[tuple[str, str], list[Price]] = field(default_factory=dict)
+    hardware: dict[str, HardwareOption] = field(default_factory=dict)
+    throughput: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    not_batch_served: frozenset[str] = frozenset()
+
+    def add(self, price: Price) -> None:
+        """Add a price; for the same start date a higher-ranked source wins."""
+        entries = self.prices.setdefault((price.provider, price.model), [])
+        entries.append(price)
+        entries.sort(key=lambda p: (p.effective_from or date.min, SOURCE_RANK.get(p.source, 0)))
+
+    def providers(self) -> set[str]:
+        return {provider for provider, _ in self.prices}
+
+    def models(self, provider: str = PRIMARY_PROVIDER) -> list[str]:
+        return sorted(model for prov, model in self.prices if prov == provider)
+
+    def price(self, provider: str, model: str, at: date | datetime | None = None) -> Price | None:
+        """The price in effect for `model` at `at` (today when None); None if unpriced."""
+        entries = self.prices.get((provider, model))
+        if not entries:
+            return None
+        day = _as_date(at)
+        in_effect = [p for p in entries if p.effective_from is None or p.effective_from <= day]
+        if not in_effect:
+            return None
+        # Operator overrides win outright; otherwise the latest start date, then source rank.
+        configured = [p for p in in_effect if p.source == "config"]
+        in_effect = configured or in_effect
+        best_day = max(p.effective_from or date.min for p in in_effect)
+        same_day = [p for p in in_effect if (p.effective_from or date.min) == best_day]
+        best = max(same_day, key=lambda p: SOURCE_RANK.get(p.source, 0))
+        if best.source != "config" and (model in self.not_batch_served or best.key in self.not_batch_served):
+            best = replace(best, batch_served=False)
+        return best
+
+    def price_of(self, name: str, at: date | datetime | None = None) -> Price | None:
+        """The price for a model as usage names it (`model` or `provider/model`), without guessing."""
+        provider, model = self.split(name)
+        return self.price(provider, model, at) if model else None
+
+    def split(self, name: str) -> tuple[str, str]:
+        """`provider/model` → (provider, model) where provider is known, else (together, name).
+
+        Exact ids win; otherwise a case-insensitive exact id match is accepted."""
+        name = name.strip()
+        if (PRIMARY_PROVIDER, name) in self.prices:
+            return PRIMARY_PROVIDER, name
+        head, sep, rest = name.partition("/")
+        if sep and head in self.providers() and (head, rest) in self.prices:
+            return head, rest
+        lowered = name.lower()
+        for provider, model in self.prices:
+            if provider == PRIMARY_PROVIDER and model.lower() == lowered:
+                return provider, model
+        if sep and head in self.providers():
+            for provider, model in self.prices:
+                if provider == head and model.lower() == rest.lower():
+                    return provider, model
+        return PRIMARY_PROVIDER, name
+
+    def resolve(self, name: str) -> ModelMatch:
+        """Find a model forgivingly: exact id, then normalized equality, prefix, substring.
+
+        Unprefixed names search together.ai; `provider/model` reaches other providers.
+        Raises UnknownModel with the three closest names."""
+        query = name.strip()
+        if not query:
+            raise UnknownModel(name, [])
+        provider, model = self.split(query)
+        if (provider, model) in self.prices:
+            return ModelMatch(provider, model)
+        head, sep, rest = query.partition("/")
+        if sep and head.lower() in {p.lower() for p in self.providers()} and head.lower() != PRIMARY_PROVIDER:
+            provider = next(p for p in self.providers() if p.lower() == head.lower())
+            candidates = [(provider, m) for (p, m) in self.prices if p == provider]
+            wanted = normalize(rest)
+        else:
+            if sep and head.lower() == PRIMARY_PROVIDER:
+                query = rest
+            candidates = [(p, m) for (p, m) in self.prices if p == PRIMARY_PROVIDER]
+            wanted = normalize(query)
+        ranked = _rank(wanted, candidates)
+        if ranked:
+            best = ranked[0]
+            others = tuple(_label(p, m) for p, m in ranked[1:4])
+            return ModelMatch(best[0], best[1], others)
+        raise UnknownModel(name, self.suggest(wanted, candidates))
+
+    def suggest(self, wanted: str, candidates: Iterable[tuple[str, str]], n: int = 3) -> list[str]:
+        """The `n` names closest to `wanted` by edit similarity."""
+        scored: list[tuple[float, str]] = []
+        for provider, model in candidates:
+            short = normalize(model.rpartition("/")[2])
+            score = max(
+                difflib.SequenceMatcher(None, wanted, short).ratio(),
+                difflib.SequenceMatcher(None, wanted, short[: len(wanted) + 1]).ratio(),
+                difflib.SequenceMatcher(None, wanted, normalize(model)).ratio(),
+            )
+            scored.append((score, _label(provider, model)))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [label for _, label in scored[:n]]
+
+
+def _label(provider: str, model: str) -> str:
+    return model if provider == PRIMARY_PROVIDER else f"{provider}/{model}"
+
+
+def _rank(wanted: str, candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Candidates matching `wanted`, best first: equal, then prefix, then substring; shorter first."""
+    if not wanted:
+        return []
+    scored: list[tuple[int, int, str, tuple[str, str]]] = []
+    for provider, model in candidates:
+        full, short = normalize(model), normalize(model.rpartition("/")[2])
+        if wanted in (full, short):
+            tier = 0
+        elif short.startswith(wanted) or full.startswith(wanted):
+            tier = 1
+        elif wanted in short or wanted in full:
+            tier = 2
+        else:
+            continue
+        scored.append((tier, len(short) - len(wanted), model.lower(), (provider, model)))
+    scored.sort()
+    return [item[3] for item in scored]
+
+
+def _as_date(at: date | datetime | None) -> date:
+    if at is None:
+        return datetime.now(timezone.utc).date()
+    if isinstance(at, datetime):
+        return at.astimezone(timezone.utc).date() if at.tzinfo else at.date()
+    return at
+
+
+def _genai_prices() -> Iterable[Price]:
+    """Every text-token price in the genai-prices package, with its start dates."""
+    from genai_prices import data as genai
+
+    for provider in genai.providers:
+        for info in provider.models:
+            variants = info.prices if isinstance(info.prices, list) else [_Unconditional(info.prices)]
+            for variant in variants:
+                constraint = getattr(variant, "constraint", None)
+                if constraint is not None and not isinstance(constraint, genai.StartDateConstraint):
+                    continue  # time-of-day discounts are not modelled
+                start = constraint.start_date if constraint is not None else None
+                price = _to_price(provider.id, info.id, variant.prices, start)
+                if price is not None:
+                    yield price
+
+
+@dataclass(frozen=True)
+class _Unconditional:
+    prices: object
+    constraint: None = None
+
+
+def _rate(value: object) -> Decimal | None:
+    if value is None:
+        return None
+    base = getattr(value, "base", value)  # tiered prices: the base tier
+    return Decimal(str(base))
+
+
+def _to_price(provider: str, model: str, model_price: object, start: date | None) -> Price | None:
+    input_rate = _rate(getattr(model_price, "input_mtok", None))
+    output_rate = _rate(getattr(model_price, "output_mtok", None))
+    if input_rate is None and output_rate is None:
+        return None
+    return Price(
+        provider=provider,
+        model=model,
+        input=input_rate or Decimal(0),
+        output=output_rate or Decimal(0),
+        cached_input=_rate(getattr(model_price, "cache_read_mtok", None)),
+        source="genai-prices",
+        effective_from=start,
+    )
+
+
+@lru_cache(maxsize=1)
+def _base_prices() -> tuple[Price, ...]:
+    return tuple(_genai_prices())
+
+
+def _read_toml(name: str) -> dict:
+    return tomllib.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def load_catalog(
+    overrides: Iterable[Price] = (),
+    synced: Iterable[Price] = (),
+    hardware: Iterable[HardwareOption] = (),
+    throughput: Iterable[tuple[str, str, Decimal]] = (),
+) -> Catalog:
+    """The full catalog: genai-prices, our overlay, provider-API prices, then operator overrides."""
+    overlay = _read_toml("overlay.toml")
+    batch = overlay.get("batch", {})
+    discount = Decimal(str(batch.get("default_discount", DEFAULT_BATCH_DISCOUNT)))
+    catalog = Catalog(not_batch_served=frozenset(batch.get("not_served", [])))
+    for price in _base_prices():
+        catalog.add(replace(price, batch_discount=discount) if discount != DEFAULT_BATCH_DISCOUNT else price)
+    for entry in overlay.get("models", []):
+        catalog.add(
+            Price(
+                provider=entry["provider"],
+                model=entry["model"],
+                input=Decimal(entry["input"]),
+                output=Decimal(entry["output"]),
+                cached_input=Decimal(entry["cached_input"]) if "cached_input" in entry else None,
+                source="overlay",
+                batch_discount=discount,
+            )
+        )
+    for price in synced:
+        catalog.add(replace(price, source="provider-api"))
+    for price in overrides:
+        catalog.add(replace(price, source="config"))
+
+    table = _read_toml("hardware.toml")
+    for entry in table.get("hardware", []):
+        option = HardwareOption(entry["gpu"].lower(), int(entry["count"]), Decimal(entry["hourly"]), entry.get("label", ""))
+        catalog.hardware[option.gpu] = option
+    for option in hardware:
+        catalog.hardware[option.gpu.lower()] = option
+    for entry in table.get("throughput", []):
+        catalog.throughput[(entry["model"], entry["gpu"].lower())] = Decimal(entry["tokens_per_second"])
+    for model, gpu, tokens_per_second in throughput:
+        catalog.throughput[(model, gpu.lower())] = tokens_per_second
+    return catalog

@@ -1,0 +1,260 @@
+"""Answering a parsed `/costquote`: per request and per month on serverless, batch and dedicated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from pricing.catalog import Catalog, Price, UnknownModel
+from pricing.costs import (
+    ClusterQuote,
+    DedicatedQuote,
+    blended_rate,
+    cluster_quote,
+    dedicated_quote,
+    token_cost,
+)
+from pricing.grammar import EXAMPLES, QuoteRequest, QuoteSyntaxError
+
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class ModeCost:
+    """One deployment mode's cost: per request, and per month when a volume is known."""
+
+    per_request: Decimal
+    monthly: Decimal | None
+
+
+@dataclass(frozen=True)
+class ModelQuote:
+    """The quote for one model."""
+
+    label: str
+    price: Price
+    runners_up: tuple[str, ...]
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    requests_per_month: Decimal | None
+    tokens_per_month: Decimal | None
+    serverless: ModeCost
+    batch: ModeCost | None
+    dedicated: DedicatedQuote | None
+    dedicated_note: str | None
+
+    @property
+    def batch_saving(self) -> Decimal | None:
+        """Monthly (or per-request, without a volume) dollars saved by batch."""
+        if self.batch is None:
+            return None
+        if self.serverless.monthly is not None and self.batch.monthly is not None:
+            return self.serverless.monthly - self.batch.monthly
+        return self.serverless.per_request - self.batch.per_request
+
+    @property
+    def batch_saving_fraction(self) -> Decimal | None:
+        if self.batch is None or self.serverless.per_request == 0:
+            return None
+        return (self.serverless.per_request - self.batch.per_request) / self.serverless.per_request
+
+    @property
+    def monthly_cost(self) -> Decimal:
+        """Serverless monthly cost, or per-request cost without a volume (for sorting)."""
+        return self.serverless.monthly if self.serverless.monthly is not None else self.serverless.per_request
+
+    @property
+    def cheapest(self) -> str:
+        """The cheapest way to run this workload: serverless, batch or dedicated."""
+        options = {"serverless": self.monthly_cost}
+        if self.batch is not None:
+            options["batch"] = self.batch.monthly if self.batch.monthly is not None else self.batch.per_request
+        if self.dedicated is not None and self.serverless.monthly is not None:
+            options["dedicated"] = self.dedicated.monthly_cost
+        return min(options, key=lambda k: options[k])
+
+
+@dataclass(frozen=True)
+class QuoteResult:
+    """Everything a `/costquote` answers with."""
+
+    request: QuoteRequest
+    quotes: list[ModelQuote] = field(default_factory=list)
+    cluster: ClusterQuote | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None, default_gpu: str = "h100") -> QuoteResult:
+    """Price a parsed request against the catalog; raises QuoteSyntaxError for unknown models or GPUs."""
+    if request.kind == "cluster":
+        return _cluster(request, catalog)
+    prices: list[tuple[str, Price, tuple[str, ...]]] = []
+    if request.rate is not None:
+        rate_in, rate_out = request.rate
+        prices.append(("custom rate", Price("custom", "custom rate", rate_in, rate_out, source="request"), ()))
+    for name in request.models:
+        try:
+            match = catalog.resolve(name)
+        except UnknownModel as exc:
+            hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
+            raise QuoteSyntaxError(
+                f"no model called '{name[:60]}'{hint}",
+                " ".join(f"{exc.suggestions[0]} 3k/1k x 2M/mo".split()) if exc.suggestions else EXAMPLES[0],
+            ) from None
+        price = catalog.price(match.provider, match.model, at)
+        if price is None:
+            raise QuoteSyntaxError(f"'{match.model}' has no price in effect on {at or 'today'}", EXAMPLES[0])
+        label = match.model if match.provider == "together" else f"{match.provider}/{match.model}"
+        if label in (q[0] for q in prices):
+            continue
+        prices.append((label, price, match.runners_up))
+
+    gpu = (request.gpu or default_gpu).lower()
+    if request.dedicated and gpu not in catalog.hardware:
+        raise QuoteSyntaxError(
+            f"no dedicated hardware called '{gpu[:20]}'; known: {', '.join(sorted(catalog.hardware))}",
+            EXAMPLES[4],
+        )
+    quotes = [_model_quote(request, catalog, label, price, runners_up, gpu) for label, price, runners_up in prices]
+    if request.kind == "compare":
+        quotes.sort(key=lambda q: (q.monthly_cost, q.label))
+    notes: list[str] = []
+    if any(q.dedicated and q.dedicated.throughput_is_estimate for q in quotes):
+        notes.append("Dedicated throughput is a planning estimate; set [[throughput]] in budget-guard.toml with your own.")
+    return QuoteResult(request=request, quotes=quotes, notes=notes)
+
+
+def _model_quote(
+    request: QuoteRequest, catalog: Catalog, label: str, price: Price, runners_up: tuple[str, ...], gpu: str
+) -> ModelQuote:
+    tokens_in, tokens_out, cached = request.input_tokens or 0, request.output_tokens or 0, request.cached_input_tokens
+    per_request = token_cost(price, tokens_in, tokens_out, cached)
+    requests_per_month = tokens_per_month = None
+    if request.volume is not None:
+        per_request_tokens = Decimal(tokens_in + tokens_out)
+        if request.volume.unit == "tokens":
+            tokens_per_month = request.volume.amount
+            requests_per_month = tokens_per_month / per_request_tokens
+        else:
+            requests_per_month = request.volume.amount
+            tokens_per_month = requests_per_month * per_request_tokens
+    monthly = per_request * requests_per_month if requests_per_month is not None else None
+    serverless = ModeCost(per_request, monthly)
+
+    batch_price = price.batch()
+    batch = None
+    if batch_price is not None:
+        batch_per_request = token_cost(batch_price, tokens_in, tokens_out, cached)
+        batch = ModeCost(batch_per_request, batch_per_request * requests_per_month if requests_per_month is not None else None)
+
+    dedicated = None
+    note = None
+    if tokens_per_month:
+        throughput, estimate = _throughput(catalog, price.model, gpu)
+        if throughput is None:
+            note = f"no throughput known for {label} on {gpu}; set [[throughput]] in budget-guard.toml"
+        else:
+            dedicated = dedicated_quote(
+                catalog.hardware[gpu] if gpu in catalog.hardware else next(iter(catalog.hardware.values())),
+                throughput,
+                tokens_per_month,  # type: ignore[arg-type]
+                blended_rate(price, tokens_in, tokens_out, cached),
+                utilization=request.utilization,
+                throughput_is_estimate=estimate,
+            )
+    return ModelQuote(
+        label=label,
+        price=price,
+        runners_up=runners_up,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cached_input_tokens=cached,
+        requests_per_month=requests_per_month,
+        tokens_per_month=tokens_per_month,
+        serverless=serverless,
+        batch=batch,
+        dedicated=dedicated,
+        dedicated_note=note,
+    )
+
+
+def _throughput(catalog: Catalog, model: str, gpu: str) -> tuple[Decimal | None, bool]:
+    if (model, gpu) in catalog.throughput:
+        return catalog.throughput[(model, gpu)], False
+    if ("default", gpu) in catalog.throughput:
+        return catalog.throughput[("default", gpu)], True
+    return None, True
+
+
+def _cluster(request: QuoteRequest, catalog: Catalog) -> QuoteResult:
+    gpu = (request.gpu or "").lower()
+    if gpu not in catalog.hardware:
+        raise QuoteSyntaxError(
+            f"no GPU type called '{gpu[:20]}'; known: {', '.join(sorted(catalog.hardware))}", EXAMPLES[6]
+        )
+    option = catalog.hardware[gpu]
+    per_gpu_hour = option.hourly / option.count
+    cluster = cluster_quote(request.cluster_gpus or 1, request.cluster_hours or Decimal(0), per_gpu_hour,
+                            request.cluster_throughput)
+    return QuoteResult(request=request, cluster=cluster)
+
+
+def quote_json(result: QuoteResult) -> dict[str, Any] | list[dict[str, Any]]:
+    """Exact amounts as decimal strings: one object per model (a list when comparing)."""
+    if result.cluster is not None:
+        c = result.cluster
+        return {
+            "kind": "cluster",
+            "gpus": c.gpus,
+            "hours": str(c.hours),
+            "per_gpu_hour": str(c.per_gpu_hour),
+            "cost": str(c.cost),
+            "tokens": _s(c.tokens),
+            "effective_per_million": _s(c.effective_per_million),
+        }
+    objects = [_model_json(q) for q in result.quotes]
+    return objects if result.request.kind == "compare" else objects[0]
+
+
+def _model_json(q: ModelQuote) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "model": q.price.model,
+        "provider": q.price.provider,
+        "price_source": q.price.source,
+        "rates_per_million": {
+            "input": str(q.price.input),
+            "output": str(q.price.output),
+            "cached_input": _s(q.price.cached_input),
+        },
+        "input_tokens": q.input_tokens,
+        "output_tokens": q.output_tokens,
+        "cached_input_tokens": q.cached_input_tokens,
+        "requests_per_month": _s(q.requests_per_month),
+        "tokens_per_month": _s(q.tokens_per_month),
+        "per_request": {"serverless": str(q.serverless.per_request), "batch": _s(q.batch.per_request if q.batch else None)},
+        "monthly": {"serverless": _s(q.serverless.monthly), "batch": _s(q.batch.monthly if q.batch else None)},
+        "batch_served": q.batch is not None,
+        "batch_saving": _s(q.batch_saving),
+        "cheapest": q.cheapest,
+        "runners_up": list(q.runners_up),
+    }
+    if q.dedicated is not None:
+        d = q.dedicated
+        data["dedicated"] = {
+            "gpu": d.hardware.gpu,
+            "gpus": d.gpus,
+            "monthly": str(d.monthly_cost),
+            "utilization": str(d.utilization),
+            "effective_per_million": _s(d.effective_per_million),
+            "break_even_tokens_per_month": _s(d.break_even_tokens_per_month),
+            "tokens_per_second_per_gpu": str(d.tokens_per_second_per_gpu),
+            "throughput_is_estimate": d.throughput_is_estimate,
+        }
+    return data
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
