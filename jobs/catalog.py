@@ -1,0 +1,59 @@
+"""The catalog as this deployment sees it: base data, synced provider prices and overrides."""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import SyncedPrice
+from jobs.settings import Settings
+from pricing.catalog import DEFAULT_BATCH_DISCOUNT, Catalog, HardwareOption, Price, load_catalog
+
+
+def override_prices(settings: Settings) -> list[Price]:
+    """The operator's negotiated prices as catalog entries."""
+    prices = []
+    for o in settings.prices:
+        prices.append(
+            Price(
+                provider="together",
+                model=o.model,
+                input=o.input,
+                output=o.output,
+                cached_input=o.cached_input,
+                source="config",
+                effective_from=o.start,
+                batch_discount=o.batch_discount if o.batch_discount is not None else DEFAULT_BATCH_DISCOUNT,
+                batch_served=o.batch,
+            )
+        )
+    return prices
+
+
+def synced_prices(session: Session) -> list[Price]:
+    """Prices read from together.ai's /v1/models, start-dated from when they were first seen."""
+    rows = session.scalars(select(SyncedPrice)).all()
+    return [
+        Price(
+            provider=row.provider,
+            model=row.model,
+            input=row.input_rate,
+            output=row.output_rate,
+            cached_input=row.cached_rate,
+            source="provider-api",
+            effective_from=row.effective_from.astimezone(timezone.utc).date(),
+        )
+        for row in rows
+    ]
+
+
+def build_catalog(settings: Settings, session: Session | None = None) -> Catalog:
+    """Base data, our overlay, synced prices (when a session is given), then the operator's overrides."""
+    return load_catalog(
+        overrides=override_prices(settings),
+        synced=synced_prices(session) if session is not None else (),
+        hardware=[HardwareOption(h.gpu.lower(), h.count, h.hourly, f"{h.count}x {h.gpu}") for h in settings.hardware],
+        throughput=[(t.model, t.gpu, t.tokens_per_second) for t in settings.throughput],
+    )
