@@ -13,7 +13,7 @@ def usd(amount: Decimal) -> str:
     amount = abs(amount)
     if amount == 0:
         return "$0.00"
-    if amount >= CENT or amount.quantize(CENT) >= CENT:
+    if amount >= CENT:
         return f"{sign}${amount.quantize(CENT, ROUND_HALF_EVEN):,}"
     exponent = amount.adjusted()  # e.g. -3 for 0.0069
     rounded = amount.quantize(Decimal(1).scaleb(exponent - 3), ROUND_HALF_EVEN)

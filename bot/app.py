@@ -1,0 +1,51 @@
+"""The Bolt app: Slack's side of budget-guard, with every listener registered."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.listeners import quote
+from jobs.context import Context
+
+log = logging.getLogger(__name__)
+LISTENER_MODULES = [quote]
+
+
+def web_client(context: Context) -> WebClient:
+    """A Web API client for the bot token, pointed at SLACK_API_URL when it is set."""
+    settings = context.settings
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    kwargs: dict[str, Any] = {"token": token, "timeout": 10}
+    if settings.slack_api_url:
+        kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
+    return WebClient(**kwargs)
+
+
+def create_app(context: Context, *, verify_token: bool = True) -> App:
+    """Build the Bolt app. Signature verification is always on."""
+    settings = context.settings
+    if not settings.slack_signing_secret and not settings.slack_app_token:
+        raise ValueError("SLACK_SIGNING_SECRET is required for HTTP mode")
+    app = App(
+        client=web_client(context),
+        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
+        token_verification_enabled=verify_token,
+        request_verification_enabled=True,
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
+        logger=logging.getLogger("budget_guard.bolt"),
+    )
+    for module in LISTENER_MODULES:
+        module.register(app, context)
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+        log.exception("listener failed: %s", type(error).__name__)
+        return BoltResponse(status=200, body="Sorry, something went wrong on my side; the error is logged.")
+
+    return app

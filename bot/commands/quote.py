@@ -1,0 +1,93 @@
+"""`budget-guard quote "<text>"`: the same grammar and answer as /costquote, for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bot.commands.startup import StartupError, fail, settings_from_args
+from bot.views.quote import error_text, help_text
+from jobs.catalog import build_catalog
+from pricing.grammar import QuoteSyntaxError, parse
+from pricing.money import count, per_million, percent, usd
+from pricing.quote import QuoteResult, build_quote, quote_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("quote", help="what a workload costs per request and per month")
+    parser.add_argument("text", nargs="+", help='e.g. "maestro 3k/1k x 2M/mo"')
+    parser.add_argument("--json", action="store_true", help="exact amounts as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except StartupError as exc:
+        return fail(exc)
+    text = " ".join(args.text)
+    try:
+        request = parse(text)
+        if request.kind == "help":
+            print(help_text())
+            return 0
+        result = build_quote(request, build_catalog(settings), default_gpu=settings.default_gpu)
+    except QuoteSyntaxError as exc:
+        print(error_text(exc.message, exc.example), file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(quote_json(result), indent=2))
+    else:
+        print(render_table(result))
+    return 0
+
+
+def render_table(result: QuoteResult) -> str:
+    """A readable terminal table of the quote."""
+    if result.cluster is not None:
+        c = result.cluster
+        lines = [f"GPU cluster: {c.gpus} GPUs x {count(c.hours)} h at {usd(c.per_gpu_hour)}/GPU-hour = {usd(c.cost)}"]
+        if c.effective_per_million is not None:
+            lines.append(f"effective {per_million(c.effective_per_million)} at the stated throughput")
+        return "\n".join(lines)
+    first = result.quotes[0]
+    shape = f"{count(first.input_tokens)} in + {count(first.output_tokens)} out tokens"
+    if first.requests_per_month is not None:
+        shape += f" x {count(first.requests_per_month)} requests/month"
+    rows = [("model", "rates in/out per 1M", "serverless/req", "batch/req", "serverless/mo", "batch/mo", "dedicated/mo")]
+    for q in result.quotes:
+        rows.append((
+            q.label,
+            f"{usd(q.price.input)} / {usd(q.price.output)}",
+            usd(q.serverless.per_request),
+            usd(q.batch.per_request) if q.batch else "n/a",
+            usd(q.serverless.monthly) if q.serverless.monthly is not None else "-",
+            usd(q.batch.monthly) if q.batch and q.batch.monthly is not None else ("-" if q.batch else "n/a"),
+            f"{usd(q.dedicated.monthly_cost)} ({q.dedicated.gpus} GPU)" if q.dedicated else "-",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = [shape, ""]
+    for n, row in enumerate(rows):
+        table.append("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)))
+        if n == 0:
+            table.append("  ".join("-" * w for w in widths))
+    for q in result.quotes if result.request.kind != "compare" else result.quotes[:1]:
+        if q.batch is not None and q.batch_saving is not None and q.serverless.monthly is not None:
+            table.append(f"\nbatch saves {usd(q.batch_saving)}/month ({percent(q.batch_saving_fraction or 0)})")
+        if q.dedicated is not None:
+            d = q.dedicated
+            line = f"dedicated: {d.gpus} x {d.hardware.gpu}, {usd(d.monthly_cost)}/month"
+            if d.effective_per_million is not None:
+                line += f", {per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization"
+            line += (f", breaks even at {count(d.break_even_tokens_per_month)} tokens/month"
+                     if d.break_even_tokens_per_month is not None else ", never cheaper than serverless")
+            table.append(line)
+        elif q.dedicated_note:
+            table.append(f"dedicated: {q.dedicated_note}")
+        if q.runners_up:
+            table.append("also matched: " + ", ".join(q.runners_up))
+        if q.serverless.monthly is not None:
+            table.append(f"cheapest: {q.cheapest}")
+    table.extend(result.notes)
+    return "\n".join(table)

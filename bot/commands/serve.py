@@ -1,0 +1,48 @@
+"""`budget-guard serve`: Slack (HTTP or Socket Mode), usage ingest, health and metrics, plus the scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from bot.commands.startup import StartupError, fail, open_context
+from bot.logs import setup_logging
+
+log = logging.getLogger("budget_guard.serve")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="run the bot: Slack, ingest, health, metrics, schedules")
+    parser.add_argument("--host", default=None, help="address to bind (default 0.0.0.0, or HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 3000, or PORT)")
+    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    parser.add_argument("--no-scheduler", action="store_true", help="serve requests only; run no scheduled jobs")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        context = open_context(args)
+    except StartupError as exc:
+        return fail(exc)
+    settings = context.settings
+    setup_logging(settings)
+    from bot.runtime import Runtime
+
+    try:
+        runtime = Runtime.start(context, scheduler=not args.no_scheduler)
+    except StartupError as exc:
+        context.close()
+        return fail(exc)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    try:
+        if settings.slack_app_token:
+            runtime.run_socket_mode(host, port)
+        else:
+            runtime.run_http(host, port)
+    finally:
+        runtime.stop()
+        context.close()
+    return 0

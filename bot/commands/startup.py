@@ -1,0 +1,50 @@
+"""What every command does first: read settings and open the database, failing in one line."""
+
+from __future__ import annotations
+
+import sys
+
+from db.schema import SchemaOutOfDate, check_up_to_date
+from jobs.context import Context
+from jobs.settings import ConfigError, Settings, load_settings
+
+
+class StartupError(Exception):
+    """One line that says what is wrong and how to fix it."""
+
+
+def settings_from_args(args: object) -> Settings:
+    """Settings from the environment and TOML file, with `--database-url` winning if given."""
+    overrides = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url  # type: ignore[attr-defined]
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise StartupError(f"configuration: {exc}") from None
+
+
+def open_context(args: object, *, require_schema: bool = True) -> Context:
+    """Settings plus a database whose schema is up to date."""
+    settings = settings_from_args(args)
+    context = Context.open(settings, with_synced_prices=False)
+    if require_schema:
+        try:
+            check_up_to_date(context.engine)
+        except SchemaOutOfDate as exc:
+            context.close()
+            raise StartupError(f"database: {exc}") from None
+        except Exception as exc:
+            context.close()
+            raise StartupError(f"database: cannot connect ({type(exc).__name__}: {_first_line(exc)})") from None
+        context.reload_catalog()
+    return context
+
+
+def fail(error: Exception, code: int = 2) -> int:
+    print(f"budget-guard: {error}", file=sys.stderr)
+    return code
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""

@@ -1,0 +1,92 @@
+"""Prometheus metrics in the text exposition format, kept in process (no extra dependency)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Request counts, latency histograms and job outcomes; render() adds database gauges."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = defaultdict(int)
+        self.latency: dict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
+        self.latency_sum: dict[str, float] = defaultdict(float)
+        self.jobs: dict[tuple[str, str], int] = defaultdict(int)
+
+    def count_request(self, endpoint: str, status: int) -> None:
+        with self._lock:
+            self.requests[(endpoint, status)] += 1
+
+    def observe(self, name: str, seconds: float) -> None:
+        with self._lock:
+            counts = self.latency[name]
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+            counts[-1] += 1
+            self.latency_sum[name] += seconds
+
+    @contextmanager
+    def timer(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(name, time.perf_counter() - start)
+
+    def count_job(self, job: str, outcome: str) -> None:
+        with self._lock:
+            self.jobs[(job, outcome)] += 1
+
+    def render(self, context: Any = None) -> str:
+        """The exposition text; database gauges are best-effort (a down database does not fail it)."""
+        lines = ["# TYPE budget_guard_requests_total counter"]
+        with self._lock:
+            for (endpoint, status), n in sorted(self.requests.items()):
+                lines.append(f'budget_guard_requests_total{{endpoint="{endpoint}",status="{status}"}} {n}')
+            lines.append("# TYPE budget_guard_request_seconds histogram")
+            for name, counts in sorted(self.latency.items()):
+                for bound, n in zip(BUCKETS, counts):
+                    lines.append(f'budget_guard_request_seconds_bucket{{endpoint="{name}",le="{bound}"}} {n}')
+                lines.append(f'budget_guard_request_seconds_bucket{{endpoint="{name}",le="+Inf"}} {counts[-1]}')
+                lines.append(f'budget_guard_request_seconds_sum{{endpoint="{name}"}} {self.latency_sum[name]:.6f}')
+                lines.append(f'budget_guard_request_seconds_count{{endpoint="{name}"}} {counts[-1]}')
+            lines.append("# TYPE budget_guard_jobs_total counter")
+            for (job, outcome), n in sorted(self.jobs.items()):
+                lines.append(f'budget_guard_jobs_total{{job="{job}",outcome="{outcome}"}} {n}')
+        if context is not None:
+            lines.extend(database_gauges(context))
+        return "\n".join(lines) + "\n"
+
+
+def database_gauges(context: Any) -> list[str]:
+    """Outbox depth and each source's lag, read from the database."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import func, select
+
+    from db.models import OutboxMessage, SourceState
+
+    try:
+        with context.sessions() as session:
+            depth = session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status != "sent"))
+            states = session.scalars(select(SourceState)).all()
+    except Exception:
+        return ["# database unavailable"]
+    now = datetime.now(timezone.utc)
+    lines = ["# TYPE budget_guard_outbox_depth gauge", f"budget_guard_outbox_depth {depth or 0}",
+             "# TYPE budget_guard_source_lag_seconds gauge"]
+    for state in states:
+        if state.last_success is not None:
+            lag = (now - state.last_success).total_seconds()
+            lines.append(f'budget_guard_source_lag_seconds{{source="{state.name}"}} {lag:.0f}')
+    return lines

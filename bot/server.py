@@ -1,0 +1,131 @@
+"""The HTTP server: Slack events, usage ingest, health and metrics, on Starlette under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import App, BoltRequest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot.metrics import Metrics
+from jobs.context import Context
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (BodyTooLarge) anything over `limit` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"error": f"request body is larger than {limit:,} bytes"}, status_code=413)
+
+
+def create_server(context: Context, bolt_app: App | None, metrics: Metrics | None = None) -> Starlette:
+    """The ASGI app. `bolt_app` is None when Slack is not configured (ingest and health still work)."""
+    limit = context.settings.max_body_bytes
+    metrics = metrics or Metrics()
+
+    async def slack_events(request: Request) -> Response:
+        if bolt_app is None:
+            return JSONResponse({"error": "Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"},
+                                status_code=503)
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge:
+            return too_large(limit)
+        bolt_request = BoltRequest(
+            body=body.decode("utf-8", errors="replace"),
+            query=request.url.query,
+            headers={k: v for k, v in request.headers.items()},
+        )
+        with metrics.timer("slack_events"):
+            bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
+        return Response(
+            status_code=bolt_response.status,
+            content=bolt_response.body,
+            headers=bolt_response.first_headers_without_set_cookie(),
+        )
+
+    async def usage(request: Request) -> Response:
+        from jobs.ingest import IngestRejected, ingest_body
+
+        token = request.headers.get("authorization", "")
+        scheme, _, secret = token.partition(" ")
+        projects = context.settings.ingest_token_projects()
+        project = projects.get(secret.strip()) if scheme.lower() == "bearer" else None
+        if project is None:
+            return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge:
+            return too_large(limit)
+        try:
+            with metrics.timer("usage"):
+                result = await run_in_threadpool(ingest_body, context.sessions, context.catalog, body, project=project)
+        except IngestRejected as exc:
+            errors = [{"line": line, "reason": reason} for line, reason in exc.errors[:1000]]
+            return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
+        except Exception as exc:  # the database is down, say, not the body's fault
+            log.error("usage ingest failed: %s", type(exc).__name__)
+            return JSONResponse({"error": "the ledger is unavailable; retry later (nothing was applied)"},
+                                status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+
+    async def healthz(request: Request) -> Response:
+        def check() -> None:
+            with context.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(check)
+        except Exception as exc:
+            return JSONResponse({"status": "unhealthy", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        text_body = await run_in_threadpool(metrics.render, context)
+        return PlainTextResponse(text_body, media_type="text/plain; version=0.0.4")
+
+    def counted(name: str, endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def wrapper(request: Request) -> Response:
+            response = await endpoint(request)
+            metrics.count_request(name, response.status_code)
+            return response
+
+        return wrapper
+
+    routes = [
+        Route("/slack/events", counted("slack_events", slack_events), methods=["POST"]),
+        Route("/v1/usage", counted("usage", usage), methods=["POST"]),
+        Route("/healthz", counted("healthz", healthz), methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    server = Starlette(routes=routes)
+    server.state.context = context
+    server.state.metrics = metrics
+    return server
+

@@ -1,0 +1,185 @@
+"""Views for `/costquote`: pure functions from a QuoteResult (or an error) to Block Kit and text."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from slack_sdk.models.blocks import Block, DividerBlock
+
+from bot.views.blocks import (
+    MAX_BLOCKS,
+    context,
+    escape,
+    fields_section,
+    header,
+    line_sections,
+    plain_section,
+    section,
+)
+from pricing.grammar import EXAMPLES
+from pricing.money import count, per_million, percent, usd
+from pricing.quote import ModelQuote, QuoteResult
+
+
+def _shape(q: ModelQuote) -> str:
+    cached = f" ({count(q.cached_input_tokens)} cached)" if q.cached_input_tokens else ""
+    volume = f" × {count(q.requests_per_month)} requests/month" if q.requests_per_month is not None else ""
+    return f"{count(q.input_tokens)} in{cached} + {count(q.output_tokens)} out tokens{volume}"
+
+
+def _rates(q: ModelQuote) -> str:
+    p = q.price
+    cached = f", {per_million(p.cached_input)} cached" if p.cached_input is not None else ""
+    return f"{per_million(p.input)} in / {per_million(p.output)} out{cached} ({p.source})"
+
+
+def _money_line(per_request: Decimal, monthly: Decimal | None) -> str:
+    line = f"{usd(per_request)} / request"
+    return line + (f"\n{usd(monthly)} / month" if monthly is not None else "")
+
+
+def _dedicated_line(q: ModelQuote) -> str | None:
+    d = q.dedicated
+    if d is None:
+        return f"*Dedicated:* {escape(q.dedicated_note)}" if q.dedicated_note else None
+    gpu = d.hardware.label or d.hardware.gpu.upper()
+    parts = [
+        f"*Dedicated ({escape(gpu)}):* {d.gpus} GPU{'s' if d.gpus != 1 else ''}, {usd(d.monthly_cost)}/month",
+    ]
+    if d.effective_per_million is not None:
+        parts.append(f"{per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization")
+    if d.break_even_tokens_per_month is not None:
+        parts.append(f"breaks even with serverless at {count(d.break_even_tokens_per_month)} tokens/month")
+    else:
+        parts.append("never cheaper than serverless at this throughput")
+    return " · ".join(parts)
+
+
+def quote_blocks(result: QuoteResult) -> list[Block]:
+    """The answer to a quote: one model in detail, or several compared by monthly cost."""
+    if result.cluster is not None:
+        return cluster_blocks(result)
+    if result.request.kind == "compare":
+        return compare_blocks(result)
+    q = result.quotes[0]
+    blocks: list[Block] = [
+        header(f"Cost quote: {q.label}"),
+        section(f"*{escape(q.label)}* on {escape(q.price.provider)} · {_rates(q)}\n{_shape(q)}"),
+    ]
+    fields = [f"*Serverless*\n{_money_line(q.serverless.per_request, q.serverless.monthly)}"]
+    if q.batch is not None:
+        saving = q.batch_saving or Decimal(0)
+        fields.append(
+            f"*Batch ({percent(q.batch_saving_fraction or Decimal(0))} off)*\n"
+            f"{_money_line(q.batch.per_request, q.batch.monthly)}\nsaves {usd(saving)}"
+            + ("/month" if q.batch.monthly is not None else "/request")
+        )
+    else:
+        fields.append("*Batch*\nnot served for this model")
+    blocks.append(fields_section(fields))
+    dedicated = _dedicated_line(q)
+    if dedicated:
+        blocks.append(section(dedicated))
+    notes = []
+    if q.serverless.monthly is not None:
+        notes.append(f"Cheapest: *{q.cheapest}*.")
+    else:
+        notes.append("Add a volume (e.g. `x 2M/mo` or `100k/day`) for monthly and dedicated costs.")
+    if q.runners_up:
+        notes.append("Also matched: " + ", ".join(escape(r) for r in q.runners_up) + ".")
+    notes.extend(escape(n) for n in result.notes)
+    blocks.append(context(" ".join(notes)))
+    return blocks
+
+
+def compare_blocks(result: QuoteResult) -> list[Block]:
+    """Models sorted by monthly cost, packed to stay inside 50 blocks and 3,000 characters a section."""
+    first = result.quotes[0]
+    blocks: list[Block] = [
+        header(f"Cost comparison ({len(result.quotes)} models)"),
+        section(_shape(first)),
+    ]
+    lines = []
+    for rank, q in enumerate(result.quotes, start=1):
+        cost = usd(q.serverless.monthly) + "/month" if q.serverless.monthly is not None else usd(q.serverless.per_request) + "/request"
+        batch = ""
+        if q.batch is not None:
+            amount = q.batch.monthly if q.batch.monthly is not None else q.batch.per_request
+            batch = f" · batch {usd(amount)}"
+        else:
+            batch = " · no batch"
+        dedicated = ""
+        if q.dedicated is not None:
+            dedicated = f" · dedicated {usd(q.dedicated.monthly_cost)} ({q.dedicated.gpus} GPU)"
+        lines.append(f"{rank}. *{escape(q.label)}* {cost}{batch}{dedicated}")
+    blocks.extend(line_sections(lines, max_blocks=MAX_BLOCKS - 3, more_label="more models"))
+    cheapest = result.quotes[0]
+    blocks.append(context(f"Cheapest: *{escape(cheapest.label)}* on {cheapest.cheapest}. "
+                          + " ".join(escape(n) for n in result.notes)))
+    return blocks
+
+
+def cluster_blocks(result: QuoteResult) -> list[Block]:
+    c = result.cluster
+    assert c is not None
+    text = f"{c.gpus} GPUs × {count(c.hours)} h at {usd(c.per_gpu_hour)}/GPU-hour = *{usd(c.cost)}*"
+    if c.effective_per_million is not None and c.tokens is not None:
+        text += f"\n{count(c.tokens)} tokens at the stated throughput: {per_million(c.effective_per_million)} effective"
+    return [header("GPU cluster quote"), section(text)]
+
+
+def quote_text(result: QuoteResult) -> str:
+    """The plain-text fallback (notifications, screen readers, the terminal)."""
+    if result.cluster is not None:
+        c = result.cluster
+        return f"GPU cluster: {c.gpus} GPUs x {count(c.hours)} h = {usd(c.cost)}"
+    parts = []
+    for q in result.quotes:
+        amount = q.serverless.monthly if q.serverless.monthly is not None else q.serverless.per_request
+        unit = "/month" if q.serverless.monthly is not None else "/request"
+        batch = ""
+        if q.batch is not None:
+            b = q.batch.monthly if q.batch.monthly is not None else q.batch.per_request
+            batch = f", batch {usd(b)}{unit}"
+        parts.append(f"{q.label}: {usd(amount)}{unit} serverless{batch}")
+    return "; ".join(parts)
+
+
+def error_blocks(message: str, example: str) -> list[Block]:
+    """What was wrong and a corrected example; the message is plain text, so nothing in it renders."""
+    return [
+        plain_section(f"Sorry, I couldn't quote that: {message}"),
+        section(f"Try:\n```/costquote {escape(example)}```"),
+        context("`/costquote help` shows everything it understands."),
+    ]
+
+
+def error_text(message: str, example: str) -> str:
+    return f"Sorry, I couldn't quote that: {message.rstrip('.?!')}. Try: /costquote {example}"
+
+
+HELP_TEXT = """\
+/costquote MODEL IN/OUT [x VOLUME] [dedicated GPU] [public]
+• tokens per request: `3k/1k`, `4000 1000` or `in=3000 out=1000` (add `cached=500` for cached input)
+• volume: `x 2M/mo`, `100k/day`, `1,000 per hour`, `50M tokens/day`; a month is 30.44 days unless you add `month=2026-02`
+• numbers take k, M and B and thousands separators
+• models match forgivingly: `maestro`, `llama-3.3-70b`, `deepseek-v3`; other providers as `openai/gpt-4o`
+• `compare A B C 3k/1k 100k/day` ranks models by monthly cost
+• `dedicated h100` (or h200, b200) adds GPUs needed, monthly cost, effective $/1M and break-even; `util=60%` plans for a utilization
+• `rate=0.90/3.30` quotes your own $/1M rates without a model
+• `cluster 8 h100 720h 20k tok/s` prices a GPU cluster by the GPU-hour
+• `public` posts the answer to the channel; otherwise only you see it"""
+
+
+def help_blocks() -> list[Block]:
+    examples = "\n".join(f"/costquote {e}" for e in EXAMPLES)
+    return [
+        header("/costquote: what will it cost?"),
+        section(HELP_TEXT),
+        DividerBlock(),
+        section(f"*Examples*\n```{examples}```"),
+    ]
+
+
+def help_text() -> str:
+    return HELP_TEXT + "\n\nExamples:\n" + "\n".join(f"/costquote {e}" for e in EXAMPLES)
