@@ -37,6 +37,8 @@ def create_app(context: Context, *, verify_token: bool = True) -> App:
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
         token_verification_enabled=verify_token,
         request_verification_enabled=True,
+        # Listeners run in our worker thread and ack fast; slow work goes to lazy listeners.
+        process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
         logger=logging.getLogger("budget_guard.bolt"),
     )

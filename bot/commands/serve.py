@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, fail, open_context, settings_from_args, upgrade_database
 from bot.logs import setup_logging
 
 log = logging.getLogger("budget_guard.serve")
@@ -18,11 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default 3000, or PORT)")
     parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
     parser.add_argument("--no-scheduler", action="store_true", help="serve requests only; run no scheduled jobs")
+    parser.add_argument("--upgrade-db", action="store_true", help="apply database migrations before starting")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.upgrade_db:
+            upgrade_database(settings_from_args(args).database_url)
         context = open_context(args)
     except StartupError as exc:
         return fail(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from db.schema import SchemaOutOfDate, check_up_to_date
+from db.schema import SchemaOutOfDate, check_up_to_date, upgrade
 from jobs.context import Context
 from jobs.settings import ConfigError, Settings, load_settings
 
@@ -48,3 +48,11 @@ def fail(error: Exception, code: int = 2) -> int:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+
+
+def upgrade_database(url: str) -> None:
+    """Apply migrations; a database that cannot be reached is one clear line."""
+    try:
+        upgrade(url)
+    except Exception as exc:
+        raise StartupError(f"database: cannot upgrade ({type(exc).__name__}: {_first_line(exc)})") from None
