@@ -1,0 +1,200 @@
+"""The Slack outbox: messages are written first, then a sender claims, posts and records them.
+
+A message is never lost (it stays until Slack takes it) and never posted twice: a row is
+claimed before posting, its `ts` recorded after; a row whose sender died mid-post is checked
+against the channel's history (our message metadata carries the row's key) before it is
+posted again."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import OutboxMessage
+from jobs.claims import OWNER
+
+log = logging.getLogger(__name__)
+SENDING_LEASE = timedelta(minutes=2)
+MAX_BACKOFF = timedelta(minutes=10)
+METADATA_EVENT = "budget_guard_message"
+# Errors that no retry will fix soon but that must not lose the message either.
+OPERATOR_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "invalid_auth", "token_revoked",
+                   "account_inactive", "not_authed", "missing_scope", "restricted_action"}
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    deferred: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def enqueue(session: Session, *, key: str, kind: str, channel: str, text: str,
+            blocks: list[dict[str, Any]] | None = None, thread_of: str | None = None,
+            attachment: bytes | None = None, attachment_name: str | None = None, late: bool = False,
+            now: datetime | None = None) -> bool:
+    """Add a message unless one with this key exists; True if it was added."""
+    now = now or datetime.now(timezone.utc)
+    values = dict(dedupe_key=key, kind=kind, channel=channel, text=text, blocks=blocks, thread_of=thread_of,
+                  attachment=attachment, attachment_name=attachment_name, late=late, status="pending",
+                  attempts=0, next_attempt_at=now, created_at=now, file_posted=False)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = session.execute(insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    return result.rowcount == 1
+
+
+def _due(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
+        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - SENDING_LEASE),
+    )
+
+
+def _claim_batch(sessions: sessionmaker[Session], owner: str, now: datetime, limit: int) -> list[tuple[int, bool]]:
+    """Claim due rows one by one with a conditional update, so two senders never share a row.
+
+    Returns (id, recovering): recovering rows were "sending" under a sender whose lease ran out."""
+    with sessions() as session:
+        candidates = session.execute(
+            select(OutboxMessage.id, OutboxMessage.status).where(_due(now)).order_by(OutboxMessage.id).limit(limit)
+        ).all()
+    claimed = []
+    for row_id, previous in candidates:
+        with sessions() as session, session.begin():
+            result = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id, OutboxMessage.status == previous, _due(now))
+                .values(status="sending", claimed_by=owner, claimed_at=now)
+            )
+        if result.rowcount == 1:
+            claimed.append((row_id, previous == "sending"))
+    return claimed
+
+
+def send_pending(sessions: sessionmaker[Session], client: WebClient, *, owner: str = OWNER,
+                 now: datetime | None = None, limit: int = 50) -> SendReport:
+    """Post every due message; record each `ts`; back off on 429, 5xx and timeouts."""
+    now = now or datetime.now(timezone.utc)
+    report = SendReport()
+    for row_id, recovering in _claim_batch(sessions, owner, now, limit):
+        with sessions() as session:
+            row = session.get(OutboxMessage, row_id)
+            assert row is not None
+            parent_ts = None
+            if row.thread_of:
+                parent = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == row.thread_of))
+                if parent is not None and parent.ts is None:
+                    _defer(sessions, row_id, now, timedelta(seconds=5), None, attempt=False)
+                    report.deferred += 1
+                    continue
+                parent_ts = parent.ts if parent is not None else None
+        try:
+            if row.ts is None:
+                found = _find_posted(client, row) if recovering else None
+                row.ts, row.posted_channel = found or _post(client, row, parent_ts)
+                _record(sessions, row_id, ts=row.ts, posted_channel=row.posted_channel)
+            if row.attachment is not None and not row.file_posted:
+                client.files_upload_v2(channel=row.posted_channel or row.channel, file=row.attachment,
+                                       filename=row.attachment_name or "chart.png",
+                                       title=row.attachment_name or "chart")
+                _record(sessions, row_id, file_posted=True)
+            _record(sessions, row_id, status="sent", posted_at=now, claimed_by=None, last_error=None)
+            report.sent += 1
+        except SlackApiError as exc:
+            response = exc.response
+            status = response.status_code if response is not None else 0
+            error = response.get("error") if response is not None and isinstance(response.data, dict) else None
+            if status == 429:
+                wait = timedelta(seconds=int(response.headers.get("Retry-After", "1") or 1))
+                reason = f"rate limited; retrying after {wait.total_seconds():.0f}s"
+            else:
+                wait = _backoff(row.attempts)
+                reason = f"Slack said {error or status}"
+                if error in OPERATOR_ERRORS:
+                    reason += f" for channel {row.channel}; the message stays in the outbox until this is fixed"
+            log.warning("outbox %s (%s): %s", row.dedupe_key, row.kind, reason, extra={"outbox_id": row_id})
+            _defer(sessions, row_id, now, wait, reason)
+            report.deferred += 1
+            report.errors.append(reason)
+        except (SlackRequestError, OSError, TimeoutError) as exc:
+            reason = f"Slack unreachable ({type(exc).__name__})"
+            log.warning("outbox %s: %s", row.dedupe_key, reason, extra={"outbox_id": row_id})
+            _defer(sessions, row_id, now, _backoff(row.attempts), reason)
+            report.deferred += 1
+            report.errors.append(reason)
+    return report
+
+
+def _post(client: WebClient, row: OutboxMessage, thread_ts: str | None) -> tuple[str, str]:
+    """chat.postMessage with the row's key in the message metadata, for recovery after a crash."""
+    metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": row.dedupe_key}}
+    response = client.chat_postMessage(channel=row.channel, text=row.text, blocks=row.blocks, thread_ts=thread_ts,
+                                       metadata=metadata, unfurl_links=False, unfurl_media=False)
+    return response["ts"], response.get("channel") or row.channel
+
+
+def _find_posted(client: WebClient, row: OutboxMessage) -> str | None:
+    """The ts of a message carrying this row's key in the channel's recent history, if any."""
+    oldest = (row.created_at - timedelta(minutes=1)).timestamp()
+    try:
+        history = client.conversations_history(channel=row.channel, oldest=f"{oldest:.6f}",
+                                               include_all_metadata=True, limit=200)
+    except SlackApiError as exc:
+        log.warning("cannot check history of %s before re-posting (%s); posting again",
+                    row.channel, exc.response.get("error") if exc.response is not None else exc)
+        return None
+    for message in history.get("messages", []):
+        payload = (message.get("metadata") or {}).get("event_payload") or {}
+        if payload.get("key") == row.dedupe_key:
+            return message["ts"]
+    return None
+
+
+def _record(sessions: sessionmaker[Session], row_id: int, **values: Any) -> None:
+    with sessions() as session, session.begin():
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values))
+
+
+def _defer(sessions: sessionmaker[Session], row_id: int, now: datetime, wait: timedelta, reason: str | None,
+           *, attempt: bool = True) -> None:
+    with sessions() as session, session.begin():
+        row = session.get(OutboxMessage, row_id)
+        assert row is not None
+        if row.status == "sending":
+            row.status = "pending"
+        row.claimed_by = None
+        row.next_attempt_at = now + wait
+        if attempt:
+            row.attempts += 1
+        if reason:
+            row.last_error = reason
+
+
+def _backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=5 * 2 ** min(attempts, 12)), MAX_BACKOFF)
+
+
+def release(sessions: sessionmaker[Session], *, owner: str = OWNER) -> int:
+    """On shutdown: hand back rows we claimed but did not start posting."""
+    with sessions() as session, session.begin():
+        result = session.execute(
+            update(OutboxMessage).where(OutboxMessage.claimed_by == owner, OutboxMessage.status == "sending",
+                                        OutboxMessage.ts.is_(None))
+            .values(status="pending", claimed_by=None)
+        )
+        return result.rowcount
+
+
+def pending_count(session: Session) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status != "sent")) or 0

@@ -1,0 +1,168 @@
+"""APScheduler 3 in the `serve` process: cron triggers in the configured zone, every run claimed.
+
+APScheduler 3 cannot share a job store between processes, so each replica schedules every
+job and each run first claims (job, period): the period is the trigger's own fire time, the
+same on every replica, so exactly one replica runs it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from slack_sdk import WebClient
+
+from jobs import claims, outbox
+from jobs.context import Context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A job the scheduler runs: `run(context, period_start)` under a (name, period) claim."""
+
+    name: str
+    trigger: CronTrigger
+    run: Callable[[Context, datetime], Any]
+
+
+def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta = timedelta(days=2)) -> datetime | None:
+    """The latest time at or before `now` that `trigger` fires: the period every replica agrees on."""
+    fire = trigger.get_next_fire_time(None, now - lookback)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return latest
+
+
+def period_key(fire_time: datetime) -> str:
+    return fire_time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def run_claimed(context: Context, job: ScheduledJob, *, now: datetime | None = None, metrics: Any = None) -> bool:
+    """Run `job` for its current period if this process wins the claim; True if it ran."""
+    now = now or datetime.now(timezone.utc)
+    fire = last_fire_time(job.trigger, now.astimezone(context.settings.zone))
+    if fire is None:
+        return False
+    period = period_key(fire)
+    try:
+        claims.run_once(context.sessions, job.name, period, lambda: job.run(context, fire), now=now)
+    except claims.AlreadyClaimed:
+        return False
+    except Exception:
+        log.exception("job %s for %s failed", job.name, period, extra={"job": job.name, "period": period})
+        if metrics is not None:
+            metrics.count_job(job.name, "failed")
+        return False
+    if metrics is not None:
+        metrics.count_job(job.name, "done")
+    log.info("job %s ran for %s", job.name, period, extra={"job": job.name, "period": period})
+    return True
+
+
+def scheduled_jobs(context: Context) -> list[ScheduledJob]:
+    """The jobs this deployment runs, with their cron triggers in the configured zone."""
+    settings, zone = context.settings, context.settings.zone
+    jobs: list[ScheduledJob] = []
+
+    def cron(expression: str) -> CronTrigger:
+        return CronTrigger.from_crontab(expression, timezone=zone)
+
+    if settings.sources:
+        from jobs.pull import pull_sources
+
+        jobs.append(ScheduledJob("pull", cron(settings.pull_cron),
+                                 lambda ctx, _: pull_sources(ctx.sessions, ctx.settings, ctx.catalog)))
+    if settings.together_api_key:
+        from jobs.price_sync import sync_prices
+
+        def price_sync(ctx: Context, _: datetime) -> None:
+            sync_prices(ctx.sessions, ctx.settings)
+            ctx.reload_catalog()
+
+        jobs.append(ScheduledJob("price-sync", cron(settings.price_sync_cron), price_sync))
+    try:
+        from jobs.budget_check import check_budgets
+    except ModuleNotFoundError:
+        check_budgets = None
+    if check_budgets is not None:
+        jobs.append(ScheduledJob("check", cron(settings.check_cron),
+                                 lambda ctx, fire: check_budgets(ctx, now=datetime.now(timezone.utc))))
+    try:
+        from jobs.digest import digest_job
+    except ModuleNotFoundError:
+        digest_job = None
+    if digest_job is not None and settings.digest_channel:
+        t = settings.digest_time
+        jobs.append(ScheduledJob("digest", CronTrigger(hour=t.hour, minute=t.minute, timezone=zone), digest_job))
+    return jobs
+
+
+def outbox_client(context: Context) -> WebClient:
+    """A Web API client with no automatic retries: the outbox decides when to try again."""
+    settings = context.settings
+    kwargs: dict[str, Any] = {"token": settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None,
+                              "timeout": 15, "retry_handlers": []}
+    if settings.slack_api_url:
+        kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
+    return WebClient(**kwargs)
+
+
+class Scheduler:
+    """Cron jobs (claimed per period), a catch-up tick for missed periods, and the outbox sender."""
+
+    def __init__(self, context: Context, metrics: Any = None, *, outbox_seconds: float = 5.0,
+                 catch_up_seconds: float = 60.0) -> None:
+        self.context = context
+        self.metrics = metrics
+        self.jobs = scheduled_jobs(context)
+        self.client = outbox_client(context) if context.settings.slack_bot_token else None
+        self._stopping = threading.Event()
+        self._scheduler = BackgroundScheduler(timezone=context.settings.zone,
+                                              job_defaults={"coalesce": True, "max_instances": 1,
+                                                            "misfire_grace_time": 300})
+        for job in self.jobs:
+            self._scheduler.add_job(run_claimed, job.trigger, args=[context, job], kwargs={"metrics": metrics},
+                                    id=job.name, name=job.name)
+        # A replica that was down at a job's time runs the missed period once when it is back.
+        self._scheduler.add_job(self.catch_up, IntervalTrigger(seconds=catch_up_seconds), id="catch-up",
+                                next_run_time=datetime.now(timezone.utc) + timedelta(seconds=2))
+        if self.client is not None:
+            self._scheduler.add_job(self.send_outbox, IntervalTrigger(seconds=outbox_seconds), id="outbox",
+                                    next_run_time=datetime.now(timezone.utc) + timedelta(seconds=1))
+
+    def start(self) -> "Scheduler":
+        self._scheduler.start()
+        log.info("scheduler started with %s", ", ".join(j.name for j in self.jobs) or "no jobs")
+        return self
+
+    def catch_up(self) -> None:
+        for job in self.jobs:
+            if self._stopping.is_set():
+                return
+            run_claimed(self.context, job, metrics=self.metrics)
+
+    def send_outbox(self) -> None:
+        if self.client is None or self._stopping.is_set():
+            return
+        outbox.send_pending(self.context.sessions, self.client)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Finish running jobs, then give back whatever this process still holds."""
+        self._stopping.set()
+        self._scheduler.shutdown(wait=wait)
+        claims.release_all(self.context.sessions)
+        outbox.release(self.context.sessions)
+
+
+def start_scheduler(context: Context, *, metrics: Any = None) -> Scheduler:
+    return Scheduler(context, metrics).start()
