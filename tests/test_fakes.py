@@ -81,7 +81,7 @@ def test_post_message_returns_increasing_ts_and_records_the_call(slack: FakeSlac
     first = client.chat_postMessage(channel="C0COSTS", text="$12,000/month", blocks=blocks)
     second = client.chat_postMessage(channel="C0COSTS", text="again", thread_ts=first["ts"])
 
-    assert first["ts"] == "1700000000.000100"
+    assert abs(float(first["ts"]) - time.time()) < 60  # the posting time, as Slack's are
     assert float(second["ts"]) > float(first["ts"])
     assert first["channel"] == "C0COSTS" and first["message"]["text"] == "$12,000/month"
     assert first["message"]["blocks"] == blocks and second["message"]["thread_ts"] == first["ts"]
@@ -430,3 +430,13 @@ def test_refused_connections_come_back_on_the_same_port(together: FakeTogether) 
     assert together.url == url and together.pending_faults == 0
     assert get_together(together, "/models").status_code == 200
     assert len(together.requests) == 1, "refused connections never reach the log"
+
+
+def test_history_returns_metadata_only_when_asked(slack: FakeSlack, client: WebClient) -> None:
+    metadata = {"event_type": "budget_guard_message", "event_payload": {"key": "alert:x"}}
+    posted = client.chat_postMessage(channel="C0HIST", text="hello", metadata=metadata)
+    plain = client.conversations_history(channel="C0HIST")
+    assert plain["messages"][0]["ts"] == posted["ts"] and "metadata" not in plain["messages"][0]
+    full = client.conversations_history(channel="C0HIST", include_all_metadata=True, oldest=f"{time.time() - 60:.6f}")
+    assert full["messages"][0]["metadata"]["event_payload"]["key"] == "alert:x"
+    assert client.conversations_history(channel="C0HIST", oldest=posted["ts"])["messages"] == []

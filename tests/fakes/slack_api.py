@@ -13,6 +13,8 @@ made-up objects; register specific ones with `add_channel()` / `add_user()`.
 
 from __future__ import annotations
 
+import time
+
 import json
 import mimetypes
 from dataclasses import dataclass, field
@@ -108,6 +110,7 @@ class FakeSlack(FakeHTTPServer):
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._counter = 0
+        self._last_ts_micros = 0
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -115,6 +118,7 @@ class FakeSlack(FakeHTTPServer):
             "chat.postEphemeral": self._chat_post_ephemeral,
             "views.publish": self._views_publish,
             "conversations.info": self._conversations_info,
+            "conversations.history": self._conversations_history,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
@@ -321,6 +325,25 @@ class FakeSlack(FakeHTTPServer):
         channel = self._channels.get(channel_id) or self._made_up_channel(channel_id)
         return {"ok": True, "channel": channel}
 
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Newest first; `oldest`/`latest` bound the ts; metadata only with include_all_metadata."""
+        channel_id = str(params.get("channel") or "")
+        if not channel_id:
+            return _error("channel_not_found")
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or "inf")
+        limit = int(params.get("limit") or 100)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in {"1", "true"}
+        with self._lock:
+            found = [dict(m) for (channel, ts), m in self._messages.items()
+                     if channel == channel_id and oldest < float(ts) <= latest]
+        found.sort(key=lambda m: float(m["ts"]), reverse=True)
+        for message in found:
+            message.pop("channel", None)
+            if not with_metadata:
+                message.pop("metadata", None)
+        return {"ok": True, "messages": found[:limit], "has_more": len(found) > limit}
+
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = str(params.get("user") or "")
         if not user_id:
@@ -484,9 +507,11 @@ class FakeSlack(FakeHTTPServer):
             return self._counter
 
     def _next_ts(self) -> str:
-        """Message timestamps: unique, increasing, "1700000000.000100"-shaped."""
-        micros = 100 * self._next_number()
-        return f"{FIRST_TS_SECONDS + micros // 1_000_000}.{micros % 1_000_000:06d}"
+        """Message timestamps like Slack's: the posting time, "1764000000.000100"-shaped, unique and increasing."""
+        with self._lock:
+            micros = max(int(time.time() * 1_000_000), self._last_ts_micros + 100)
+            self._last_ts_micros = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
 
 def parse_params(request: RecordedRequest) -> dict[str, Any]:
