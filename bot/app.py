@@ -10,11 +10,11 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.listeners import quote
+from bot.listeners import alerts, budget, quote
 from jobs.context import Context
 
 log = logging.getLogger(__name__)
-LISTENER_MODULES = [quote]
+LISTENER_MODULES = [quote, budget, alerts]
 
 
 def web_client(context: Context) -> WebClient:

@@ -78,11 +78,22 @@ class Runtime:
 
 
 def _start_scheduler(context: Context, metrics: Metrics) -> Any:
+    from jobs.scheduler import start_scheduler
+
+    return start_scheduler(context, metrics=metrics, renderers=renderers())
+
+
+def renderers() -> dict[str, Any]:
+    """The views that turn job results into Slack messages."""
+    from bot.views.alerts import alert_message
+
+    found: dict[str, Any] = {"alert": alert_message}
     try:
-        from jobs.scheduler import start_scheduler
+        from bot.views.digest import digest_message
     except ModuleNotFoundError:
-        return None
-    return start_scheduler(context, metrics=metrics)
+        return found
+    found["digest"] = digest_message
+    return found
 
 
 def _reason(exc: Exception) -> str:

@@ -48,8 +48,8 @@ def enqueue(session: Session, *, key: str, kind: str, channel: str, text: str,
                   attempts=0, next_attempt_at=now, created_at=now, file_posted=False)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    return result.rowcount == 1
+    statement = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return session.execute(statement.returning(OutboxMessage.id)).scalar() is not None
 
 
 def _due(now: datetime):  # type: ignore[no-untyped-def]
@@ -100,7 +100,7 @@ def send_pending(sessions: sessionmaker[Session], client: WebClient, *, owner: s
         try:
             if row.ts is None:
                 found = _find_posted(client, row) if recovering else None
-                row.ts, row.posted_channel = found or _post(client, row, parent_ts)
+                row.ts, row.posted_channel = (found, row.channel) if found else _post(client, row, parent_ts)
                 _record(sessions, row_id, ts=row.ts, posted_channel=row.posted_channel)
             if row.attachment is not None and not row.file_posted:
                 client.files_upload_v2(channel=row.posted_channel or row.channel, file=row.attachment,

@@ -69,8 +69,11 @@ def run_claimed(context: Context, job: ScheduledJob, *, now: datetime | None = N
     return True
 
 
-def scheduled_jobs(context: Context) -> list[ScheduledJob]:
-    """The jobs this deployment runs, with their cron triggers in the configured zone."""
+def scheduled_jobs(context: Context, renderers: dict[str, Callable[..., Any]] | None = None) -> list[ScheduledJob]:
+    """The jobs this deployment runs, with their cron triggers in the configured zone.
+
+    `renderers` turn job results into Slack messages (they live in `bot`, which jobs do not import)."""
+    renderers = renderers or {}
     settings, zone = context.settings, context.settings.zone
     jobs: list[ScheduledJob] = []
 
@@ -90,20 +93,18 @@ def scheduled_jobs(context: Context) -> list[ScheduledJob]:
             ctx.reload_catalog()
 
         jobs.append(ScheduledJob("price-sync", cron(settings.price_sync_cron), price_sync))
-    try:
-        from jobs.budget_check import check_budgets
-    except ModuleNotFoundError:
-        check_budgets = None
-    if check_budgets is not None:
-        jobs.append(ScheduledJob("check", cron(settings.check_cron),
-                                 lambda ctx, fire: check_budgets(ctx, now=datetime.now(timezone.utc))))
+    from jobs.budget_check import check_budgets
+
+    jobs.append(ScheduledJob("check", cron(settings.check_cron),
+                             lambda ctx, fire: check_budgets(ctx, render=renderers.get("alert"))))
     try:
         from jobs.digest import digest_job
     except ModuleNotFoundError:
         digest_job = None
     if digest_job is not None and settings.digest_channel:
         t = settings.digest_time
-        jobs.append(ScheduledJob("digest", CronTrigger(hour=t.hour, minute=t.minute, timezone=zone), digest_job))
+        jobs.append(ScheduledJob("digest", CronTrigger(hour=t.hour, minute=t.minute, timezone=zone),
+                                 lambda ctx, fire: digest_job(ctx, fire, render=renderers.get("digest"))))
     return jobs
 
 
@@ -120,11 +121,11 @@ def outbox_client(context: Context) -> WebClient:
 class Scheduler:
     """Cron jobs (claimed per period), a catch-up tick for missed periods, and the outbox sender."""
 
-    def __init__(self, context: Context, metrics: Any = None, *, outbox_seconds: float = 5.0,
-                 catch_up_seconds: float = 60.0) -> None:
+    def __init__(self, context: Context, metrics: Any = None, *, renderers: dict[str, Callable[..., Any]] | None = None,
+                 outbox_seconds: float = 5.0, catch_up_seconds: float = 60.0) -> None:
         self.context = context
         self.metrics = metrics
-        self.jobs = scheduled_jobs(context)
+        self.jobs = scheduled_jobs(context, renderers)
         self.client = outbox_client(context) if context.settings.slack_bot_token else None
         self._stopping = threading.Event()
         self._scheduler = BackgroundScheduler(timezone=context.settings.zone,
@@ -164,5 +165,6 @@ class Scheduler:
         outbox.release(self.context.sessions)
 
 
-def start_scheduler(context: Context, *, metrics: Any = None) -> Scheduler:
-    return Scheduler(context, metrics).start()
+def start_scheduler(context: Context, *, metrics: Any = None,
+                    renderers: dict[str, Callable[..., Any]] | None = None, **timing: float) -> Scheduler:
+    return Scheduler(context, metrics, renderers=renderers, **timing).start()

@@ -1,0 +1,57 @@
+"""`budget-guard check [--dry-run]`: the budget check now, through the same claims and outbox."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+
+from bot.commands.startup import StartupError, fail, open_context
+from bot.runtime import renderers
+from jobs import claims
+from jobs.budget_check import AlertDraft, check_budgets
+from jobs.outbox import send_pending
+from jobs.scheduler import outbox_client
+from pricing.money import usd
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("check", help="check budgets now and post new alerts")
+    parser.add_argument("--dry-run", action="store_true", help="print the alerts it would post; post nothing")
+    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    parser.set_defaults(func=run)
+
+
+def render_text(draft: AlertDraft) -> str:
+    """An alert as the terminal shows it."""
+    lines = [f"[{draft.kind}] {draft.headline}  → {draft.channel}"]
+    lines.extend(f"  {d}" for d in draft.details)
+    lines.extend(f"  • {d.label}: {usd(d.amount)}" for d in draft.drivers)
+    lines.append(f"  what to do: {draft.advice}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        context = open_context(args)
+    except StartupError as exc:
+        return fail(exc)
+    try:
+        if args.dry_run:
+            drafts = check_budgets(context, dry_run=True)
+            print("\n\n".join(render_text(d) for d in drafts) if drafts else "No new alerts.")
+            return 0
+        now = datetime.now(timezone.utc)
+        period = "manual-" + now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        posted = claims.run_once(context.sessions, "check", period,
+                                 lambda: check_budgets(context, now=now, render=renderers()["alert"]))
+        for draft in posted:
+            print(render_text(draft))
+        if context.settings.slack_bot_token:
+            report = send_pending(context.sessions, outbox_client(context))
+            print(f"{len(posted)} new alerts; posted {report.sent} messages; {report.deferred} waiting in the outbox"
+                  + (f" ({report.errors[0]})" if report.errors else ""))
+        else:
+            print(f"{len(posted)} new alerts queued; set SLACK_BOT_TOKEN to post them (they stay in the outbox)")
+        return 0
+    finally:
+        context.close()

@@ -1,0 +1,42 @@
+"""`budget-guard pull [SOURCE]`: pull usage from every configured source, or one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bot.commands.startup import StartupError, fail, open_context
+from jobs.pull import UnknownSource, pull_sources
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("pull", help="pull usage from the configured sources now")
+    parser.add_argument("source", nargs="?", help="only this source (by name)")
+    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        context = open_context(args)
+    except StartupError as exc:
+        return fail(exc)
+    try:
+        if not context.settings.sources:
+            print("no sources configured: add [[sources]] to budget-guard.toml", file=sys.stderr)
+            return 2
+        outcomes = pull_sources(context.sessions, context.settings, context.catalog, only=args.source)
+    except UnknownSource as exc:
+        return fail(exc)
+    finally:
+        context.close()
+    for outcome in outcomes:
+        if outcome.result is not None:
+            r = outcome.result
+            print(
+                f"{outcome.source}: ok, {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} UTC, "
+                f"{r.pages} page(s), {r.rows} bucket row(s)"
+            )
+        else:
+            print(f"{outcome.source}: FAILED: {outcome.error}")
+    return 0 if all(o.ok for o in outcomes) else 1

@@ -1,0 +1,63 @@
+"""Alert buttons: Acknowledge, Snooze for a day, Show breakdown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.views.alerts import AlertAction, acknowledged_blocks, breakdown_blocks
+from jobs.budget_check import acknowledge, breakdown, snooze
+from jobs.context import Context
+
+log = logging.getLogger(__name__)
+REFUSED = "That button does not belong to an alert I know; nothing was changed."
+
+
+def _action(body: dict[str, Any]) -> AlertAction | None:
+    try:
+        return AlertAction.model_validate_json(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValidationError):
+        return None
+
+
+def register(app: App, context: Context) -> None:
+    def update_message(client: WebClient, body: dict[str, Any], user: str, what: str) -> None:
+        message = body.get("message") or {}
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        if channel and message.get("ts"):
+            client.chat_update(channel=channel, ts=message["ts"], text=message.get("text") or what,
+                               blocks=acknowledged_blocks(message.get("blocks") or [], user, what))
+
+    @app.action("alert_ack")
+    def on_acknowledge(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        action, user = _action(body), body.get("user", {}).get("id", "")
+        if action is None or acknowledge(context, action.alert_id, action.budget, user) is None:
+            respond(text=REFUSED, response_type="ephemeral", replace_original=False)
+            return
+        update_message(client, body, user, "Acknowledged")
+
+    @app.action("alert_snooze")
+    def on_snooze(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        action, user = _action(body), body.get("user", {}).get("id", "")
+        if action is None or snooze(context, action.alert_id, action.budget, user) is None:
+            respond(text=REFUSED, response_type="ephemeral", replace_original=False)
+            return
+        update_message(client, body, user, "Snoozed for a day")
+
+    @app.action("alert_breakdown")
+    def on_breakdown(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        action = _action(body)
+        result = breakdown(context, action.budget) if action is not None else None
+        if action is None or result is None:
+            respond(text=REFUSED, response_type="ephemeral", replace_original=False)
+            return
+        rows, total = result
+        respond(blocks=breakdown_blocks(f"{action.budget}: this month by model and dimension", rows, total),
+                text=f"{action.budget} breakdown", response_type="ephemeral", replace_original=False)

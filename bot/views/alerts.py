@@ -1,0 +1,92 @@
+"""Views for budget alerts and `/budget`: pure functions from data to Block Kit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
+
+from bot.views.blocks import context, escape, header, line_sections, plain_section, section, to_dicts
+from jobs.budget_check import AlertDraft
+from jobs.budgets import BudgetSpec
+from pricing.money import percent, usd
+
+ICONS = {"threshold": ":rotating_light:", "forecast": ":crystal_ball:", "spike": ":chart_with_upwards_trend:",
+         "source": ":satellite_antenna:", "price": ":label:"}
+
+
+class AlertAction(BaseModel):
+    """What a button carries: the alert it acts on (checked against the database on click)."""
+
+    alert_id: int = Field(gt=0)
+    budget: str = Field(max_length=200)
+
+
+def progress_bar(fraction: Decimal, width: int = 20) -> str:
+    """A text bar like `▓▓▓▓▓▓░░░░ 62%`; over 100% fills and says so."""
+    filled = min(width, max(0, int(fraction * width)))
+    return "▓" * filled + "░" * (width - filled) + f" {percent(fraction)}"
+
+
+def alert_message(draft: AlertDraft, alert_id: int) -> tuple[str, list[dict[str, Any]]]:
+    """The alert as posted: headline, details, drivers, advice and the three buttons."""
+    icon = ICONS.get(draft.kind, ":warning:")
+    blocks: list[Block] = [header(f"{draft.headline}")]
+    lines = [escape(d) for d in draft.details]
+    if draft.amount and draft.spend is not None:
+        lines.append(f"`{progress_bar(draft.spend / draft.amount)}`")
+    blocks.append(section(f"{icon} " + "\n".join(lines)))
+    if draft.drivers:
+        blocks.append(section("*What drove it*\n" + "\n".join(f"• {escape(d.label)}: {usd(d.amount)}" for d in draft.drivers)))
+    blocks.append(section(f"*What to do*\n{escape(draft.advice)}"))
+    if draft.mention:
+        blocks.append(section(draft.mention))  # a configured user or group mention, not user input
+    value = AlertAction(alert_id=alert_id, budget=draft.budget).model_dump_json()
+    blocks.append(ActionsBlock(block_id="alert_actions", elements=[
+        ButtonElement(text="Acknowledge", action_id="alert_ack", value=value, style="primary"),
+        ButtonElement(text="Snooze for a day", action_id="alert_snooze", value=value),
+        ButtonElement(text="Show breakdown", action_id="alert_breakdown", value=value),
+    ]))
+    text = f"{draft.headline}. " + " ".join(draft.details)
+    return text[:3000], to_dicts(blocks)
+
+
+def acknowledged_blocks(original: list[dict[str, Any]], user_id: str, action: str) -> list[dict[str, Any]]:
+    """The alert after a button: the same blocks with the buttons replaced by who did what."""
+    kept = [b for b in original if b.get("type") != "actions"]
+    return kept + [context(f"{escape(action)} by <@{escape(user_id)}>").to_dict()]
+
+
+def breakdown_blocks(title: str, rows: list[tuple[str, Decimal]], total: Decimal) -> list[dict[str, Any]]:
+    """The ephemeral breakdown: top models and dimensions this month."""
+    lines = [f"• {escape(label)}: {usd(amount)} ({percent(amount / total) if total else '0%'})" for label, amount in rows]
+    blocks: list[Block] = [header(title)]
+    blocks.extend(line_sections(lines or ["No spend recorded in this scope this month."], max_blocks=10))
+    return to_dicts(blocks)
+
+
+def budget_list_blocks(budgets: list[tuple[BudgetSpec, Decimal]]) -> list[dict[str, Any]]:
+    """`/budget list`: each budget with its scope, spend this month and a bar."""
+    if not budgets:
+        return to_dicts([section("No budgets yet. An admin can add one:\n```/budget set llama-prod 5000 "
+                                 "model=llama-3.3-70b project=search #alerts```")])
+    lines = []
+    for spec, spend in budgets:
+        lines.append(f"*{escape(spec.name)}* {usd(spend)} of {usd(spec.amount)} · {escape(spec.describe_scope())}\n"
+                     f"`{progress_bar(spend / spec.amount)}` thresholds {', '.join(f'{t}%' for t in spec.thresholds)}"
+                     + (f" → <#{escape(spec.channel)}>" if spec.channel else ""))
+    return to_dicts([header("Budgets this month"), *line_sections(lines, max_blocks=45, more_label="more budgets")])
+
+
+def budget_error_blocks(message: str, example: str) -> list[dict[str, Any]]:
+    return to_dicts([plain_section(f"Sorry, I can't do that: {message}"), section(f"Try:\n```{escape(example)}```")])
+
+
+def budget_saved_blocks(spec: BudgetSpec, created: bool) -> list[dict[str, Any]]:
+    verb = "created" if created else "updated"
+    text = (f"Budget *{escape(spec.name)}* {verb}: {usd(spec.amount)} a month for {escape(spec.describe_scope())}, "
+            f"alerting at {', '.join(f'{t}%' for t in spec.thresholds)}"
+            + (f" in <#{escape(spec.channel)}>" if spec.channel else "") + ".")
+    return to_dicts([section(text)])

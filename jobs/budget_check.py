@@ -1,0 +1,368 @@
+"""The budget check: thresholds crossed, forecasts over budget, spikes, blind sources and price
+changes become alerts, each recorded once per (budget, period, kind, threshold) and queued in
+the outbox in the same transaction, so replicas and restarts cannot post one twice."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Alert, SourceState, SyncedPrice, from_nanos
+from db.rollups import DailyRow, daily_rows, local_midnight, month_bounds
+from jobs import budgets as budget_store
+from jobs.budgets import BudgetSpec
+from jobs.context import Context
+from jobs.outbox import enqueue
+from jobs.projection import Projection, project
+from pricing.money import percent, usd
+
+log = logging.getLogger(__name__)
+HISTORY_DAYS = 63
+SPIKE_MINIMUM = Decimal("1.00")  # a "spike" smaller than this many dollars is noise
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A model and dimensions, and the dollars they account for."""
+
+    label: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class AlertDraft:
+    """An alert before it is recorded: what happened, by how much, what drove it, what to do."""
+
+    budget: str
+    period: str
+    kind: str  # threshold, forecast, spike, source, price
+    threshold: str
+    channel: str
+    headline: str
+    details: list[str]
+    advice: str
+    drivers: list[Driver] = field(default_factory=list)
+    mention: str | None = None
+    amount: Decimal | None = None
+    spend: Decimal | None = None
+    forecast: Projection | None = None
+
+    @property
+    def key(self) -> str:
+        return f"alert:{self.budget}:{self.period}:{self.kind}:{self.threshold}"
+
+
+Message = tuple[str, list[dict[str, Any]]]
+AlertRenderer = Callable[[AlertDraft, int], Message]
+
+
+def check_budgets(context: Context, *, now: datetime | None = None, render: AlertRenderer | None = None,
+                  dry_run: bool = False) -> list[AlertDraft]:
+    """Find what needs saying now; record and queue each new alert (unless `dry_run`)."""
+    now = now or datetime.now(timezone.utc)
+    settings, zone = context.settings, context.settings.zone
+    local_now = now.astimezone(zone)
+    today = local_now.date()
+    day_fraction = _day_fraction(local_now)
+    month_start, month_end = month_bounds(today, zone)
+    history_start = local_midnight(today.replace(day=1) - timedelta(days=HISTORY_DAYS), zone)
+
+    with context.sessions() as session, session.begin():
+        budget_store.seed_from_file(session, settings, now=now)
+    with context.sessions() as session:
+        budgets = budget_store.active_budgets(session)
+        rows = daily_rows(session, history_start, min(month_end, now + timedelta(hours=1)), zone)
+        recorded = {(a.budget, a.period, a.kind, a.threshold) for a in
+                    session.scalars(select(Alert).where(Alert.created_at >= month_start - timedelta(days=40)))}
+        snoozed = _snoozed(session, now)
+        drafts: list[AlertDraft] = []
+        for budget in budgets:
+            if budget.name in snoozed:
+                continue
+            channel = budget.channel or settings.alert_channel
+            if not channel:
+                log.warning("budget %s has no channel and ALERT_CHANNEL is not set; not alerting", budget.name)
+                continue
+            scoped = [r for r in rows if budget.matches(r)]
+            drafts.extend(_budget_alerts(budget, scoped, channel, today, day_fraction, context))
+        drafts.extend(_source_alerts(session, context, now))
+        drafts.extend(_price_alerts(session, context, rows, today))
+
+    fresh = [d for d in drafts if (d.budget, d.period, d.kind, d.threshold) not in recorded]
+    if dry_run:
+        return fresh
+    posted = []
+    for draft in fresh:
+        if _record(context, draft, now, render):
+            posted.append(draft)
+    return posted
+
+
+def _day_fraction(local_now: datetime) -> float:
+    midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed = (local_now - midnight).total_seconds()
+    return max(min(elapsed / 86400, 1.0), 1 / 1440)
+
+
+def _snoozed(session: Session, now: datetime) -> set[str]:
+    return set(session.scalars(select(Alert.budget).where(Alert.snoozed_until.is_not(None), Alert.snoozed_until > now)))
+
+
+def _month_key(day: date) -> str:
+    return day.strftime("%Y-%m")
+
+
+def _drivers(rows: list[DailyRow], since: date, n: int = 3) -> list[Driver]:
+    """The models and dimensions with the most spend since `since`."""
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        if row.day >= since:
+            spend[_label(row)] += from_nanos(row.cost_nanos)
+    top = sorted(spend.items(), key=lambda item: -item[1])[:n]
+    return [Driver(label, amount) for label, amount in top if amount > 0]
+
+
+def _label(row: DailyRow) -> str:
+    parts = [row.model]
+    if row.mode != "serverless":
+        parts.append(row.mode)
+    if row.project:
+        parts.append(f"project={row.project}")
+    if row.feature:
+        parts.append(f"feature={row.feature}")
+    return " · ".join(parts)
+
+
+def _budget_alerts(budget: BudgetSpec, rows: list[DailyRow], channel: str, today: date, day_fraction: float,
+                   context: Context) -> list[AlertDraft]:
+    period = _month_key(today)
+    month_start = today.replace(day=1)
+    spend = sum((from_nanos(r.cost_nanos) for r in rows if r.day >= month_start), Decimal(0))
+    drivers = _drivers(rows, month_start)
+    saving = _batch_saving(context, budget)
+    advice = (f"Moving the offline work in this scope to batch would save about {usd(saving)}/month "
+              "(`budget-guard advise`)." if saving else "Check the drivers below; `/costquote compare` finds cheaper models.")
+    drafts: list[AlertDraft] = []
+
+    crossed = [t for t in budget.thresholds if spend * 100 >= budget.amount * t]
+    if crossed:
+        top = max(crossed)
+        headline = f"Budget {budget.name}: {percent(spend / budget.amount)} used ({usd(spend)} of {usd(budget.amount)})"
+        details = [f"Crossed {top}% of the {today:%B} budget for {budget.describe_scope()}."]
+        if spend > budget.amount:
+            details.append(f"Over by {usd(spend - budget.amount)}.")
+        for threshold in crossed:
+            drafts.append(AlertDraft(budget.name, period, "threshold", str(threshold), channel, headline, details,
+                                     advice, drivers, budget.mention, budget.amount, spend))
+
+    projection: Projection | None = None
+    if budget.forecast and rows and spend < budget.amount:
+        projection, _ = project(rows, today=today, day_fraction=day_fraction, catalog=context.catalog)
+        if projection.point > budget.amount:
+            crossing = projection.crossing(budget.amount)
+            when = f" around {crossing:%b %-d}" if crossing else ""
+            likely = "will" if projection.low > budget.amount else "is likely to"
+            headline = (f"Budget {budget.name} {likely} be exceeded{when}: forecast {usd(projection.point)} "
+                        f"of {usd(budget.amount)}")
+            details = [
+                f"Month-end forecast {usd(projection.point)} (80% interval {usd(projection.low)}–{usd(projection.high)}),"
+                f" {percent(projection.point / budget.amount)} of the budget; spent so far {usd(spend)}.",
+            ]
+            if projection.note:
+                details.append(f"Forecast: {projection.note}.")
+            drafts.append(AlertDraft(budget.name, period, "forecast", "", channel, headline, details, advice,
+                                     drivers, budget.mention, budget.amount, spend, projection))
+
+    spike = _spike(budget, rows, today, context.settings.spike_factor)
+    if spike is not None:
+        day, actual, expected, spike_drivers = spike
+        headline = f"Spend spike in {budget.name} on {day:%b %-d}: {usd(actual)} against {usd(expected)} expected"
+        details = [f"{usd(actual)} in one day, {(actual / expected).quantize(Decimal('0.1'))}× the expected "
+                   f"{usd(expected)} for {budget.describe_scope()}."]
+        drafts.append(AlertDraft(budget.name, day.isoformat(), "spike", "", channel, headline, details,
+                                 "If this was not planned, find the caller among the drivers below.",
+                                 spike_drivers, budget.mention, budget.amount, spend))
+    return drafts
+
+
+def _spike(budget: BudgetSpec, rows: list[DailyRow], today: date, factor: Decimal
+           ) -> tuple[date, Decimal, Decimal, list[Driver]] | None:
+    """Yesterday against a robust expectation: the larger of the same weekday's median over four
+    weeks and the mean of the seven days before."""
+    day = today - timedelta(days=1)
+    daily: dict[date, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        daily[row.day] += from_nanos(row.cost_nanos)
+    actual = daily.get(day, Decimal(0))
+    same_weekday = [daily.get(day - timedelta(weeks=w), Decimal(0)) for w in range(1, 5)]
+    week = [daily.get(day - timedelta(days=d), Decimal(0)) for d in range(1, 8)]
+    if not any(week):
+        return None
+    expected = max(statistics.median(same_weekday), sum(week) / 7)
+    if expected <= 0 or actual < expected * factor or actual - expected < SPIKE_MINIMUM:
+        return None
+    before: dict[str, Decimal] = defaultdict(Decimal)
+    on_day: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        if row.day == day:
+            on_day[_label(row)] += from_nanos(row.cost_nanos)
+        elif day - timedelta(days=7) <= row.day < day:
+            before[_label(row)] += from_nanos(row.cost_nanos) / 7
+    increases = sorted(((label, on_day[label] - before.get(label, Decimal(0))) for label in on_day),
+                       key=lambda item: -item[1])[:3]
+    return day, actual, expected, [Driver(label, amount) for label, amount in increases if amount > 0]
+
+
+def _batch_saving(context: Context, budget: BudgetSpec) -> Decimal | None:
+    try:
+        from jobs.advice import saving_in_scope
+    except ModuleNotFoundError:
+        return None
+    return saving_in_scope(context, budget.scope)
+
+
+def _source_alerts(session: Session, context: Context, now: datetime) -> list[AlertDraft]:
+    settings = context.settings
+    channel = settings.alert_channel
+    if not channel or not settings.sources:
+        return []
+    states = {s.name: s for s in session.scalars(select(SourceState))}
+    limit = timedelta(hours=settings.source_silence_hours)
+    drafts = []
+    for source in settings.sources:
+        state = states.get(source.name)
+        if state is None or state.last_attempt is None:
+            continue  # never run yet: nothing to say
+        since = state.last_success
+        if since is not None and now - since <= limit:
+            continue
+        if since is None and now - state.last_attempt <= limit:
+            continue
+        silent_for = now - (since or state.last_attempt)
+        hours = int(silent_for.total_seconds() // 3600)
+        what = f"failing: {state.last_error}" if state.last_error else "returning nothing"
+        headline = f"Usage source {source.name} has been {what.split(':')[0]} for {hours} h"
+        details = [f"Last success: {since:%Y-%m-%d %H:%M} UTC." if since else "It has never succeeded.",
+                   f"Last error: {state.last_error}" if state.last_error else "No error recorded."]
+        drafts.append(AlertDraft(f"source:{source.name}", (since or state.last_attempt).strftime("%Y-%m-%dT%H:%M"),
+                                 "source", "", channel, headline, details,
+                                 f"Budgets cannot see this source's spend; check `budget-guard pull {source.name}`."))
+    return drafts
+
+
+def _price_alerts(session: Session, context: Context, rows: list[DailyRow], today: date) -> list[AlertDraft]:
+    channel = context.settings.alert_channel
+    if not channel:
+        return []
+    in_use = {r.model for r in rows if r.day >= today - timedelta(days=30)}
+    history: dict[str, list[SyncedPrice]] = defaultdict(list)
+    for price in session.scalars(select(SyncedPrice).order_by(SyncedPrice.effective_from)):
+        history[price.model].append(price)
+    drafts = []
+    recent = datetime.combine(today - timedelta(days=7), datetime.min.time(), timezone.utc)
+    for model, prices in history.items():
+        if model not in in_use or len(prices) < 2:
+            continue
+        new, old = prices[-1], prices[-2]
+        if new.effective_from < recent:
+            continue
+        headline = (f"Price change for {model}: {usd(old.input_rate)}/{usd(old.output_rate)} → "
+                    f"{usd(new.input_rate)}/{usd(new.output_rate)} per 1M tokens")
+        details = [f"In effect from {new.effective_from:%Y-%m-%d}; usage since then is costed at the new price."]
+        drafts.append(AlertDraft(f"price:{model}", new.effective_from.strftime("%Y-%m-%d"), "price", "", channel,
+                                 headline, details, "Forecasts already use the new price; re-check budgets that include it."))
+    return drafts
+
+
+def _record(context: Context, draft: AlertDraft, now: datetime, render: AlertRenderer | None) -> bool:
+    """Insert the alert and its outbox message together; False if another run got there first."""
+    with context.sessions() as session, session.begin():
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        result = session.execute(
+            insert(Alert).values(budget=draft.budget, period=draft.period, kind=draft.kind, threshold=draft.threshold,
+                                 outbox_key=draft.key, created_at=now)
+            .on_conflict_do_nothing(index_elements=["budget", "period", "kind", "threshold"])
+            .returning(Alert.id)
+        )
+        alert_id = result.scalar()
+        if alert_id is None:
+            return False
+        first = session.scalar(
+            select(Alert.outbox_key).where(Alert.budget == draft.budget, Alert.period == draft.period,
+                                           Alert.kind.in_(("threshold", "forecast")), Alert.id != alert_id)
+            .order_by(Alert.id).limit(1)
+        ) if draft.kind in ("threshold", "forecast") else None
+        text, blocks = render(draft, alert_id) if render else (draft.headline, [])
+        enqueue(session, key=draft.key, kind="alert", channel=draft.channel, text=text, blocks=blocks or None,
+                thread_of=first, now=now)
+    return True
+
+
+def acknowledge(context: Context, alert_id: int, budget: str, user: str, *, now: datetime | None = None) -> Alert | None:
+    """Record who acknowledged an alert; None if no such alert (a forged or stale button)."""
+    now = now or datetime.now(timezone.utc)
+    with context.sessions() as session, session.begin():
+        alert = session.get(Alert, alert_id)
+        if alert is None or alert.budget != budget:
+            return None
+        alert.acknowledged_by = user
+        alert.acknowledged_at = now
+        return alert
+
+
+def snooze(context: Context, alert_id: int, budget: str, user: str, *, now: datetime | None = None,
+           hours: int = 24) -> Alert | None:
+    """Hold the budget's new alerts for a day; they are posted after, if still true."""
+    now = now or datetime.now(timezone.utc)
+    with context.sessions() as session, session.begin():
+        alert = session.get(Alert, alert_id)
+        if alert is None or alert.budget != budget:
+            return None
+        alert.snoozed_until = now + timedelta(hours=hours)
+        alert.acknowledged_by = alert.acknowledged_by or user
+        return alert
+
+
+def breakdown(context: Context, budget: str, *, now: datetime | None = None, top: int = 10
+              ) -> tuple[list[tuple[str, Decimal]], Decimal] | None:
+    """This month's spend in a budget's scope by model and dimensions, biggest first."""
+    now = now or datetime.now(timezone.utc)
+    zone = context.settings.zone
+    today = now.astimezone(zone).date()
+    start, end = month_bounds(today, zone)
+    with context.sessions() as session:
+        specs = {b.name: b for b in budget_store.active_budgets(session)}
+        spec = specs.get(budget)
+        if spec is None and not budget.startswith(("source:", "price:")):
+            return None
+        rows = daily_rows(session, start, end, zone)
+    if spec is not None:
+        rows = [r for r in rows if spec.matches(r)]
+    elif budget.startswith("price:"):
+        rows = [r for r in rows if r.model == budget.removeprefix("price:")]
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        spend[_label(row)] += from_nanos(row.cost_nanos)
+    ordered = sorted(spend.items(), key=lambda item: -item[1])
+    return ordered[:top], sum(spend.values(), Decimal(0))
+
+
+def month_spend(context: Context, specs: list[BudgetSpec], *, now: datetime | None = None) -> list[tuple[BudgetSpec, Decimal]]:
+    """Each budget's spend so far this month."""
+    now = now or datetime.now(timezone.utc)
+    zone = context.settings.zone
+    start, end = month_bounds(now.astimezone(zone).date(), zone)
+    with context.sessions() as session:
+        rows = daily_rows(session, start, end, zone)
+    return [(spec, sum((from_nanos(r.cost_nanos) for r in rows if spec.matches(r)), Decimal(0))) for spec in specs]

@@ -1,0 +1,218 @@
+"""Monthly budgets: the TOML file's are the starting set; Slack's `/budget set|delete` win after."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Budget
+from db.rollups import DailyRow
+from jobs.settings import BudgetConfig, Settings
+from pricing.catalog import Catalog, UnknownModel
+
+SCOPE_KEYS = ("model", "project", "feature", "tag", "mode")
+MODES = ("serverless", "batch", "dedicated")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CHANNEL_RE = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$|^([CGD][A-Z0-9]{6,})$")
+MENTION_RE = re.compile(r"^<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+(?:\|[^>]*)?|!here|!channel)>$")
+SET_EXAMPLE = "/budget set llama-prod 5000 model=llama-3.3-70b project=search thresholds=50,80,100 #alerts"
+
+
+class BudgetError(ValueError):
+    """A refused budget change: what was wrong, and an example that works."""
+
+    def __init__(self, message: str, example: str = SET_EXAMPLE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.example = example
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """A budget as the check reads it, wherever it was defined."""
+
+    name: str
+    amount: Decimal
+    scope: dict[str, str]
+    thresholds: tuple[int, ...]
+    forecast: bool
+    channel: str | None
+    mention: str | None
+
+    def matches(self, row: DailyRow) -> bool:
+        """Whether a ledger row falls inside this budget's scope."""
+        for key, wanted in self.scope.items():
+            if key == "tag":
+                tags = row.tags.split(",") if row.tags else []
+                if wanted not in tags and not any(t.partition("=")[2] == wanted for t in tags):
+                    return False
+            elif getattr(row, key) != wanted:
+                return False
+        return True
+
+    def describe_scope(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.scope.items())) or "all spend"
+
+
+def _spec(row: Budget) -> BudgetSpec:
+    return BudgetSpec(row.name, Decimal(row.amount), dict(row.scope or {}), tuple(sorted(row.thresholds or [])),
+                      row.forecast, row.channel, row.mention)
+
+
+def seed_from_file(session: Session, settings: Settings, *, now: datetime | None = None) -> int:
+    """Insert the file's budgets that the database does not know yet; returns how many."""
+    now = now or datetime.now(timezone.utc)
+    known = set(session.scalars(select(Budget.name)))
+    added = 0
+    for budget in settings.budgets:
+        if budget.name in known:
+            continue
+        session.add(_row_from_config(budget, now))
+        added += 1
+    session.flush()
+    return added
+
+
+def _row_from_config(budget: BudgetConfig, now: datetime) -> Budget:
+    return Budget(name=budget.name, amount=budget.amount, scope=dict(budget.scope), thresholds=list(budget.thresholds),
+                  forecast=budget.forecast, channel=budget.channel, mention=budget.mention, origin="file",
+                  deleted=False, updated_at=now)
+
+
+def active_budgets(session: Session) -> list[BudgetSpec]:
+    rows = session.scalars(select(Budget).where(Budget.deleted.is_(False)).order_by(Budget.name))
+    return [_spec(row) for row in rows]
+
+
+def parse_amount(text: str) -> Decimal:
+    """`5000`, `$5,000`, `5k`, `12.5k` → Decimal dollars, refusing anything else."""
+    raw = text.strip().lstrip("$").replace(",", "").lower()
+    multiplier = Decimal(1)
+    if raw.endswith(("k", "m")):
+        multiplier = Decimal(1000) if raw.endswith("k") else Decimal(1_000_000)
+        raw = raw[:-1]
+    try:
+        amount = Decimal(raw) * multiplier
+    except InvalidOperation:
+        raise BudgetError(f"the amount must be dollars like 5000 or 5k, not '{text[:30]}'") from None
+    if not amount.is_finite() or amount <= 0:
+        raise BudgetError("the amount must be more than $0")
+    if amount > Decimal("1e12"):
+        raise BudgetError("that amount is implausibly large; budgets are USD per month")
+    return amount.quantize(Decimal("0.01"))
+
+
+def parse_set(words: list[str], catalog: Catalog, known_models: set[str]) -> BudgetConfig:
+    """`<name> <amount> [key=value ...] [thresholds=50,80] [#channel] [forecast=off] [mention=@x]`."""
+    if len(words) < 2:
+        raise BudgetError("give a name and a monthly amount")
+    name, amount_text, rest = words[0], words[1], words[2:]
+    if not NAME_RE.match(name):
+        raise BudgetError("a budget name is letters, digits, dots, dashes or underscores (up to 64)")
+    amount = parse_amount(amount_text)
+    scope: dict[str, str] = {}
+    thresholds = [50, 80, 100]
+    channel = mention = None
+    forecast = True
+    for word in rest:
+        if m := CHANNEL_RE.match(word):
+            channel = m.group(1) or m.group(2)
+            continue
+        if MENTION_RE.match(word):
+            mention = word
+            continue
+        if re.match(r"^\d{1,4}(,\d{1,4})*%?$", word):
+            thresholds = _thresholds(word)
+            continue
+        key, sep, value = word.partition("=")
+        key = key.lower()
+        if not sep or not value:
+            raise BudgetError(f"could not read '{word[:40]}'; scope is key=value with key one of {', '.join(SCOPE_KEYS)}")
+        if key in ("thresholds", "threshold"):
+            thresholds = _thresholds(value)
+        elif key == "forecast":
+            if value.lower() not in {"on", "off", "true", "false", "yes", "no"}:
+                raise BudgetError("forecast= takes on or off")
+            forecast = value.lower() in {"on", "true", "yes"}
+        elif key == "channel":
+            m = CHANNEL_RE.match(value)
+            if not m:
+                raise BudgetError("channel= takes a #channel")
+            channel = m.group(1) or m.group(2)
+        elif key == "mention":
+            if not MENTION_RE.match(value):
+                raise BudgetError("mention= takes a @user or @group")
+            mention = value
+        elif key == "model":
+            scope["model"] = resolve_model(value, catalog, known_models)
+        elif key == "mode":
+            if value.lower() not in MODES:
+                raise BudgetError(f"mode= is one of {', '.join(MODES)}")
+            scope["mode"] = value.lower()
+        elif key in SCOPE_KEYS:
+            if len(value) > 128:
+                raise BudgetError(f"{key}= is too long")
+            scope[key] = value
+        else:
+            raise BudgetError(f"unknown scope '{key[:30]}'; use {', '.join(SCOPE_KEYS)}")
+    return BudgetConfig(name=name, amount=amount, scope=scope, thresholds=thresholds, forecast=forecast,
+                        channel=channel, mention=mention)
+
+
+def _thresholds(text: str) -> list[int]:
+    try:
+        values = sorted({int(v.strip().rstrip("%")) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise BudgetError("thresholds are percentages like 50,80,100") from None
+    if not values or any(v <= 0 or v > 1000 for v in values):
+        raise BudgetError("thresholds are percentages between 1 and 1000, like 50,80,100")
+    return values
+
+
+def resolve_model(name: str, catalog: Catalog, known_models: set[str]) -> str:
+    """A model the ledger has seen, or one the catalog knows (forgivingly); else a refusal."""
+    if name in known_models:
+        return name
+    try:
+        match = catalog.resolve(name)
+    except UnknownModel as exc:
+        hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
+        raise BudgetError(f"no model called '{name[:60]}'{hint}") from None
+    return match.model if match.provider == "together" else f"{match.provider}/{match.model}"
+
+
+def save(session: Session, budget: BudgetConfig, *, user: str, now: datetime | None = None) -> Budget:
+    """Create or replace a budget from Slack; it survives restarts and wins over the file."""
+    now = now or datetime.now(timezone.utc)
+    row = session.get(Budget, budget.name)
+    if row is None:
+        row = Budget(name=budget.name)
+        session.add(row)
+    row.amount = budget.amount
+    row.scope = dict(budget.scope)
+    row.thresholds = list(budget.thresholds)
+    row.forecast = budget.forecast
+    row.channel = budget.channel
+    row.mention = budget.mention
+    row.origin = "slack"
+    row.deleted = False
+    row.updated_by = user
+    row.updated_at = now
+    session.flush()
+    return row
+
+
+def delete(session: Session, name: str, *, user: str, now: datetime | None = None) -> bool:
+    """Mark a budget deleted (kept, so the file cannot bring it back); False if there is none."""
+    row = session.get(Budget, name)
+    if row is None or row.deleted:
+        return False
+    row.deleted = True
+    row.updated_by = user
+    row.updated_at = now or datetime.now(timezone.utc)
+    return True

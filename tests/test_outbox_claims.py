@@ -1,0 +1,195 @@
+"""Exactly-once machinery: job claims and the Slack outbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from slack_sdk import WebClient
+from sqlalchemy import select, update
+
+from db.models import OutboxMessage
+from jobs import claims
+from jobs.outbox import SENDING_LEASE, enqueue, send_pending
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(slack: FakeSlack) -> WebClient:
+    return WebClient(token=BOT_TOKEN, base_url=slack.url, retry_handlers=[], timeout=5)
+
+
+def queue(sessions, key: str = "alert:a:2026-11:threshold:50", **kwargs) -> bool:  # type: ignore[no-untyped-def]
+    with sessions() as session, session.begin():
+        return enqueue(session, key=key, kind="alert", channel=kwargs.pop("channel", "C0ALERTS"),
+                       text=kwargs.pop("text", "Budget a: 50% used"), now=kwargs.pop("now", NOW), **kwargs)
+
+
+def posted(slack: FakeSlack, channel: str = "C0ALERTS") -> list[dict]:
+    return [m for m in slack.messages if m["channel"] == channel]
+
+
+def test_a_claim_is_won_once(sessions) -> None:  # type: ignore[no-untyped-def]
+    assert claims.claim(sessions, "digest", "2026-11-25", owner="a", now=NOW)
+    assert not claims.claim(sessions, "digest", "2026-11-25", owner="b", now=NOW)
+    claims.finish(sessions, "digest", "2026-11-25", owner="a", now=NOW)
+    assert not claims.claim(sessions, "digest", "2026-11-25", owner="b", now=NOW + timedelta(days=1))
+
+
+def test_a_failed_or_abandoned_claim_can_be_taken_again(sessions) -> None:  # type: ignore[no-untyped-def]
+    assert claims.claim(sessions, "check", "p1", owner="a", now=NOW)
+    claims.finish(sessions, "check", "p1", owner="a", error="boom", now=NOW)
+    assert claims.claim(sessions, "check", "p1", owner="b", now=NOW)
+    # b dies while running: after the lease, c may take it; before it, nobody.
+    assert not claims.claim(sessions, "check", "p1", owner="c", now=NOW + timedelta(minutes=5))
+    assert claims.claim(sessions, "check", "p1", owner="c", now=NOW + timedelta(minutes=16))
+
+
+def test_concurrent_claims_have_one_winner(sessions) -> None:  # type: ignore[no-untyped-def]
+    wins: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def contend(name: str) -> None:
+        barrier.wait()
+        if claims.claim(sessions, "digest", "2026-11-26", owner=name, now=NOW):
+            wins.append(name)
+
+    threads = [threading.Thread(target=contend, args=(f"r{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_enqueue_is_idempotent_and_send_posts_once(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    assert queue(sessions)
+    assert not queue(sessions)
+    report = send_pending(sessions, client, now=NOW)
+    assert report.sent == 1
+    assert send_pending(sessions, client, now=NOW + timedelta(minutes=5)).sent == 0
+    assert len(posted(slack)) == 1
+    with sessions() as session:
+        row = session.scalar(select(OutboxMessage))
+        assert row.status == "sent" and row.ts == posted(slack)[0]["ts"]
+
+
+def test_rate_limit_then_success_delivers_once(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions)
+    slack.fail_next("chat.postMessage", status=429, retry_after=7)
+    first = send_pending(sessions, client, now=NOW)
+    assert first.sent == 0 and "retrying after 7s" in first.errors[0]
+    assert send_pending(sessions, client, now=NOW + timedelta(seconds=3)).sent == 0  # still waiting
+    assert send_pending(sessions, client, now=NOW + timedelta(seconds=8)).sent == 1
+    assert len(posted(slack)) == 1
+
+
+def test_server_errors_then_success_deliver_once(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions)
+    slack.fail_next("chat.postMessage", status=500, times=3)
+    when = NOW
+    for _ in range(3):
+        assert send_pending(sessions, client, now=when).sent == 0
+        when += timedelta(minutes=11)
+    assert send_pending(sessions, client, now=when).sent == 1
+    assert len(posted(slack)) == 1
+
+
+def test_slack_down_keeps_everything_then_posts_once(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    for i in range(3):
+        queue(sessions, key=f"alert:b:2026-11:threshold:{i}")
+    slack.set_down(True, status=None)
+    assert send_pending(sessions, client, now=NOW).sent == 0
+    slack.set_down(False)
+    assert send_pending(sessions, client, now=NOW + timedelta(minutes=11)).sent == 3
+    assert len(posted(slack)) == 3
+    assert send_pending(sessions, client, now=NOW + timedelta(hours=1)).sent == 0
+
+
+def test_revoked_token_leaves_the_message_in_the_outbox(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions)
+    slack.invalid_token = "token_revoked"
+    report = send_pending(sessions, client, now=NOW)
+    assert report.sent == 0 and "token_revoked" in report.errors[0]
+    slack.invalid_token = None
+    assert send_pending(sessions, client, now=NOW + timedelta(minutes=11)).sent == 1
+
+
+def test_not_in_channel_is_logged_specifically_and_kept(sessions, slack, client, caplog) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions, channel="C0SECRET")
+    slack.add_channel("C0SECRET", is_member=False, is_private=True)
+    report = send_pending(sessions, client, now=NOW)
+    assert report.sent == 0
+    assert "not_in_channel for channel C0SECRET" in caplog.text
+    with sessions() as session:
+        assert session.scalar(select(OutboxMessage.status)) == "pending"
+
+
+def test_a_sender_that_died_after_posting_is_not_posted_twice(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions, now=datetime.now(timezone.utc))
+    # A first sender claimed the row and posted, then died before recording the ts.
+    with sessions() as session, session.begin():
+        row = session.scalar(select(OutboxMessage))
+        client.chat_postMessage(channel=row.channel, text=row.text,
+                                metadata={"event_type": "budget_guard_message", "event_payload": {"key": row.dedupe_key}})
+        session.execute(update(OutboxMessage).values(status="sending", claimed_by="dead",
+                                                     claimed_at=datetime.now(timezone.utc)))
+    later = datetime.now(timezone.utc) + SENDING_LEASE + timedelta(seconds=1)
+    assert send_pending(sessions, client, now=later).sent == 1
+    assert len(posted(slack)) == 1
+    with sessions() as session:
+        assert session.scalar(select(OutboxMessage.ts)) == posted(slack)[0]["ts"]
+
+
+def test_a_sender_that_died_before_posting_posts_once(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions, now=datetime.now(timezone.utc))
+    with sessions() as session, session.begin():
+        session.execute(update(OutboxMessage).values(status="sending", claimed_by="dead",
+                                                     claimed_at=datetime.now(timezone.utc)))
+    assert send_pending(sessions, client, now=datetime.now(timezone.utc)).sent == 0  # lease still running
+    later = datetime.now(timezone.utc) + SENDING_LEASE + timedelta(seconds=1)
+    assert send_pending(sessions, client, now=later).sent == 1
+    assert len(posted(slack)) == 1
+
+
+def test_replies_go_into_the_first_alerts_thread(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions, key="parent")
+    queue(sessions, key="child", thread_of="parent")
+    send_pending(sessions, client, now=NOW)
+    send_pending(sessions, client, now=NOW + timedelta(seconds=10))
+    parent, child = posted(slack)
+    assert child["thread_ts"] == parent["ts"] and "thread_ts" not in parent
+
+
+def test_attachment_goes_up_through_files_upload_v2(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+    queue(sessions, key="digest:2026-11-25", attachment=png, attachment_name="spend.png")
+    assert send_pending(sessions, client, now=NOW).sent == 1
+    methods = [c.method for c in slack.calls]
+    assert methods.count("files.getUploadURLExternal") == 1 and methods.count("files.completeUploadExternal") == 1
+    assert [f.data for f in slack.files.values()] == [png]
+
+
+def test_two_senders_share_no_message(sessions, slack) -> None:  # type: ignore[no-untyped-def]
+    for i in range(20):
+        queue(sessions, key=f"k{i}")
+    clients = [WebClient(token=BOT_TOKEN, base_url=slack.url, retry_handlers=[]) for _ in range(2)]
+    threads = [threading.Thread(target=send_pending, args=(sessions, c), kwargs={"owner": f"s{i}", "now": NOW})
+               for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    texts = [m["ts"] for m in posted(slack)]
+    assert len(texts) == 20 and len(set(texts)) == 20
