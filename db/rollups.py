@@ -1,30 +1,83 @@
-"""Read-side rollups of the ledger: spend and tokens per local day, and per local hour of day.
+"""Read-side rollups of the ledger: spend and tokens per local day in the budget zone.
 
-Budgets, forecasts, the digest and batch advice all read these instead of raw buckets, so a
-ledger of millions of hourly rows is scanned once per run, grouped in the database."""
+Budgets, forecasts, the digest and batch advice read `daily_usage`, not raw hourly buckets,
+so a run over months of buckets stays fast. Triggers on `usage_buckets` (migration 0002)
+mark each changed UTC date in `dirty_days`; before reading, the days they touch are
+recomputed for the configured zone. The first read in a zone builds every day once."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, case, cast, func, literal, literal_column, select
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import BigInteger, Date, Index, Integer, String, and_, delete, func, insert, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from db.models import UsageBucket
+from db.models import Base, UsageBucket, UTCDateTime
+
+OFF_HOURS_START, OFF_HOURS_END = 20, 8  # local time; weekends are off-hours all day
+
+
+class DailyUsage(Base):
+    """One local day of one model, mode and set of dimensions, in one zone."""
+
+    __tablename__ = "daily_usage"
+    __table_args__ = (
+        Index("uq_daily_usage_key", "zone", "day", "model", "mode", "project", "feature", "api_key", "tags",
+              unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    model: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(16))
+    project: Mapped[str] = mapped_column(String(128))
+    feature: Mapped[str] = mapped_column(String(128))
+    api_key: Mapped[str] = mapped_column(String(128))
+    tags: Mapped[str] = mapped_column(String(512))
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    uptime_minutes: Mapped[int] = mapped_column(BigInteger)
+    cost_nanos: Mapped[int] = mapped_column(BigInteger)
+    unpriced_tokens: Mapped[int] = mapped_column(BigInteger)
+    offhours_tokens: Mapped[int] = mapped_column(BigInteger)
+    peak_hour_tokens: Mapped[int] = mapped_column(BigInteger)
+    active_hours: Mapped[int] = mapped_column(Integer)
+
+
+class DirtyDay(Base):
+    """A UTC date whose buckets changed since the rollups last read it (kept by triggers)."""
+
+    __tablename__ = "dirty_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RollupZone(Base):
+    """A zone whose rollups have been built (only the configured zone is kept)."""
+
+    __tablename__ = "rollup_zones"
+
+    zone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True)
 class DailyRow:
-    """One local day of one model, mode, project, feature and tag set."""
+    """One local day of one model, mode and set of dimensions."""
 
     day: date
     model: str
     mode: str
     project: str
     feature: str
+    api_key: str
     tags: str
     input_tokens: int
     cached_input_tokens: int
@@ -33,109 +86,122 @@ class DailyRow:
     uptime_minutes: int
     cost_nanos: int
     unpriced_tokens: int
+    offhours_tokens: int = 0
+    peak_hour_tokens: int = 0
+    active_hours: int = 0
 
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
 
-@dataclass(frozen=True)
-class HourRow:
-    """Usage of one model and set of dimensions in one local hour of one day."""
-
-    day: date
-    hour: int
-    model: str
-    project: str
-    feature: str
-    api_key: str
-    input_tokens: int
-    output_tokens: int
-    requests: int
-    cost_nanos: int
+def local_day(instant: datetime, zone: ZoneInfo) -> date:
+    return instant.astimezone(zone).date()
 
 
-def _offset_segments(zone: ZoneInfo, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
-    """(from UTC instant, UTC offset in minutes) for each stretch of constant offset in [start, end)."""
-    segments: list[tuple[datetime, int]] = []
-    cursor = start.replace(minute=0, second=0, microsecond=0)
-    step = timedelta(hours=1)
-    current = None
-    while cursor < end + step:
-        offset = int(cursor.astimezone(zone).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
-        if offset != current:
-            segments.append((cursor, offset))
-            current = offset
-        cursor += step
-    return segments
+def _affected_local_days(utc_day: date, zone: ZoneInfo) -> set[date]:
+    start = datetime(utc_day.year, utc_day.month, utc_day.day, tzinfo=timezone.utc)
+    return {local_day(start, zone), local_day(start + timedelta(hours=23, minutes=59), zone)}
 
 
-def local_time_expr(dialect: str, zone: ZoneInfo, start: datetime, end: datetime) -> ColumnElement:
-    """bucket_start shifted to local wall time, exact across daylight-saving changes in the window."""
-    column = UsageBucket.bucket_start
-    segments = _offset_segments(zone, start, end)
+def refresh_daily(session: Session, zone: ZoneInfo) -> int:
+    """Recompute the local days whose buckets changed; returns how many days were rebuilt."""
+    name = zone.key
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(8675309)"))
+    built = session.get(RollupZone, name) is not None
+    dirty = session.execute(select(DirtyDay.day, DirtyDay.changes)).all()
+    if built:
+        days = set()
+        for utc_text, _ in dirty:
+            days |= _affected_local_days(date.fromisoformat(utc_text), zone)
+    else:
+        session.execute(delete(DailyUsage))
+        session.execute(delete(RollupZone))
+        first, last = session.execute(select(func.min(UsageBucket.bucket_start), func.max(UsageBucket.bucket_start))).one()
+        days = set()
+        if first is not None:
+            day, end = local_day(first, zone), local_day(last, zone)
+            while day <= end:
+                days.add(day)
+                day += timedelta(days=1)
+        session.add(RollupZone(zone=name, built_at=datetime.now(timezone.utc)))
+    for chunk in _consecutive_chunks(sorted(days), 7):
+        _rebuild(session, zone, chunk)
+    for utc_text, changes in dirty:
+        session.execute(delete(DirtyDay).where(and_(DirtyDay.day == utc_text, DirtyDay.changes == changes)))
+    return len(days)
 
-    def shifted(minutes: int) -> ColumnElement:
-        if dialect == "postgresql":
-            return column + literal(timedelta(minutes=minutes))
-        return func.datetime(column, f"{minutes:+d} minutes")
 
-    if len(segments) == 1:
-        return shifted(segments[0][1])
-    whens = [(column < boundary, shifted(offset))
-             for (_, offset), (boundary, _) in zip(segments, segments[1:])]
-    return case(*whens, else_=shifted(segments[-1][1]))
+def _consecutive_chunks(days: list[date], size: int) -> list[list[date]]:
+    chunks: list[list[date]] = []
+    for day in days:
+        if chunks and day - chunks[-1][-1] == timedelta(days=1) and len(chunks[-1]) < size:
+            chunks[-1].append(day)
+        else:
+            chunks.append([day])
+    return chunks
 
 
-def _day_and_hour(dialect: str, local: ColumnElement) -> tuple[ColumnElement, ColumnElement]:
-    if dialect == "postgresql":
-        return func.to_char(local, "YYYY-MM-DD"), cast(func.extract("hour", local), Integer)
-    return func.strftime("%Y-%m-%d", local), cast(func.strftime("%H", local), Integer)
+def _rebuild(session: Session, zone: ZoneInfo, days: list[date]) -> None:
+    """Aggregate the buckets of consecutive local `days` into daily_usage rows."""
+    start, end = local_midnight(days[0], zone), local_midnight(days[-1] + timedelta(days=1), zone)
+    b = UsageBucket
+    result = session.execute(
+        select(b.bucket_start, b.model, b.mode, b.project, b.feature, b.api_key, b.tags, b.input_tokens,
+               b.cached_input_tokens, b.output_tokens, b.requests, b.uptime_minutes, b.cost_nanos)
+        .where(b.bucket_start >= start, b.bucket_start < end)
+    )
+    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * 9)
+    hours: dict[tuple, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for (at, model, mode, project, feature, api_key, tags, tin, tcached, tout, requests, uptime, cost) in result:
+        local = at.astimezone(zone)
+        key = (local.date(), model, mode, project, feature, api_key, tags)
+        acc = sums[key]
+        tokens = tin + tout
+        acc[0] += tin
+        acc[1] += tcached
+        acc[2] += tout
+        acc[3] += requests
+        acc[4] += uptime
+        if cost is None:
+            acc[6] += tokens
+        else:
+            acc[5] += cost
+        if local.weekday() >= 5 or local.hour >= OFF_HOURS_START or local.hour < OFF_HOURS_END:
+            acc[7] += tokens
+        hours[key][local.hour] += tokens
+    session.execute(delete(DailyUsage).where(DailyUsage.zone == zone.key, DailyUsage.day >= days[0],
+                                             DailyUsage.day <= days[-1]))
+    values = []
+    for key, acc in sums.items():
+        per_hour = hours[key]
+        values.append(dict(zone=zone.key, day=key[0], model=key[1], mode=key[2], project=key[3], feature=key[4],
+                           api_key=key[5], tags=key[6], input_tokens=acc[0], cached_input_tokens=acc[1],
+                           output_tokens=acc[2], requests=acc[3], uptime_minutes=acc[4], cost_nanos=acc[5],
+                           unpriced_tokens=acc[6], offhours_tokens=acc[7],
+                           peak_hour_tokens=max(per_hour.values(), default=0),
+                           active_hours=sum(1 for v in per_hour.values() if v > 0)))
+    for i in range(0, len(values), 5000):
+        session.execute(insert(DailyUsage), values[i:i + 5000])
 
 
 def daily_rows(session: Session, since: datetime, until: datetime, zone: ZoneInfo,
                *, model: str | None = None) -> list[DailyRow]:
-    """Usage per local day between `since` and `until` (UTC instants), grouped by budget dimensions."""
-    dialect = session.get_bind().dialect.name
-    local = local_time_expr(dialect, zone, since, until)
-    day, _ = _day_and_hour(dialect, local)
-    b = UsageBucket
-    unpriced = case((b.cost_nanos.is_(None), b.input_tokens + b.output_tokens), else_=0)
-    query = (
-        select(day.label("local_day"), b.model, b.mode, b.project, b.feature, b.tags,
-               func.sum(b.input_tokens), func.sum(b.cached_input_tokens), func.sum(b.output_tokens),
-               func.sum(b.requests), func.sum(b.uptime_minutes), func.coalesce(func.sum(b.cost_nanos), 0),
-               func.sum(unpriced))
-        .where(b.bucket_start >= since, b.bucket_start < until)
-        .group_by(literal_column("local_day"), b.model, b.mode, b.project, b.feature, b.tags)
-    )
+    """Usage per local day for the local days from `since` up to (not including) `until`'s day."""
+    from sqlalchemy.orm import Session as _Session
+
+    with _Session(session.get_bind()) as writer, writer.begin():
+        refresh_daily(writer, zone)
+    first, last = local_day(since, zone), local_day(until - timedelta(microseconds=1), zone)
+    d = DailyUsage
+    query = select(d.day, d.model, d.mode, d.project, d.feature, d.api_key, d.tags, d.input_tokens,
+                   d.cached_input_tokens, d.output_tokens, d.requests, d.uptime_minutes, d.cost_nanos,
+                   d.unpriced_tokens, d.offhours_tokens, d.peak_hour_tokens, d.active_hours
+                   ).where(d.zone == zone.key, d.day >= first, d.day <= last)
     if model is not None:
-        query = query.where(b.model == model)
-    return [
-        DailyRow(date.fromisoformat(str(r[0])), r[1], r[2], r[3], r[4], r[5], int(r[6] or 0), int(r[7] or 0),
-                 int(r[8] or 0), int(r[9] or 0), int(r[10] or 0), int(r[11] or 0), int(r[12] or 0))
-        for r in session.execute(query)
-    ]
-
-
-def hourly_rows(session: Session, since: datetime, until: datetime, zone: ZoneInfo,
-                *, mode: str = "serverless") -> list[HourRow]:
-    """Usage per local day and hour for one mode, with the dimensions that say who runs it."""
-    dialect = session.get_bind().dialect.name
-    local = local_time_expr(dialect, zone, since, until)
-    day, hour = _day_and_hour(dialect, local)
-    b = UsageBucket
-    query = (
-        select(day.label("local_day"), hour.label("local_hour"), b.model, b.project, b.feature, b.api_key, func.sum(b.input_tokens),
-               func.sum(b.output_tokens), func.sum(b.requests), func.coalesce(func.sum(b.cost_nanos), 0))
-        .where(b.bucket_start >= since, b.bucket_start < until, b.mode == mode, b.width == "1h")
-        .group_by(literal_column("local_day"), literal_column("local_hour"), b.model, b.project, b.feature, b.api_key)
-    )
-    return [
-        HourRow(date.fromisoformat(str(r[0])), int(r[1]), r[2], r[3], r[4], r[5], int(r[6] or 0), int(r[7] or 0),
-                int(r[8] or 0), int(r[9] or 0))
-        for r in session.execute(query)
-    ]
+        query = query.where(d.model == model)
+    return [DailyRow(*row) for row in session.execute(query)]
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:

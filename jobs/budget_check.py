@@ -85,6 +85,9 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
         recorded = {(a.budget, a.period, a.kind, a.threshold) for a in
                     session.scalars(select(Alert).where(Alert.created_at >= month_start - timedelta(days=40)))}
         snoozed = _snoozed(session, now)
+        by_dimensions: dict[tuple[str, str, str, str, str], list[DailyRow]] = defaultdict(list)
+        for row in rows:
+            by_dimensions[(row.model, row.mode, row.project, row.feature, row.tags)].append(row)
         drafts: list[AlertDraft] = []
         for budget in budgets:
             if budget.name in snoozed:
@@ -93,7 +96,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
             if not channel:
                 log.warning("budget %s has no channel and ALERT_CHANNEL is not set; not alerting", budget.name)
                 continue
-            scoped = [r for r in rows if budget.matches(r)]
+            scoped = [r for same in by_dimensions.values() if budget.matches(same[0]) for r in same]
             drafts.extend(_budget_alerts(budget, scoped, channel, today, day_fraction, context))
         drafts.extend(_source_alerts(session, context, now))
         drafts.extend(_price_alerts(session, context, rows, today))

@@ -104,21 +104,32 @@ def project(
         if row.day >= month_start:
             unpriced_by_group[group] += row.unpriced_tokens
 
-    # Each (group, model, mode) becomes a cost series at today's price (or its own cost).
+    # Each (group, model, mode) becomes a cost series at today's price (or its own cost, for
+    # dedicated uptime). Series whose price stays put for the rest of the month are summed into
+    # one part per group; a series with a price change ahead stays a part of its own.
+    month_end = (month_start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     parts: dict[str, dict[date, float]] = {}
     repricing: dict[str, Callable[[date], Decimal]] = {}
     owners: dict[str, str] = {}
     for group, series_map in by_group.items():
+        steady: dict[date, float] = defaultdict(float)
         for (model, mode), series in series_map.items():
-            name = f"{group}\x1f{model}\x1f{mode}"
-            owners[name] = group
             today_rate = _cost_per_token(_mode_price(catalog.price_of(model, today), mode), series)
             if mode == "dedicated" or not today_rate:
-                parts[name] = {d: float(v) for d, v in series.cost.items()}
-                repricing[name] = lambda d: Decimal(1)
+                daily = {d: float(v) for d, v in series.cost.items()}
+                ratio: Callable[[date], Decimal] = lambda d: Decimal(1)
             else:
-                parts[name] = {d: float(Decimal(t) * today_rate) for d, t in series.tokens.items()}
-                repricing[name] = _ratio(catalog, series, today_rate)
+                daily = {d: float(Decimal(t) * today_rate) for d, t in series.tokens.items()}
+                ratio = _ratio(catalog, series, today_rate)
+                if any(ratio(today + timedelta(days=n)) != 1 for n in range(1, (month_end - today).days + 1)):
+                    name = f"{group}\x1f{model}\x1f{mode}"
+                    parts[name], repricing[name], owners[name] = daily, ratio, group
+                    continue
+            for day, value in daily.items():
+                steady[day] += value
+        if steady:
+            name = f"{group}\x1fsteady"
+            parts[name], repricing[name], owners[name] = dict(steady), (lambda d: Decimal(1)), group
 
     if not parts:
         empty = Projection("total", Decimal(0), Decimal(0), Decimal(0), Decimal(0), [], "no usage yet")
