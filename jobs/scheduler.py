@@ -122,7 +122,9 @@ class Scheduler:
     """Cron jobs (claimed per period), a catch-up tick for missed periods, and the outbox sender."""
 
     def __init__(self, context: Context, metrics: Any = None, *, renderers: dict[str, Callable[..., Any]] | None = None,
-                 outbox_seconds: float = 5.0, catch_up_seconds: float = 60.0) -> None:
+                 outbox_seconds: float | None = None, catch_up_seconds: float | None = None) -> None:
+        outbox_seconds = outbox_seconds or context.settings.outbox_interval_seconds
+        catch_up_seconds = catch_up_seconds or context.settings.catch_up_seconds
         self.context = context
         self.metrics = metrics
         self.jobs = scheduled_jobs(context, renderers)

@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     check_cron: str = "*/30 * * * *"
     price_sync_cron: str = "17 3 * * *"
     source_silence_hours: int = Field(default=6, ge=1)
+    outbox_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    catch_up_seconds: float = Field(default=60.0, gt=0, le=3600)
     spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
 
     @field_validator("tz")
@@ -192,6 +194,13 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value[len("postgresql://"):]
         return value
+
+    @model_validator(mode="after")
+    def _budgets_have_a_channel(self) -> "Settings":
+        for budget in self.budgets:
+            if not budget.channel and not self.alert_channel:
+                raise ValueError(f"budget {budget.name!r} has no channel and ALERT_CHANNEL is not set")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Settings":
@@ -279,5 +288,7 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any] | None 
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
+    if not loc:
+        return message
     key = where.upper() if where.islower() and "." not in where and " " not in where else where
     return f"{key}: {message}"
