@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 from datetime import datetime, timezone
 
 from bot.commands.startup import StartupError, fail, open_context
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             print("\n\n".join(render_text(d) for d in drafts) if drafts else "No new alerts.")
             return 0
         now = datetime.now(timezone.utc)
-        period = "manual-" + now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        period = f"manual-{now:%Y-%m-%dT%H:%M:%S.%fZ}-{uuid.uuid4().hex[:6]}"
         posted = claims.run_once(context.sessions, "check", period,
                                  lambda: check_budgets(context, now=now, render=renderers()["alert"]))
         for draft in posted:

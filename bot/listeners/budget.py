@@ -9,10 +9,11 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from bot.views.alerts import budget_error_blocks, budget_list_blocks, budget_saved_blocks
-from db.models import Budget, UsageBucket
+from db.models import Budget
+from db.rollups import DailyUsage
 from jobs import budgets as budget_store
 from jobs.budget_check import month_spend
 from jobs.budgets import BudgetError, BudgetSpec
@@ -68,7 +69,7 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
                     raise BudgetError(f"there is no budget called '{words[1][:64]}'", "/budget list")
             return {"text": f"Budget {words[1]} deleted.", "response_type": "ephemeral"}
         with context.sessions() as session:
-            known_models = set(session.scalars(select(distinct(UsageBucket.model))))
+            known_models = set(session.scalars(select(DailyUsage.model).distinct()))
         config = budget_store.parse_set(words[1:], context.catalog, known_models)
         with context.sessions() as session, session.begin():
             budget_store.seed_from_file(session, context.settings)

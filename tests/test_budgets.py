@@ -1,0 +1,374 @@
+"""Budgets and alerts: once per threshold, across restarts and replicas, on the calendar."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bot.app import create_app
+from bot.cli import main
+from bot.server import create_server
+from bot.views.alerts import alert_message
+from db.models import Alert, Budget, OutboxMessage, SourceState, SyncedPrice, UsageBucket, to_nanos
+from jobs.budget_check import check_budgets
+from jobs.context import Context
+from jobs.outbox import send_pending
+from jobs.scheduler import ScheduledJob, outbox_client, run_claimed
+from jobs.settings import BudgetConfig, Settings, Source
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_interaction, post_slash_command
+
+MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and out
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+def make_settings(database_url: str, slack: FakeSlack, **overrides) -> Settings:  # type: ignore[no-untyped-def]
+    values = dict(
+        database_url=database_url,
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.url,
+        alert_channel="C0ALERTS",
+        admins=["U0ADMIN", "S0ADMINS"],
+        budgets=[BudgetConfig(name="llama-prod", amount=Decimal(1000), scope={"model": MODEL, "project": "search"},
+                              thresholds=[50, 80, 100], forecast=False)],
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def context(database_url: str, slack: FakeSlack) -> Iterator[Context]:
+    ctx = Context.open(make_settings(database_url, slack))
+    yield ctx
+    ctx.close()
+
+
+def spend(context: Context, at: datetime, dollars: Decimal, *, model: str = MODEL, project: str = "search",
+          feature: str = "chat", source: str = "test") -> None:
+    """Record usage costing exactly `dollars` at the model's $0.88/1M (input tokens only)."""
+    tokens = int(dollars / Decimal("0.88") * 1_000_000)
+    with context.sessions() as session, session.begin():
+        session.add(UsageBucket(bucket_start=at.replace(minute=0, second=0, microsecond=0), width="1h", source=source,
+                                model=model, mode="serverless", project=project, feature=feature, api_key="",
+                                environment="", tags="", input_tokens=tokens, cached_input_tokens=0, output_tokens=0,
+                                requests=tokens // 1000, uptime_minutes=0,
+                                cost_nanos=to_nanos(Decimal(tokens) * Decimal("0.88") / 1_000_000)))
+
+
+def run_check(context: Context, now: datetime, slack_client=None) -> list:  # type: ignore[no-untyped-def]
+    posted = check_budgets(context, now=now, render=alert_message)
+    send_pending(context.sessions, slack_client or outbox_client(context), now=now)
+    return posted
+
+
+def alerts_in(slack: FakeSlack, channel: str = "C0ALERTS") -> list[dict]:
+    return [m for m in slack.messages if m["channel"] == channel]
+
+
+def test_each_threshold_posts_once_and_later_ones_reply_in_thread(context: Context, slack: FakeSlack) -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    spend(context, now - timedelta(days=3), Decimal(550))
+    posted = run_check(context, now)
+    assert [(d.kind, d.threshold) for d in posted] == [("threshold", "50")]
+    [first] = alerts_in(slack)
+    assert "55% used" in first["text"] and "$550.00 of $1,000.00" in first["text"]
+    assert [e["action_id"] for e in first["blocks"][-1]["elements"]] == ["alert_ack", "alert_snooze", "alert_breakdown"]
+
+    assert run_check(context, now + timedelta(hours=1)) == []  # again: nothing new
+    restarted = Context.open(context.settings)  # a restart: new process, same database
+    assert run_check(restarted, now + timedelta(hours=2)) == []
+    assert len(alerts_in(slack)) == 1
+
+    spend(context, now - timedelta(days=3, hours=1), Decimal(300))
+    posted = run_check(restarted, now + timedelta(hours=3))
+    assert [(d.kind, d.threshold) for d in posted] == [("threshold", "80")]
+    second = alerts_in(slack)[1]
+    assert second["thread_ts"] == first["ts"]
+    restarted.close()
+
+
+def test_a_jump_past_several_thresholds_records_each_once(context: Context, slack: FakeSlack) -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    spend(context, now - timedelta(days=1), Decimal(1200))
+    posted = run_check(context, now)
+    assert sorted(d.threshold for d in posted) == ["100", "50", "80"]
+    assert "Over by $200.00" in alerts_in(slack)[0]["text"]
+    assert run_check(context, now + timedelta(hours=1)) == []
+
+
+def test_out_of_scope_spend_does_not_count(context: Context, slack: FakeSlack) -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    spend(context, now - timedelta(days=1), Decimal(900), project="other")
+    spend(context, now - timedelta(days=1), Decimal(900), model="openai/gpt-oss-120b")
+    assert run_check(context, now) == []
+
+
+def test_forecast_alert_names_the_projected_date(database_url: str, slack: FakeSlack) -> None:
+    settings = make_settings(database_url, slack, budgets=[
+        BudgetConfig(name="steady", amount=Decimal(2000), scope={"project": "search"}, forecast=True)])
+    context = Context.open(settings)
+    now = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)
+    day = datetime(2026, 9, 1, 12, tzinfo=timezone.utc)
+    while day < now:  # $100 a day: about $3,000 by month-end, over $2,000
+        spend(context, day, Decimal(100))
+        day += timedelta(days=1)
+    posted = run_check(context, now)
+    kinds = {d.kind for d in posted}
+    assert "forecast" in kinds
+    forecast = next(d for d in posted if d.kind == "forecast")
+    assert forecast.forecast is not None and forecast.forecast.point > Decimal(2000)
+    crossing = forecast.forecast.crossing(Decimal(2000))
+    assert crossing is not None and date(2026, 11, 19) <= crossing <= date(2026, 11, 22)
+    assert f"{crossing:%b} {crossing.day}" in forecast.headline
+    assert run_check(context, now + timedelta(hours=2)) == []
+    context.close()
+
+
+def test_spike_names_what_drove_it(database_url: str, slack: FakeSlack) -> None:
+    settings = make_settings(database_url, slack, budgets=[
+        BudgetConfig(name="all", amount=Decimal(100000), forecast=False)])
+    context = Context.open(settings)
+    now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    for back in range(2, 40):
+        spend(context, now - timedelta(days=back), Decimal(20))
+    spend(context, now - timedelta(days=1), Decimal(20))
+    spend(context, now - timedelta(days=1), Decimal(400), feature="bulk-export")
+    posted = run_check(context, now)
+    spike = next(d for d in posted if d.kind == "spike")
+    assert spike.period == "2026-11-19"
+    assert "feature=bulk-export" in spike.drivers[0].label
+    assert spike.drivers[0].amount == pytest.approx(Decimal(400), abs=Decimal("0.01"))
+    context.close()
+
+
+def test_a_blind_source_and_a_price_change_alert_once(database_url: str, slack: FakeSlack) -> None:
+    settings = make_settings(database_url, slack, budgets=[],
+                             sources=[Source(name="gateway", kind="generic_json", base_url="http://127.0.0.1:9")])
+    context = Context.open(settings)
+    now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    spend(context, now - timedelta(days=2), Decimal(5))
+    with context.sessions() as session, session.begin():
+        session.add(SourceState(name="gateway", last_attempt=now - timedelta(minutes=5),
+                                last_success=now - timedelta(hours=30), last_error="HTTP 503 from gateway",
+                                last_error_at=now - timedelta(minutes=5)))
+        session.add(SyncedPrice(provider="together", model=MODEL, effective_from=now - timedelta(days=40),
+                                input_rate=Decimal("0.88"), output_rate=Decimal("0.88")))
+        session.add(SyncedPrice(provider="together", model=MODEL, effective_from=now - timedelta(days=2),
+                                input_rate=Decimal("0.60"), output_rate=Decimal("0.90")))
+    posted = run_check(context, now)
+    assert {d.kind for d in posted} == {"source", "price"}
+    source = next(d for d in posted if d.kind == "source")
+    assert "gateway" in source.headline and "30 h" in source.headline
+    price = next(d for d in posted if d.kind == "price")
+    assert "$0.88/$0.88 → $0.60/$0.90" in price.headline
+    assert run_check(context, now + timedelta(hours=1)) == []
+    context.close()
+
+
+def test_the_period_rolls_over_on_the_first_in_the_zone_across_dst(database_url: str, slack: FakeSlack) -> None:
+    # New York leaves daylight time on Sunday 2026-11-01: November starts at 04:00 UTC.
+    settings = make_settings(database_url, slack, tz="America/New_York", budgets=[
+        BudgetConfig(name="ny", amount=Decimal(100), scope={"project": "search"}, thresholds=[50], forecast=False)])
+    context = Context.open(settings)
+    spend(context, datetime(2026, 10, 31, 20, tzinfo=timezone.utc), Decimal(60))  # October, local 16:00
+    spend(context, datetime(2026, 11, 1, 3, tzinfo=timezone.utc), Decimal(30))   # still Oct 31, 23:00 EDT
+    october = run_check(context, datetime(2026, 11, 1, 3, 30, tzinfo=timezone.utc))
+    assert [(d.period, d.threshold) for d in october] == [("2026-10", "50")]
+    spend(context, datetime(2026, 11, 1, 4, tzinfo=timezone.utc), Decimal(40))  # Nov 1, 00:00 EDT
+    november_start = run_check(context, datetime(2026, 11, 1, 5, tzinfo=timezone.utc))
+    assert november_start == []  # $40 of $100 in November: the budget reset on the 1st
+    spend(context, datetime(2026, 11, 1, 10, tzinfo=timezone.utc), Decimal(15))  # 05:00 EST, after the change
+    later = run_check(context, datetime(2026, 11, 1, 12, tzinfo=timezone.utc))
+    assert [(d.period, d.threshold) for d in later] == [("2026-11", "50")]
+    assert "$55.00 of $100.00" in later[0].headline
+    context.close()
+
+
+def test_two_replicas_over_a_simulated_day_post_one_alert_per_threshold(database_url: str, slack: FakeSlack) -> None:
+    settings = make_settings(database_url, slack, check_cron="*/30 * * * *")
+    replicas = [Context.open(settings), Context.open(settings)]  # separate engines, like two processes
+    from apscheduler.triggers.cron import CronTrigger
+
+    job = ScheduledJob("check", CronTrigger.from_crontab("*/30 * * * *", timezone=settings.zone),
+                       lambda ctx, fire: check_budgets(ctx, now=fire, render=alert_message))
+    start = datetime(2026, 11, 18, 0, 0, tzinfo=timezone.utc)
+    ran = []
+    for slot in range(48):
+        now = start + timedelta(minutes=30 * slot, seconds=5)
+        spend(replicas[0], now, Decimal(25), source=f"slot{slot}")  # $1,200 over the day: 50%, 80%, 100%
+        barrier = threading.Barrier(2)
+
+        def tick(ctx: Context) -> None:
+            barrier.wait()
+            ran.append(run_claimed(ctx, job, now=now))
+            send_pending(ctx.sessions, outbox_client(ctx), now=now)
+
+        threads = [threading.Thread(target=tick, args=(ctx,)) for ctx in replicas]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert ran.count(True) == 48  # each period ran exactly once, on one replica or the other
+    texts = [m["text"] for m in alerts_in(slack)]
+    assert len(texts) == 3
+    with replicas[0].sessions() as session:
+        assert sorted(session.scalars(select(Alert.threshold))) == ["100", "50", "80"]
+    for ctx in replicas:
+        ctx.close()
+
+
+def test_check_dry_run_prints_and_posts_nothing(database_url: str, slack: FakeSlack, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "budget-guard.toml"
+    config.write_text(f'alert_channel = "C0ALERTS"\n[[budgets]]\nname = "llama-prod"\namount = 1000\n'
+                      f'scope = {{ project = "search" }}\nforecast = false\n')
+    monkeypatch.setenv("BUDGET_GUARD_CONFIG", str(config))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("SLACK_API_URL", slack.url)
+    context = Context.open(Settings(database_url=database_url))
+    spend(context, datetime.now(timezone.utc) - timedelta(hours=1), Decimal(600))
+    assert main(["check", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[threshold] Budget llama-prod: 60% used" in out
+    assert slack.calls_to("chat.postMessage") == []
+    with context.sessions() as session:
+        assert session.scalars(select(Alert)).all() == [] and session.scalars(select(OutboxMessage)).all() == []
+    assert main(["check"]) == 0
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert main(["check"]) == 0
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    context.close()
+
+
+# -- Slack: buttons and /budget over real HTTP --------------------------------------------
+
+
+@pytest.fixture
+def server(context: Context) -> Iterator[ServerThread]:
+    with ServerThread(create_server(context, create_app(context))) as running:
+        yield running
+
+
+def click(server: ServerThread, slack: FakeSlack, action_id: str, message: dict, user: str = "U0LEAD",
+          value: str | None = None, secret: str = SIGNING_SECRET) -> httpx.Response:
+    button = next(e for e in message["blocks"][-1]["elements"] if e["action_id"] == action_id)
+    payload = {
+        "type": "block_actions", "user": {"id": user}, "api_app_id": "A0TEST", "token": "legacy",
+        "team": {"id": "T0TEST"}, "channel": {"id": message["channel"]}, "trigger_id": "1.2.3",
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
+        "message": {k: v for k, v in message.items() if k != "channel"},
+        "response_url": slack.response_url(action_id),
+        "actions": [{"action_id": action_id, "block_id": "alert_actions", "type": "button",
+                     "value": value if value is not None else button["value"], "action_ts": "1.2"}],
+    }
+    return post_interaction(server.url, payload, secret)
+
+
+def test_buttons_acknowledge_snooze_and_break_down(context: Context, slack: FakeSlack, server: ServerThread) -> None:
+    now = datetime.now(timezone.utc)
+    spend(context, now - timedelta(hours=2), Decimal(600), feature="search-api")
+    run_check(context, now)
+    [message] = alerts_in(slack)
+
+    assert click(server, slack, "alert_ack", message).status_code == 200
+    with context.sessions() as session:
+        alert = session.scalar(select(Alert))
+        assert alert.acknowledged_by == "U0LEAD"
+    updated = alerts_in(slack)[0]
+    assert "Acknowledged by <@U0LEAD>" in json.dumps(updated["blocks"])
+    assert all(b["type"] != "actions" for b in updated["blocks"])
+
+    assert click(server, slack, "alert_breakdown", message).status_code == 200
+    [post] = [p for p in slack.response_posts if p.key == "alert_breakdown"]
+    assert post.payload["response_type"] == "ephemeral"
+    assert "search-api" in json.dumps(post.payload["blocks"]) and "$600.00" in json.dumps(post.payload["blocks"])
+
+    assert click(server, slack, "alert_snooze", message).status_code == 200
+    with context.sessions() as session:
+        assert session.scalar(select(Alert.snoozed_until)) > now + timedelta(hours=23)
+    spend(context, now - timedelta(hours=1), Decimal(300))
+    assert run_check(context, now) == []  # snoozed: the 80% alert waits
+    assert [d.threshold for d in run_check(context, now + timedelta(hours=25))] == ["80"]
+
+
+def test_forged_or_unknown_buttons_change_nothing(context: Context, slack: FakeSlack, server: ServerThread) -> None:
+    now = datetime.now(timezone.utc)
+    spend(context, now - timedelta(hours=2), Decimal(600))
+    run_check(context, now)
+    [message] = alerts_in(slack)
+    assert click(server, slack, "alert_ack", message, secret="forged-secret").status_code == 401
+    bogus = json.dumps({"alert_id": 99999, "budget": "llama-prod"})
+    assert click(server, slack, "alert_ack", message, value=bogus).status_code == 200
+    assert click(server, slack, "alert_ack", message, value="not json").status_code == 200
+    refused = [p for p in slack.response_posts if p.key == "alert_ack"]
+    assert len(refused) == 2 and all("nothing was changed" in p.payload["text"] for p in refused)
+    with context.sessions() as session:
+        assert session.scalar(select(Alert.acknowledged_by)) is None
+    assert slack.calls_to("chat.update") == []
+
+
+def test_budget_command_admins_only_with_specific_refusals(context: Context, slack: FakeSlack,
+                                                           server: ServerThread) -> None:
+    slack.set_usergroup("S0ADMINS", ["U0GROUPIE"])
+
+    def say(text: str, user: str) -> dict:
+        response = post_slash_command(server.url, text, command="/budget", user_id=user)
+        assert response.status_code == 200
+        return response.json()
+
+    def budgets() -> dict[str, Budget]:
+        with context.sessions() as session:
+            return {b.name: b for b in session.scalars(select(Budget))}
+
+    listed = say("list", "U0ANYONE")
+    assert "llama-prod" in json.dumps(listed["blocks"]) and listed["response_type"] == "ephemeral"
+    before = {n: (b.amount, b.scope) for n, b in budgets().items()}
+
+    refused = say("set new-one 500 project=x", "U0ANYONE")
+    assert "only budget admins" in refused["text"]
+    for text, fragment in [
+        ("set team-a lots", "the amount must be dollars"),
+        ("set team-a -5", "more than $0"),
+        ("set team-a 500 model=llma-3.3", "no model called 'llma-3.3'; did you mean"),
+        ("set team-a 500 team=x", "unknown scope 'team'"),
+        ("set team-a 500 mode=realtime", "mode= is one of"),
+        ("set bad/name 500", "a budget name is"),
+    ]:
+        answer = say(text, "U0ADMIN")
+        assert fragment in answer["text"], text
+        assert answer["blocks"][0]["text"]["type"] == "plain_text"
+    assert {n: (b.amount, b.scope) for n, b in budgets().items()} == before
+
+    saved = say(f"set team-a 2.5k model=llama-3.3-70b feature=chat 60,90 <#C0TEAM|team-a>", "U0GROUPIE")
+    assert "created" in json.dumps(saved["blocks"])
+    team = budgets()["team-a"]
+    assert team.amount == Decimal("2500.00") and team.scope == {"model": MODEL, "feature": "chat"}
+    assert team.thresholds == [60, 90] and team.channel == "C0TEAM" and team.origin == "slack"
+
+    assert "only budget admins" in say("delete team-a", "U0ANYONE")["text"]
+    assert "deleted" in say("delete team-a", "U0ADMIN")["text"]
+    assert budgets()["team-a"].deleted
+    # Survives a restart; the file does not bring a deleted budget back.
+    restarted = Context.open(context.settings)
+    with restarted.sessions() as session, session.begin():
+        from jobs.budgets import active_budgets, seed_from_file
+
+        seed_from_file(session, restarted.settings)
+        assert [b.name for b in active_budgets(session)] == ["llama-prod"]
+    restarted.close()
+    assert "there is no budget called" in say("delete nope", "U0ADMIN")["text"]
