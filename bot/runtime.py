@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,10 @@ class Runtime:
         config = uvicorn.Config(self.asgi(), host=host, port=port, log_config=None, access_log=False,
                                 timeout_graceful_shutdown=20)
         log.info("serving HTTP on %s:%s", host, port)
+        # uvicorn re-raises the signal that stopped it once it has drained; with these handlers in
+        # place that re-raise returns here, so stop() can finish jobs and release claims.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda number, frame: log.info("signal %s: stopping", number))
         uvicorn.Server(config).run()
 
     def run_socket_mode(self, host: str, port: int) -> None:

@@ -56,6 +56,7 @@ class AlertDraft:
     amount: Decimal | None = None
     spend: Decimal | None = None
     forecast: Projection | None = None
+    covers: tuple[str, ...] = ()  # lower thresholds crossed at the same time: recorded, not posted
 
     @property
     def key(self) -> str:
@@ -164,9 +165,9 @@ def _budget_alerts(budget: BudgetSpec, rows: list[DailyRow], channel: str, today
         details = [f"Crossed {top}% of the {today:%B} budget for {budget.describe_scope()}."]
         if spend > budget.amount:
             details.append(f"Over by {usd(spend - budget.amount)}.")
-        for threshold in crossed:
-            drafts.append(AlertDraft(budget.name, period, "threshold", str(threshold), channel, headline, details,
-                                     advice, drivers, budget.mention, budget.amount, spend))
+        lower = tuple(str(t) for t in crossed if t != top)
+        drafts.append(AlertDraft(budget.name, period, "threshold", str(top), channel, headline, details,
+                                 advice, drivers, budget.mention, budget.amount, spend, covers=lower))
 
     projection: Projection | None = None
     if budget.forecast and rows and spend < budget.amount:
@@ -301,9 +302,15 @@ def _record(context: Context, draft: AlertDraft, now: datetime, render: AlertRen
         alert_id = result.scalar()
         if alert_id is None:
             return False
+        for threshold in draft.covers:
+            session.execute(
+                insert(Alert).values(budget=draft.budget, period=draft.period, kind=draft.kind, threshold=threshold,
+                                     outbox_key=draft.key, created_at=now)
+                .on_conflict_do_nothing(index_elements=["budget", "period", "kind", "threshold"])
+            )
         first = session.scalar(
             select(Alert.outbox_key).where(Alert.budget == draft.budget, Alert.period == draft.period,
-                                           Alert.kind.in_(("threshold", "forecast")), Alert.id != alert_id)
+                                           Alert.kind.in_(("threshold", "forecast")), Alert.outbox_key != draft.key)
             .order_by(Alert.id).limit(1)
         ) if draft.kind in ("threshold", "forecast") else None
         text, blocks = render(draft, alert_id) if render else (draft.headline, [])

@@ -90,7 +90,7 @@ def send_pending(sessions: sessionmaker[Session], client: WebClient, *, owner: s
             row = session.get(OutboxMessage, row_id)
             assert row is not None
             parent_ts = None
-            if row.thread_of:
+            if row.thread_of and row.thread_of != row.dedupe_key:
                 parent = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == row.thread_of))
                 if parent is not None and parent.ts is None:
                     _defer(sessions, row_id, now, timedelta(seconds=5), None, attempt=False)

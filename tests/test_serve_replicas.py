@@ -1,0 +1,67 @@
+"""Two real `serve` processes on one database: each alert posted once; a restart posts nothing
+new; SIGTERM stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from db.engine import make_engine, make_sessionmaker
+from db.models import UsageBucket, to_nanos
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.processes import ServeProcess, wait_until
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+def environment(database_url: str, slack: FakeSlack, tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "budget-guard.toml"
+    config.write_text('alert_channel = "C0ALERTS"\n[[budgets]]\nname = "team"\namount = 100\n'
+                      'scope = { project = "search" }\nforecast = false\n')
+    return {"DATABASE_URL": database_url, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.url, "BUDGET_GUARD_CONFIG": str(config), "CHECK_CRON": "* * * * *",
+            "CATCH_UP_SECONDS": "0.5", "OUTBOX_INTERVAL_SECONDS": "0.3", "LOG_LEVEL": "INFO"}
+
+
+def record_spend(database_url: str, dollars: Decimal, source: str) -> None:
+    sessions = make_sessionmaker(make_engine(database_url))
+    tokens = int(dollars / Decimal("0.88") * 1_000_000)
+    with sessions() as session, session.begin():
+        session.add(UsageBucket(
+            bucket_start=datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1),
+            width="1h", source=source, model="meta-llama/Llama-3.3-70B-Instruct-Turbo", mode="serverless",
+            project="search", feature="", api_key="", environment="", tags="", input_tokens=tokens,
+            cached_input_tokens=0, output_tokens=0, requests=1, uptime_minutes=0,
+            cost_nanos=to_nanos(Decimal(tokens) * Decimal("0.88") / 1_000_000)))
+
+
+def test_two_serve_processes_post_each_alert_once(database_url: str, slack: FakeSlack, tmp_path: Path) -> None:
+    env = environment(database_url, slack, tmp_path)
+    record_spend(database_url, Decimal(85), "a")  # 85% of $100: the 50% and 80% thresholds
+    with ServeProcess(env, tmp_path) as first, ServeProcess(env, tmp_path) as second:
+        assert wait_until(lambda: len(slack.calls_to("chat.postMessage")) >= 1, timeout=30)
+        time.sleep(3)  # several more ticks of both schedulers
+        messages = [m for m in slack.messages if m["channel"] == "C0ALERTS"]
+        assert len(messages) == 1 and "85% used" in messages[0]["text"]  # one message for both thresholds
+        assert first.stop() == 0 and second.stop() == 0  # SIGTERM: clean exit
+        assert '"stopped"' in first.log() or "stopped" in first.log()
+
+    with ServeProcess(env, tmp_path) as restarted:  # a restart posts nothing it already posted
+        time.sleep(3)
+        assert len([m for m in slack.messages if m["channel"] == "C0ALERTS"]) == 1
+        health = httpx.get(f"{restarted.url}/healthz").json()
+        assert health == {"status": "ok", "database": "ok"}
+        assert restarted.stop(signal.SIGTERM) == 0
+    assert len(slack.calls_to("chat.postMessage")) == 1
