@@ -35,7 +35,7 @@ class RedactingJsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        for key in ("job", "period", "source", "channel", "outbox_id"):
+        for key in ("job", "period", "seconds", "source", "channel", "outbox_id"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         return self.redact(json.dumps(entry, default=str))

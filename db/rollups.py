@@ -68,7 +68,7 @@ class RollupZone(Base):
     built_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DailyRow:
     """One local day of one model, mode and set of dimensions."""
 
@@ -201,7 +201,8 @@ def daily_rows(session: Session, since: datetime, until: datetime, zone: ZoneInf
                    ).where(d.zone == zone.key, d.day >= first, d.day <= last)
     if model is not None:
         query = query.where(d.model == model)
-    return [DailyRow(*row) for row in session.execute(query)]
+    # Core, not ORM, execution: these are plain tuples and there can be hundreds of thousands.
+    return [DailyRow(*row) for row in session.connection().execute(query)]
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:

@@ -23,7 +23,7 @@ from jobs import budgets as budget_store
 from jobs.budgets import BudgetSpec
 from jobs.context import Context
 from jobs.outbox import enqueue
-from jobs.projection import Projection, project
+from jobs.projection import Projection, PriceMemo, combine, index_rows, project_series
 from pricing.money import percent, usd
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
         recorded = {(a.budget, a.period, a.kind, a.threshold) for a in
                     session.scalars(select(Alert).where(Alert.created_at >= month_start - timedelta(days=40)))}
         snoozed = _snoozed(session, now)
-        by_dimensions: dict[tuple[str, str, str, str, str], list[DailyRow]] = defaultdict(list)
-        for row in rows:
-            by_dimensions[(row.model, row.mode, row.project, row.feature, row.tags)].append(row)
+        ledger = _Ledger(rows, today, context.catalog)
         drafts: list[AlertDraft] = []
         for budget in budgets:
             if budget.name in snoozed:
@@ -97,8 +95,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
             if not channel:
                 log.warning("budget %s has no channel and ALERT_CHANNEL is not set; not alerting", budget.name)
                 continue
-            scoped = [r for same in by_dimensions.values() if budget.matches(same[0]) for r in same]
-            drafts.extend(_budget_alerts(budget, scoped, channel, today, day_fraction, context))
+            drafts.extend(_budget_alerts(budget, ledger, channel, today, day_fraction, context))
         drafts.extend(_source_alerts(session, context, now))
         drafts.extend(_price_alerts(session, context, rows, today))
 
@@ -126,14 +123,38 @@ def _month_key(day: date) -> str:
     return day.strftime("%Y-%m")
 
 
-def _drivers(rows: list[DailyRow], since: date, n: int = 3) -> list[Driver]:
-    """The models and dimensions with the most spend since `since`."""
-    spend: dict[str, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        if row.day >= since:
-            spend[_label(row)] += from_nanos(row.cost_nanos)
-    top = sorted(spend.items(), key=lambda item: -item[1])[:n]
-    return [Driver(label, amount) for label, amount in top if amount > 0]
+class _Ledger:
+    """The check's rows indexed once by dimensions, so fifty budgets do not rescan them."""
+
+    def __init__(self, rows: list[DailyRow], today: date, catalog: Any) -> None:
+        self.series = index_rows(rows, today, key=_dimensions)
+        self.examples: dict[Any, DailyRow] = {}
+        for row in rows:
+            self.examples.setdefault(_dimensions(row), row)
+        self.prices = PriceMemo(catalog)
+
+    def keys_in(self, budget: BudgetSpec) -> list[Any]:
+        return [key for key in self.series if budget.matches(self.examples[key])]
+
+    def spend_by_label(self, keys: list[Any], days: Callable[[date], bool]) -> dict[str, int]:
+        """Nano-dollars per driver label over the days `days` accepts."""
+        spend: dict[str, int] = defaultdict(int)
+        for key in keys:
+            total = sum(v for d, v in self.series[key].cost.items() if days(d))
+            if total:
+                spend[_label(self.examples[key])] += total
+        return spend
+
+    def daily(self, keys: list[Any]) -> dict[date, int]:
+        totals: dict[date, int] = defaultdict(int)
+        for key in keys:
+            for day, nanos in self.series[key].cost.items():
+                totals[day] += nanos
+        return totals
+
+
+def _dimensions(row: DailyRow) -> tuple[str, str, str, str, str]:
+    return (row.model, row.mode, row.project, row.feature, row.tags)
 
 
 def _label(row: DailyRow) -> str:
@@ -147,12 +168,19 @@ def _label(row: DailyRow) -> str:
     return " · ".join(parts)
 
 
-def _budget_alerts(budget: BudgetSpec, rows: list[DailyRow], channel: str, today: date, day_fraction: float,
+def _top(spend: dict[str, int], n: int = 3) -> list[Driver]:
+    ordered = sorted(spend.items(), key=lambda item: -item[1])[:n]
+    return [Driver(label, from_nanos(nanos)) for label, nanos in ordered if nanos > 0]
+
+
+def _budget_alerts(budget: BudgetSpec, ledger: _Ledger, channel: str, today: date, day_fraction: float,
                    context: Context) -> list[AlertDraft]:
     period = _month_key(today)
     month_start = today.replace(day=1)
-    spend = sum((from_nanos(r.cost_nanos) for r in rows if r.day >= month_start), Decimal(0))
-    drivers = _drivers(rows, month_start)
+    keys = ledger.keys_in(budget)
+    daily = ledger.daily(keys)
+    spend = from_nanos(sum(v for d, v in daily.items() if d >= month_start))
+    drivers = _top(ledger.spend_by_label(keys, lambda d: d >= month_start))
     saving = _batch_saving(context, budget)
     advice = (f"Moving the offline work in this scope to batch would save about {usd(saving)}/month "
               "(`budget-guard advise`)." if saving else "Check the drivers below; `/costquote compare` finds cheaper models.")
@@ -169,12 +197,12 @@ def _budget_alerts(budget: BudgetSpec, rows: list[DailyRow], channel: str, today
         drafts.append(AlertDraft(budget.name, period, "threshold", str(top), channel, headline, details,
                                  advice, drivers, budget.mention, budget.amount, spend, covers=lower))
 
-    projection: Projection | None = None
-    if budget.forecast and rows and spend < budget.amount:
-        projection, _ = project(rows, today=today, day_fraction=day_fraction, catalog=context.catalog)
+    if budget.forecast and keys and spend < budget.amount:
+        projection, _ = project_series({budget.name: combine(ledger.series[k] for k in keys)}, today=today,
+                                       day_fraction=day_fraction, catalog=context.catalog, prices=ledger.prices)
         if projection.point > budget.amount:
             crossing = projection.crossing(budget.amount)
-            when = f" around {crossing:%b %-d}" if crossing else ""
+            when = f" around {crossing:%b} {crossing.day}" if crossing else ""
             likely = "will" if projection.low > budget.amount else "is likely to"
             headline = (f"Budget {budget.name} {likely} be exceeded{when}: forecast {usd(projection.point)} "
                         f"of {usd(budget.amount)}")
@@ -187,44 +215,35 @@ def _budget_alerts(budget: BudgetSpec, rows: list[DailyRow], channel: str, today
             drafts.append(AlertDraft(budget.name, period, "forecast", "", channel, headline, details, advice,
                                      drivers, budget.mention, budget.amount, spend, projection))
 
-    spike = _spike(budget, rows, today, context.settings.spike_factor)
+    spike = _spike(daily, today, context.settings.spike_factor)
     if spike is not None:
-        day, actual, expected, spike_drivers = spike
-        headline = f"Spend spike in {budget.name} on {day:%b %-d}: {usd(actual)} against {usd(expected)} expected"
+        day, actual, expected = spike
+        week = today - timedelta(days=8)
+        before = ledger.spend_by_label(keys, lambda d: week <= d < day)
+        on_day = ledger.spend_by_label(keys, lambda d: d == day)
+        increases = {label: nanos - before.get(label, 0) // 7 for label, nanos in on_day.items()}
+        headline = f"Spend spike in {budget.name} on {day:%b} {day.day}: {usd(actual)} against {usd(expected)} expected"
         details = [f"{usd(actual)} in one day, {(actual / expected).quantize(Decimal('0.1'))}× the expected "
                    f"{usd(expected)} for {budget.describe_scope()}."]
         drafts.append(AlertDraft(budget.name, day.isoformat(), "spike", "", channel, headline, details,
                                  "If this was not planned, find the caller among the drivers below.",
-                                 spike_drivers, budget.mention, budget.amount, spend))
+                                 _top(increases), budget.mention, budget.amount, spend))
     return drafts
 
 
-def _spike(budget: BudgetSpec, rows: list[DailyRow], today: date, factor: Decimal
-           ) -> tuple[date, Decimal, Decimal, list[Driver]] | None:
+def _spike(daily_nanos: dict[date, int], today: date, factor: Decimal) -> tuple[date, Decimal, Decimal] | None:
     """Yesterday against a robust expectation: the larger of the same weekday's median over four
     weeks and the mean of the seven days before."""
     day = today - timedelta(days=1)
-    daily: dict[date, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        daily[row.day] += from_nanos(row.cost_nanos)
-    actual = daily.get(day, Decimal(0))
-    same_weekday = [daily.get(day - timedelta(weeks=w), Decimal(0)) for w in range(1, 5)]
-    week = [daily.get(day - timedelta(days=d), Decimal(0)) for d in range(1, 8)]
+    actual = from_nanos(daily_nanos.get(day, 0))
+    same_weekday = [from_nanos(daily_nanos.get(day - timedelta(weeks=w), 0)) for w in range(1, 5)]
+    week = [from_nanos(daily_nanos.get(day - timedelta(days=d), 0)) for d in range(1, 8)]
     if not any(week):
         return None
     expected = max(statistics.median(same_weekday), sum(week) / 7)
     if expected <= 0 or actual < expected * factor or actual - expected < SPIKE_MINIMUM:
         return None
-    before: dict[str, Decimal] = defaultdict(Decimal)
-    on_day: dict[str, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        if row.day == day:
-            on_day[_label(row)] += from_nanos(row.cost_nanos)
-        elif day - timedelta(days=7) <= row.day < day:
-            before[_label(row)] += from_nanos(row.cost_nanos) / 7
-    increases = sorted(((label, on_day[label] - before.get(label, Decimal(0))) for label in on_day),
-                       key=lambda item: -item[1])[:3]
-    return day, actual, expected, [Driver(label, amount) for label, amount in increases if amount > 0]
+    return day, actual, expected
 
 
 def _batch_saving(context: Context, budget: BudgetSpec) -> Decimal | None:

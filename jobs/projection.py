@@ -4,12 +4,16 @@ A model's daily tokens are turned into a cost series at today's price for the fo
 (so the shape, not past prices, drives it); each remaining day's expected tokens are then
 priced at the price in effect on that day, so a start-dated price change moves the forecast
 the right way. Dedicated endpoints bill uptime, not tokens: their cost series is forecast
-as it is. Groups (per model, project, feature, or a budget scope) sum their parts."""
+as it is. Series whose price stays put are summed and forecast together; groups (per
+model, project, feature, or a budget scope) sum their parts, so totals match.
+
+Rows are first indexed into integer `Series` (tokens and nano-dollars per day); a caller
+that projects many overlapping groups (the budget check) indexes once and reuses them."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -19,6 +23,8 @@ from db.rollups import DailyRow
 from jobs.forecast import MonthForecast, forecast_month, forecast_total
 from pricing.catalog import Catalog, Price
 from pricing.costs import token_cost
+
+MIX_DAYS = 14  # the token mix (input, cached, output) that prices a model's expected tokens
 
 
 @dataclass(frozen=True)
@@ -47,27 +53,80 @@ class Projection:
         return None
 
 
-@dataclass
-class _Series:
-    """One (model, mode)'s daily tokens and costs, with its token mix."""
+@dataclass(slots=True)
+class Series:
+    """One model and mode's daily tokens and nano-dollars, with its recent token mix."""
 
     model: str
     mode: str
-    tokens: dict[date, float] = field(default_factory=lambda: defaultdict(float))
-    cost: dict[date, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    tokens: dict[date, int] = field(default_factory=lambda: defaultdict(int))
+    cost: dict[date, int] = field(default_factory=lambda: defaultdict(int))
     input_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
     unpriced: int = 0
 
+    def add(self, other: "Series") -> None:
+        for day, value in other.tokens.items():
+            self.tokens[day] += value
+        for day, value in other.cost.items():
+            self.cost[day] += value
+        self.input_tokens += other.input_tokens
+        self.cached_tokens += other.cached_tokens
+        self.output_tokens += other.output_tokens
+        self.unpriced += other.unpriced
 
-def _mode_price(price: Price | None, mode: str) -> Price | None:
-    if price is None:
-        return None
-    return price.batch() if mode == "batch" else price
+
+def index_rows(rows: Iterable[DailyRow], today: date, key: Callable[[DailyRow], Hashable]) -> dict[Hashable, Series]:
+    """Rows up to `today` summed into one Series per `key(row)` (which must fix model and mode)."""
+    month_start = today.replace(day=1)
+    mix_start = today - timedelta(days=MIX_DAYS)
+    index: dict[Hashable, Series] = {}
+    for row in rows:
+        if row.day > today:
+            continue
+        k = key(row)
+        series = index.get(k)
+        if series is None:
+            series = index[k] = Series(row.model, row.mode)
+        series.tokens[row.day] += row.input_tokens + row.output_tokens
+        series.cost[row.day] += row.cost_nanos
+        if row.day >= mix_start:
+            series.input_tokens += row.input_tokens
+            series.cached_tokens += row.cached_input_tokens
+            series.output_tokens += row.output_tokens
+        if row.day >= month_start:
+            series.unpriced += row.unpriced_tokens
+    return index
 
 
-def _cost_per_token(price: Price | None, series: _Series) -> Decimal | None:
+def combine(parts: Iterable[Series]) -> list[Series]:
+    """Sum series of the same model and mode (e.g. all projects of a budget's scope)."""
+    merged: dict[tuple[str, str], Series] = {}
+    for part in parts:
+        key = (part.model, part.mode)
+        if key not in merged:
+            merged[key] = Series(part.model, part.mode)
+        merged[key].add(part)
+    return list(merged.values())
+
+
+class PriceMemo:
+    """Per-run memo of price lookups: many series ask about the same model and day."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.memo: dict[tuple[str, str, date], Price | None] = {}
+
+    def __call__(self, model: str, mode: str, day: date) -> Price | None:
+        key = (model, mode, day)
+        if key not in self.memo:
+            price = self.catalog.price_of(model, day)
+            self.memo[key] = price.batch() if price is not None and mode == "batch" else price
+        return self.memo[key]
+
+
+def _cost_per_token(price: Price | None, series: Series) -> Decimal | None:
     """Dollars per token of this series' input/cached/output mix at `price`."""
     total = series.input_tokens + series.output_tokens
     if price is None or total == 0:
@@ -84,116 +143,120 @@ def project(
     group_of: Callable[[DailyRow], str] = lambda row: "total",
 ) -> tuple[Projection, dict[str, Projection]]:
     """The total and each group's month-end projection from daily rows up to `today`."""
-    month_start = today.replace(day=1)
-    by_group: dict[str, dict[tuple[str, str], _Series]] = defaultdict(dict)
-    actual_by_group: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    unpriced_by_group: dict[str, int] = defaultdict(int)
-    for row in rows:
-        if row.day > today:
-            continue
-        group = group_of(row)
-        series = by_group[group].setdefault((row.model, row.mode), _Series(row.model, row.mode))
-        cost = from_nanos(row.cost_nanos)
-        series.cost[row.day] += cost
-        series.tokens[row.day] += row.tokens
-        actual_by_group[group][row.day] += cost
-        if row.day >= today - timedelta(days=14):
-            series.input_tokens += row.input_tokens
-            series.cached_tokens += row.cached_input_tokens
-            series.output_tokens += row.output_tokens
-        if row.day >= month_start:
-            unpriced_by_group[group] += row.unpriced_tokens
+    index = index_rows(rows, today, lambda row: (group_of(row), row.model, row.mode))
+    groups: dict[str, list[Series]] = defaultdict(list)
+    for (group, _, _), series in index.items():  # type: ignore[misc]
+        groups[group].append(series)
+    return project_series(groups, today=today, day_fraction=day_fraction, catalog=catalog)
 
-    # Each (group, model, mode) becomes a cost series at today's price (or its own cost, for
-    # dedicated uptime). Series whose price stays put for the rest of the month are summed into
-    # one part per group; a series with a price change ahead stays a part of its own.
+
+def project_series(
+    groups: dict[str, list[Series]], *, today: date, day_fraction: float, catalog: Catalog,
+    prices: PriceMemo | None = None,
+) -> tuple[Projection, dict[str, Projection]]:
+    """Project each group of (model, mode) series, and the total over all groups."""
+    prices = prices or PriceMemo(catalog)
+    month_start = today.replace(day=1)
     month_end = (month_start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    ahead = [today + timedelta(days=n) for n in range(1, (month_end - today).days + 1)]
     parts: dict[str, dict[date, float]] = {}
     repricing: dict[str, Callable[[date], Decimal]] = {}
     owners: dict[str, str] = {}
-    for group, series_map in by_group.items():
+    actual: dict[str, dict[date, int]] = {}
+    unpriced: dict[str, int] = {}
+    for group, series_list in groups.items():
         steady: dict[date, float] = defaultdict(float)
-        for (model, mode), series in series_map.items():
-            today_rate = _cost_per_token(_mode_price(catalog.price_of(model, today), mode), series)
-            if mode == "dedicated" or not today_rate:
-                daily = {d: float(v) for d, v in series.cost.items()}
-                ratio: Callable[[date], Decimal] = lambda d: Decimal(1)
+        group_actual: dict[date, int] = defaultdict(int)
+        unpriced[group] = 0
+        for series in series_list:
+            for day, nanos in series.cost.items():
+                group_actual[day] += nanos
+            unpriced[group] += series.unpriced
+            today_rate = _cost_per_token(prices(series.model, series.mode, today), series)
+            if series.mode == "dedicated" or not today_rate:
+                daily = {d: v / 1e9 for d, v in series.cost.items()}
             else:
-                daily = {d: float(Decimal(t) * today_rate) for d, t in series.tokens.items()}
-                ratio = _ratio(catalog, series, today_rate)
-                if any(ratio(today + timedelta(days=n)) != 1 for n in range(1, (month_end - today).days + 1)):
-                    name = f"{group}\x1f{model}\x1f{mode}"
+                rate = float(today_rate)
+                daily = {d: t * rate for d, t in series.tokens.items()}
+                ratio = _ratio(prices, series, today_rate)
+                if any(ratio(day) != 1 for day in ahead):
+                    name = f"{group}\x1f{series.model}\x1f{series.mode}"
                     parts[name], repricing[name], owners[name] = daily, ratio, group
                     continue
             for day, value in daily.items():
                 steady[day] += value
+        actual[group] = group_actual
         if steady:
             name = f"{group}\x1fsteady"
-            parts[name], repricing[name], owners[name] = dict(steady), (lambda d: Decimal(1)), group
+            parts[name], repricing[name], owners[name] = dict(steady), _unchanged, group
 
     if not parts:
         empty = Projection("total", Decimal(0), Decimal(0), Decimal(0), Decimal(0), [], "no usage yet")
         return empty, {}
 
-    groups: dict[str, Projection] = {}
+    projections: dict[str, Projection] = {}
     all_forecasts: list[MonthForecast] = []
-    for group in by_group:
+    all_ratios: list[Callable[[date], Decimal]] = []
+    for group in groups:
         names = [n for n in parts if owners[n] == group]
+        if not names:
+            continue
         group_total, part_forecasts = forecast_total({n: parts[n] for n in names}, today, day_fraction)
         forecasts = [part_forecasts[n] for n in names]
+        ratios = [repricing[n] for n in names]
         all_forecasts.extend(forecasts)
-        groups[group] = _combine(group, forecasts, [repricing[n] for n in names], actual_by_group[group],
-                                 month_start, unpriced_by_group[group], interval_from=group_total)
-    if len(groups) == 1:
-        only = next(iter(groups.values()))
-        return Projection("total", only.month_to_date, only.point, only.low, only.high, only.remaining, only.note,
-                          only.unpriced_tokens, only.daily), groups
+        all_ratios.extend(ratios)
+        projections[group] = _combine(group, forecasts, ratios, actual[group], month_start, unpriced[group],
+                                      interval_from=group_total)
+    if len(projections) == 1:
+        only = next(iter(projections.values()))
+        total = Projection("total", only.month_to_date, only.point, only.low, only.high, only.remaining, only.note,
+                           only.unpriced_tokens, only.daily)
+        return total, projections
     summed: dict[date, float] = defaultdict(float)
     for daily in parts.values():
         for day, value in daily.items():
             summed[day] += value
-    whole = forecast_month(summed, today, day_fraction)
-    ordered = [repricing[n] for g in by_group for n in parts if owners[n] == g]
-    total = _combine("total", all_forecasts, ordered, _sum_days(actual_by_group.values()), month_start,
-                     sum(unpriced_by_group.values()), interval_from=whole)
-    return total, groups
+    all_actual: dict[date, int] = defaultdict(int)
+    for group_actual in actual.values():
+        for day, nanos in group_actual.items():
+            all_actual[day] += nanos
+    total = _combine("total", all_forecasts, all_ratios, all_actual, month_start, sum(unpriced.values()),
+                     interval_from=forecast_month(summed, today, day_fraction))
+    return total, projections
 
 
-def _ratio(catalog: Catalog, series: _Series, today_rate: Decimal) -> Callable[[date], Decimal]:
+def _unchanged(day: date) -> Decimal:
+    return Decimal(1)
+
+
+def _ratio(prices: PriceMemo, series: Series, today_rate: Decimal) -> Callable[[date], Decimal]:
     def ratio(day: date) -> Decimal:
-        rate = _cost_per_token(_mode_price(catalog.price_of(series.model, day), series.mode), series)
+        rate = _cost_per_token(prices(series.model, series.mode, day), series)
         return rate / today_rate if rate is not None else Decimal(1)
 
     return ratio
 
 
-def _sum_days(maps: Iterable[dict[date, Decimal]]) -> dict[date, Decimal]:
-    total: dict[date, Decimal] = defaultdict(Decimal)
-    for daily in maps:
-        for day, amount in daily.items():
-            total[day] += amount
-    return total
-
-
 def _combine(key: str, forecasts: list[MonthForecast], ratios: list[Callable[[date], Decimal]],
-             actual: dict[date, Decimal], month_start: date, unpriced: int,
+             actual_nanos: dict[date, int], month_start: date, unpriced: int,
              interval_from: MonthForecast | None = None) -> Projection:
     """Sum parts: actual month-to-date, plus each part's remaining days priced on their day."""
-    mtd = sum((v for d, v in actual.items() if d >= month_start), Decimal(0))
+    daily = {d: from_nanos(v) for d, v in actual_nanos.items() if d >= month_start}
+    mtd = sum(daily.values(), Decimal(0))
     remaining: dict[date, Decimal] = defaultdict(Decimal)
     low_spread = high_spread = Decimal(0)
     for forecast, ratio in zip(forecasts, ratios):
         for day, expected in forecast.remaining:
-            remaining[day] += Decimal(str(expected)) * ratio(day)
-        low_spread += Decimal(str(forecast.point - forecast.low))
-        high_spread += Decimal(str(forecast.high - forecast.point))
-    future = sum(remaining.values(), Decimal(0))
-    point = mtd + future
+            remaining[day] += Decimal(repr(expected)) * (Decimal(1) if ratio is _unchanged else ratio(day))
+        low_spread += Decimal(repr(forecast.point - forecast.low))
+        high_spread += Decimal(repr(forecast.high - forecast.point))
+    point = mtd + sum(remaining.values(), Decimal(0))
     if interval_from is not None and interval_from.point > 0:
-        # The total's interval comes from the summed series, scaled to the priced point.
-        scale = point / Decimal(str(interval_from.point)) if interval_from.point else Decimal(1)
-        low_spread = Decimal(str(interval_from.point - interval_from.low)) * scale
-        high_spread = Decimal(str(interval_from.high - interval_from.point)) * scale
+        # The interval comes from the summed series, scaled to the priced point.
+        scale = point / Decimal(repr(interval_from.point))
+        low_spread = Decimal(repr(interval_from.point - interval_from.low)) * scale
+        high_spread = Decimal(repr(interval_from.high - interval_from.point)) * scale
     notes = [f.note for f in forecasts if f.note]
     note = max(set(notes), key=notes.count) if notes else ""
     return Projection(
@@ -205,5 +268,5 @@ def _combine(key: str, forecasts: list[MonthForecast], ratios: list[Callable[[da
         remaining=sorted(remaining.items()),
         note=note,
         unpriced_tokens=unpriced,
-        daily={d: v for d, v in actual.items() if d >= month_start},
+        daily=daily,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -54,6 +55,7 @@ def run_claimed(context: Context, job: ScheduledJob, *, now: datetime | None = N
     if fire is None:
         return False
     period = period_key(fire)
+    started = time.perf_counter()
     try:
         claims.run_once(context.sessions, job.name, period, lambda: job.run(context, fire), now=now)
     except claims.AlreadyClaimed:
@@ -65,7 +67,9 @@ def run_claimed(context: Context, job: ScheduledJob, *, now: datetime | None = N
         return False
     if metrics is not None:
         metrics.count_job(job.name, "done")
-    log.info("job %s ran for %s", job.name, period, extra={"job": job.name, "period": period})
+    seconds = time.perf_counter() - started
+    log.info("job %s ran for %s in %.2f s", job.name, period, seconds,
+             extra={"job": job.name, "period": period, "seconds": round(seconds, 3)})
     return True
 
 
