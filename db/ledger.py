@@ -1,0 +1,392 @@
+"""The usage ledger's queries: write buckets (pulled: replace; pushed: add), dedupe events,
+record the prices that costed usage, and read totals back.
+
+Hot paths are set-based: dialect upserts (`INSERT ... ON CONFLICT`) run as executemany
+batches, never one ORM object per row. Money is integer nano-dollars here; callers convert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import Select, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import PriceRecord, SeenEvent, SourceState, UsageBucket, from_nanos
+
+KEY_COLUMNS = (
+    "bucket_start", "width", "source", "model", "mode", "project", "feature", "api_key", "environment", "tags",
+)
+COUNT_COLUMNS = ("input_tokens", "cached_input_tokens", "output_tokens", "requests", "uptime_minutes")
+GROUPS = ("model", "project", "feature", "mode", "api_key", "environment", "source")
+Group = Literal["model", "project", "feature", "mode", "api_key", "environment", "source"]
+BATCH_SIZE = 5_000
+CLAIM_BATCH = 500  # rows per INSERT: 1,000 parameters, under every engine's limit
+WRITE_BATCH = 500  # bucket rows per INSERT: 8,500 parameters (SQLite allows 32,766, PostgreSQL 65,535)
+# Core tables, not ORM entities: bulk statements skip the ORM's per-row bookkeeping.
+BUCKETS = UsageBucket.__table__
+SEEN = SeenEvent.__table__
+
+
+@dataclass(slots=True)
+class BucketRow:
+    """One bucket's usage as written to the ledger; `cost_nanos` None means unpriced."""
+
+    bucket_start: datetime
+    width: str
+    model: str
+    mode: str
+    project: str = ""
+    feature: str = ""
+    api_key: str = ""
+    environment: str = ""
+    tags: str = ""
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    uptime_minutes: int = 0
+    cost_nanos: int | None = 0
+    price_id: int | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        """Everything that identifies the bucket within one source."""
+        return (
+            self.bucket_start, self.width, self.model, self.mode, self.project, self.feature, self.api_key,
+            self.environment, self.tags,
+        )
+
+    def absorb(self, other: "BucketRow") -> None:
+        """Add `other`'s usage (same key) into this row; unpriced wins over priced."""
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+        self.uptime_minutes += other.uptime_minutes
+        if self.cost_nanos is None or other.cost_nanos is None:
+            self.cost_nanos, self.price_id = None, None
+        else:
+            self.cost_nanos += other.cost_nanos
+            self.price_id = other.price_id or self.price_id
+
+
+@dataclass(frozen=True)
+class GroupTotal:
+    """Totals of one group (a model, project, feature or mode) over a period."""
+
+    key: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    requests: int
+    uptime_minutes: int
+    cost: Decimal | None  # None: nothing in the group is priced
+    unpriced_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class RepriceCandidate:
+    """A token bucket as re-costing needs to see it."""
+
+    id: int
+    bucket_start: datetime
+    model: str
+    mode: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost_nanos: int | None
+    price_id: int | None
+
+
+def merge_rows(rows: Iterable[BucketRow]) -> list[BucketRow]:
+    """Rows with the same key summed into one (a statement must not touch a row twice)."""
+    merged: dict[tuple[Any, ...], BucketRow] = {}
+    for row in rows:
+        key = row.key()
+        existing = merged.get(key)
+        if existing is None:
+            merged[key] = row
+        else:
+            existing.absorb(row)
+    return list(merged.values())
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT construct, which knows ON CONFLICT."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {name}")
+
+
+def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+WRITE_COLUMNS = (*KEY_COLUMNS, *COUNT_COLUMNS, "cost_nanos", "price_id")
+SET_ON_CONFLICT = ", ".join(f"{c} = excluded.{c}" for c in (*COUNT_COLUMNS, "cost_nanos", "price_id"))
+ADD_ON_CONFLICT = ", ".join(
+    [f"{c} = usage_buckets.{c} + excluded.{c}" for c in COUNT_COLUMNS]
+    + ["cost_nanos = usage_buckets.cost_nanos + excluded.cost_nanos",  # NULL if either is NULL: unpriced
+       "price_id = COALESCE(excluded.price_id, usage_buckets.price_id)"]
+)
+
+
+def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conflict: str) -> int:
+    """INSERT ... ON CONFLICT (bucket key) DO UPDATE, as multi-row VALUES of driver parameters.
+
+    The hot path of push and import: each distinct bucket start is converted once, and no
+    per-row bound-parameter processing happens. `rows` must have distinct keys."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    dialect = connection.dialect
+    bind = BUCKETS.c.bucket_start.type.dialect_impl(dialect).bind_processor(dialect)
+    starts: dict[datetime, Any] = {}
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    row_marks = "(" + ", ".join([mark] * len(WRITE_COLUMNS)) + ")"
+    head = f"INSERT INTO usage_buckets ({', '.join(WRITE_COLUMNS)}) VALUES "
+    tail = f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {on_conflict}"
+    for chunk in _chunks(rows, WRITE_BATCH):
+        params: list[Any] = []
+        for r in chunk:
+            start = starts.get(r.bucket_start)
+            if start is None:
+                start = starts[r.bucket_start] = bind(r.bucket_start) if bind else r.bucket_start
+            params += (
+                start, r.width, source, r.model, r.mode, r.project, r.feature, r.api_key, r.environment, r.tags,
+                r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
+                r.cost_nanos, r.price_id,
+            )
+        connection.exec_driver_sql(head + ", ".join([row_marks] * len(chunk)) + tail, tuple(params))
+    return len(rows)
+
+
+def upsert_pulled_buckets(
+    session: Session,
+    source: str,
+    rows: Iterable[BucketRow],
+    *,
+    replace_window: tuple[datetime, datetime] | None = None,
+) -> int:
+    """Write what a pull read: each bucket's totals replace what `source` had for that key.
+
+    With `replace_window=(since, until)`, everything `source` held with a bucket start in
+    that window is removed first, so a group the source no longer reports disappears too.
+    Either way, writing the same pull twice leaves the ledger as writing it once."""
+    if replace_window is not None:
+        since, until = replace_window
+        session.execute(
+            delete(UsageBucket).where(
+                UsageBucket.source == source, UsageBucket.bucket_start >= since, UsageBucket.bucket_start < until
+            )
+        )
+    return _write_buckets(session, source, merge_rows(rows), SET_ON_CONFLICT)
+
+
+def add_buckets(session: Session, source: str, rows: Iterable[BucketRow]) -> int:
+    """Add usage into `source`'s buckets (push, import, endpoint uptime): counts and cost sum.
+
+    A bucket that is unpriced in part becomes unpriced (NULL cost) as a whole: it shows
+    as unpriced tokens, never as a smaller dollar amount."""
+    return _write_buckets(session, source, merge_rows(rows), ADD_ON_CONFLICT)
+
+
+def add_pushed_buckets(session: Session, rows: Iterable[BucketRow], source: str = "push") -> int:
+    """Add pushed or imported usage (already deduplicated) to the ledger."""
+    return add_buckets(session, source, rows)
+
+
+def claim_event_ids(session: Session, event_ids: Collection[str], seen_at: datetime) -> set[str]:
+    """Record `event_ids` as counted; return those that were new (the rest were seen before).
+
+    INSERT ... ON CONFLICT DO NOTHING RETURNING, so two concurrent requests carrying the
+    same id cannot both count it. This is the push hot path: rows go as multi-row VALUES
+    of plain driver parameters (seen_at converted once), not one bound-parameter pass per row."""
+    if not event_ids:
+        return set()
+    connection = session.connection()
+    dialect = connection.dialect
+    bind = SEEN.c.seen_at.type.dialect_impl(dialect).bind_processor(dialect)
+    when = bind(seen_at) if bind else seen_at
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    fresh: set[str] = set()
+    ids = list(event_ids)
+    for chunk in _chunks(ids, CLAIM_BATCH):
+        values = ", ".join([f"({mark}, {mark})"] * len(chunk))
+        params: list[Any] = []
+        for event_id in chunk:
+            params += (event_id, when)
+        result = connection.exec_driver_sql(
+            f"INSERT INTO seen_events (event_id, seen_at) VALUES {values} "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            tuple(params),
+        )
+        fresh.update(row[0] for row in result)
+    return fresh
+
+
+def price_record_id(
+    session: Session,
+    *,
+    provider: str,
+    model: str,
+    mode: str,
+    source: str,
+    effective_from: datetime | None,
+    input_rate: Decimal,
+    cached_rate: Decimal,
+    output_rate: Decimal,
+    minute_rate: Decimal = Decimal(0),
+) -> int:
+    """The id of the `prices` row with exactly these rates, created if new."""
+    values = {
+        "provider": provider, "model": model, "mode": mode, "source": source, "effective_from": effective_from,
+        "input_rate": input_rate, "cached_rate": cached_rate, "output_rate": output_rate, "minute_rate": minute_rate,
+    }
+    query = select(PriceRecord.id).where(
+        *(getattr(PriceRecord, name).is_not_distinct_from(value) for name, value in values.items())
+    ).order_by(PriceRecord.id).limit(1)
+    found = session.scalar(query)
+    if found is not None:
+        return found
+    # NULL start dates never conflict in a unique index; the select above keeps them single
+    # within a process, and a rare concurrent twin is harmless (same rates, either id works).
+    session.execute(_insert(session)(PriceRecord).values(**values).on_conflict_do_nothing())
+    found = session.scalar(query)
+    assert found is not None
+    return found
+
+
+def totals(
+    session: Session,
+    since: datetime | None,
+    until: datetime | None,
+    by: Group = "model",
+    *,
+    source: str | None = None,
+) -> list[GroupTotal]:
+    """Totals per group of buckets starting in [since, until) (of one source, if given), most expensive first.
+
+    `cost` sums priced buckets only (None when the group has none); tokens of unpriced
+    buckets are in `unpriced_tokens`, so unpriced usage never reads as $0."""
+    if by not in GROUPS:
+        raise ValueError(f"cannot group by {by!r}; use one of {', '.join(GROUPS)}")
+    column = getattr(UsageBucket, by)
+    unpriced = case(
+        (UsageBucket.cost_nanos.is_(None), UsageBucket.input_tokens + UsageBucket.output_tokens), else_=0
+    )
+    query: Select[Any] = select(
+        column,
+        func.sum(UsageBucket.input_tokens),
+        func.sum(UsageBucket.cached_input_tokens),
+        func.sum(UsageBucket.output_tokens),
+        func.sum(UsageBucket.requests),
+        func.sum(UsageBucket.uptime_minutes),
+        func.sum(UsageBucket.cost_nanos),
+        func.sum(unpriced),
+    ).group_by(column)
+    if since is not None:
+        query = query.where(UsageBucket.bucket_start >= since)
+    if until is not None:
+        query = query.where(UsageBucket.bucket_start < until)
+    if source is not None:
+        query = query.where(UsageBucket.source == source)
+    groups = [
+        GroupTotal(
+            key=key,
+            input_tokens=int(tin or 0),
+            cached_input_tokens=int(tcached or 0),
+            output_tokens=int(tout or 0),
+            requests=int(requests or 0),
+            uptime_minutes=int(minutes or 0),
+            cost=from_nanos(int(nanos)) if nanos is not None else None,
+            unpriced_tokens=int(unpriced_tokens or 0),
+        )
+        for key, tin, tcached, tout, requests, minutes, nanos, unpriced_tokens in session.execute(query)
+    ]
+    groups.sort(key=lambda g: (-(g.cost or 0), -g.tokens, g.key))
+    return groups
+
+
+def reprice_candidates(
+    session: Session, since: datetime, modes: Collection[str] = ("serverless", "batch"), batch_size: int = BATCH_SIZE
+) -> Iterator[list[RepriceCandidate]]:
+    """Token buckets from `since` on, in batches by id, for re-costing with a corrected catalog."""
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(
+                UsageBucket.id, UsageBucket.bucket_start, UsageBucket.model, UsageBucket.mode,
+                UsageBucket.input_tokens, UsageBucket.cached_input_tokens, UsageBucket.output_tokens,
+                UsageBucket.cost_nanos, UsageBucket.price_id,
+            )
+            .where(UsageBucket.bucket_start >= since, UsageBucket.mode.in_(modes), UsageBucket.id > last_id)
+            .order_by(UsageBucket.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return
+        yield [RepriceCandidate(*row) for row in rows]
+        last_id = rows[-1][0]
+
+
+def set_bucket_costs(session: Session, costs: Sequence[tuple[int, int | None, int | None]]) -> int:
+    """Set (id, cost_nanos, price_id) on existing buckets, as one executemany per batch."""
+    for chunk in _chunks(costs):
+        session.execute(
+            update(UsageBucket),
+            [{"id": id_, "cost_nanos": cost, "price_id": price_id} for id_, cost, price_id in chunk],
+        )
+    return len(costs)
+
+
+def source_state(session: Session, name: str) -> SourceState | None:
+    """A pulled source's cursor and last outcomes, if it ran before."""
+    return session.get(SourceState, name)
+
+
+def record_source_cursor(session: Session, name: str, cursor: datetime) -> None:
+    """Move a source's cursor forward (never back): the next pull starts there, less its overlap."""
+    state = session.get(SourceState, name)
+    if state is None:
+        session.add(SourceState(name=name, cursor=cursor))
+    elif state.cursor is None or cursor > state.cursor:
+        state.cursor = cursor
+    session.flush()
+
+
+def record_source_outcome(session: Session, name: str, at: datetime, *, error: str | None = None) -> None:
+    """Note a pull attempt: its time, and either success or the error (one line).
+
+    The last error stays after a later success, so `last_error_at < last_success` reads as
+    "failed once, recovered since"."""
+    state = session.get(SourceState, name)
+    if state is None:
+        state = SourceState(name=name)
+        session.add(state)
+    state.last_attempt = at
+    if error is None:
+        state.last_success = at
+    else:
+        state.last_error = error[:2000]
+        state.last_error_at = at
+    session.flush()
+
+
+def bucket_count(session: Session) -> int:
+    """How many bucket rows the ledger holds."""
+    return int(session.scalar(select(func.count()).select_from(UsageBucket)) or 0)

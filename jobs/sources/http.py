@@ -1,0 +1,147 @@
+"""HTTP for usage sources: timeouts, and retries with backoff on 429, 5xx, timeouts, garbage
+and wrong schemas, honouring `Retry-After`, inside a bounded total wait."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+class SourceError(Exception):
+    """A source could not be read; the message is one line saying why."""
+
+
+class SchemaError(SourceError):
+    """A source answered JSON that is not the shape its spec promises."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts per request, backoff, and the most time spent waiting in all.
+
+    `sleep` is injectable so tests do not wait."""
+
+    attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_total_wait: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter for the given (0-based) failed attempt."""
+        return min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+class SourceClient:
+    """GETs JSON from one source with a bearer key, parsing it with a schema check that may retry."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        bearer: str | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Accept": "application/json", "User-Agent": "budget-guard"}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        self.retry = retry or RetryPolicy()
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), headers=headers, transport=transport)
+
+    def __enter__(self) -> "SourceClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get_json(self, url: str, params: Mapping[str, Any] | None, parse: Callable[[Any], T]) -> T:
+        """GET `url` and return `parse(json)`; retry what may pass, raise SourceError otherwise."""
+        waited = 0.0
+        last = ""
+        for attempt in range(self.retry.attempts):
+            try:
+                return self._attempt(url, params, parse)
+            except _Retryable as exc:
+                last = str(exc)
+                if attempt + 1 >= self.retry.attempts:
+                    break
+                delay = exc.wait if exc.wait is not None else self.retry.backoff(attempt)
+                if waited + delay > self.retry.max_total_wait:
+                    last += f"; would wait {delay:.0f}s more, past the {self.retry.max_total_wait:.0f}s budget"
+                    break
+                self.retry.sleep(delay)
+                waited += delay
+        raise SourceError(f"{_where(url)}: gave up after {attempt + 1} attempt(s): {last}")
+
+    def _attempt(self, url: str, params: Mapping[str, Any] | None, parse: Callable[[Any], T]) -> T:
+        try:
+            response = self._client.get(url, params=params)
+        except httpx.TimeoutException:
+            raise _Retryable("timed out") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status}{_detail(response)}", retry_after_seconds(response.headers.get("Retry-After")))
+        if status >= 400:
+            raise SourceError(f"{_where(url)}: HTTP {status}{_detail(response)}")
+        try:
+            payload = json.loads(response.content)
+        except ValueError:
+            raise _Retryable(f"answered something that is not JSON ({response.headers.get('content-type', '?')})") from None
+        try:
+            return parse(payload)
+        except SchemaError as exc:
+            raise _Retryable(f"unexpected answer: {exc}") from None
+
+
+def _where(url: str) -> str:
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"GET {parsed.host}{port}{parsed.path}"
+
+
+def _detail(response: httpx.Response) -> str:
+    """The provider's error message, if its body carries one, kept short."""
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        return ""
+    return f" ({str(message)[:200]})" if message else ""
