@@ -36,6 +36,7 @@ HOUR = 3600
 MAX_AHEAD = timedelta(days=1)
 EARLIEST = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp())
 MAX_ERRORS = 100
+MAX_COUNT = 10**12  # tokens or requests in one record; more is a bug upstream, and overflows a bucket
 FALLBACK_PROVIDERS = ("openai",)
 """Where a model not in the catalog under its own name is looked up next (exact id only)."""
 
@@ -100,8 +101,10 @@ class IngestResult:
 
 
 def _count(value: Any, name: str) -> int:
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
+    if type(value) in (int, float) and value > MAX_COUNT:
+        raise RecordError(f"{name} is implausibly large (more than {MAX_COUNT:,})")
     if value is None:
         raise RecordError(f"{name} is missing")
     if type(value) is int:
@@ -218,10 +221,11 @@ def validate(
         raise RecordError("time is more than a day in the future")
     if when < EARLIEST:
         raise RecordError("time is before 2000 (is it in milliseconds, or not Unix seconds?)")
-    input_tokens = prompt_tokens if type(prompt_tokens) is int and prompt_tokens >= 0 else _count(prompt_tokens, "prompt_tokens")
+    input_tokens = (prompt_tokens if type(prompt_tokens) is int and 0 <= prompt_tokens <= MAX_COUNT
+                    else _count(prompt_tokens, "prompt_tokens"))
     if completion_tokens is None:
         output_tokens = 0
-    elif type(completion_tokens) is int and completion_tokens >= 0:
+    elif type(completion_tokens) is int and 0 <= completion_tokens <= MAX_COUNT:
         output_tokens = completion_tokens
     else:
         output_tokens = _count(completion_tokens, "completion_tokens")
