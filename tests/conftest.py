@@ -45,7 +45,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)  # type: ignore[arg-type]
+    admin = create_engine(PG_URL, pool_pre_ping=True)  # type: ignore[arg-type]
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = _pg_schema_url(schema)

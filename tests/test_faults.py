@@ -1,0 +1,129 @@
+"""Faults: a hanging usage source, Slack down for ten minutes, the database restarted under load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from db.engine import make_engine, make_sessionmaker
+from db.ledger import totals
+from db.models import OutboxMessage, SourceState
+from jobs.outbox import enqueue, send_pending
+from jobs.pull import pull_sources
+from jobs.settings import Settings, Source
+from jobs.sources import RetryPolicy
+from pricing.catalog import load_catalog
+from tests.conftest import PG_URL
+from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN
+from tests.processes import ServeProcess
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+
+
+def test_a_hanging_source_times_out_and_the_others_continue(sessions, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    events = [UsageEvent(timestamp=NOW - timedelta(hours=3), model="gpt-4o", input_tokens=1000, output_tokens=100)]
+    with FakeOpenAIUsage(admin_key="sk-good", events=events, clock=NOW.timestamp) as good, \
+            FakeOpenAIUsage(admin_key="sk-hang", events=events, clock=NOW.timestamp) as hanging:
+        hanging.hang_next(5, times=10)
+        monkeypatch.setenv("GOOD_KEY", "sk-good")
+        monkeypatch.setenv("HANG_KEY", "sk-hang")
+        settings = Settings(sources=[
+            Source(name="stuck", kind="openai_usage", base_url=hanging.url, api_key_env="HANG_KEY", timeout_seconds=0.3),
+            Source(name="fine", kind="openai_usage", base_url=good.url, api_key_env="GOOD_KEY", timeout_seconds=5),
+        ])
+        started = time.monotonic()
+        outcomes = pull_sources(sessions, settings, load_catalog(), now=NOW,
+                                retry=RetryPolicy(attempts=2, sleep=lambda s: None))
+        elapsed = time.monotonic() - started
+    assert [(o.source, o.ok) for o in outcomes] == [("stuck", False), ("fine", True)]
+    assert "timed out" in (outcomes[0].error or "")
+    assert elapsed < 4  # two 0.3 s timeouts, not five-second hangs
+    with sessions() as session:
+        stuck = session.get(SourceState, "stuck")
+        assert stuck is not None and stuck.last_success is None and "timed out" in (stuck.last_error or "")
+        [row] = totals(session, None, None, "model")
+        assert (row.key, row.input_tokens) == ("gpt-4o", 1000)
+
+
+def test_slack_down_for_ten_minutes_then_everything_posts_once(sessions) -> None:  # type: ignore[no-untyped-def]
+    with FakeSlack(token=BOT_TOKEN) as slack:
+        client = WebClient(token=BOT_TOKEN, base_url=slack.url, retry_handlers=[], timeout=2)
+        with sessions() as session, session.begin():
+            for i in range(5):
+                enqueue(session, key=f"alert:k{i}", kind="alert", channel="C0ALERTS", text=f"alert {i}", now=NOW)
+        slack.set_down(True, status=None)
+        minute = NOW
+        while minute < NOW + timedelta(minutes=10):
+            assert send_pending(sessions, client, now=minute).sent == 0
+            minute += timedelta(seconds=30)
+        with sessions() as session:
+            assert {r.status for r in session.scalars(select(OutboxMessage))} == {"pending"}
+        slack.set_down(False)
+        sent = 0
+        while minute < NOW + timedelta(minutes=30):
+            sent += send_pending(sessions, client, now=minute).sent
+            minute += timedelta(seconds=30)
+        assert sent == 5
+        assert sorted(m["text"] for m in slack.messages) == [f"alert {i}" for i in range(5)]
+
+
+def _restart_postgres() -> None:
+    version = os.listdir("/etc/postgresql")[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
+                   capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(not PG_URL or not os.path.isdir("/etc/postgresql"), reason="needs the local PostgreSQL server")
+def test_database_restart_under_load_fails_clearly_and_loses_nothing(database_url: str, tmp_path: Path) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("this fault is about the PostgreSQL server")
+    env = {"DATABASE_URL": database_url, "INGEST_TOKENS": "load=tok_load", "LOG_LEVEL": "WARNING"}
+    statuses: list[int] = []
+    batches = [[{"id": f"ev-{b}-{i}", "created": int(time.time()) - 600, "model": "arcee-ai/maestro-reasoning",
+                 "usage": {"prompt_tokens": 3000, "completion_tokens": 1000}} for i in range(50)] for b in range(40)]
+    with ServeProcess(env, tmp_path, "--no-scheduler") as serve:
+        def pusher() -> None:
+            with httpx.Client(timeout=10) as client:
+                for batch in batches:
+                    body = "\n".join(json.dumps(r) for r in batch)
+                    for _ in range(200):  # a client that retries until the ledger takes the batch
+                        try:
+                            response = client.post(f"{serve.url}/v1/usage", content=body,
+                                                   headers={"Authorization": "Bearer tok_load"})
+                            statuses.append(response.status_code)
+                            if response.status_code == 200:
+                                break
+                            assert response.status_code == 503 and "retry later" in response.json()["error"]
+                        except httpx.TransportError:
+                            statuses.append(0)
+                        time.sleep(0.1)
+                    time.sleep(0.05)
+
+        thread = threading.Thread(target=pusher)
+        thread.start()
+        time.sleep(0.5)
+        _restart_postgres()
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+        assert httpx.get(f"{serve.url}/healthz").status_code == 200  # recovered
+        assert serve.stop() == 0
+    sessions = make_sessionmaker(make_engine(database_url))
+    with sessions() as session:
+        [row] = totals(session, None, None, "model")
+    assert (row.requests, row.input_tokens, row.output_tokens) == (2000, 6_000_000, 2_000_000)  # each record once
+    assert statuses.count(200) == 40
+    assert len(statuses) > 40, "the restart did not hit any request; nothing was tested"
+    assert 500 not in statuses  # failures were 503 "retry later" or a refused connection, never a 500
