@@ -52,27 +52,28 @@ def enqueue(session: Session, *, key: str, kind: str, channel: str, text: str,
     return session.execute(statement.returning(OutboxMessage.id)).scalar() is not None
 
 
-def _due(now: datetime):  # type: ignore[no-untyped-def]
+def _due(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
     return or_(
         and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - SENDING_LEASE),
+        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - lease),
     )
 
 
-def _claim_batch(sessions: sessionmaker[Session], owner: str, now: datetime, limit: int) -> list[tuple[int, bool]]:
+def _claim_batch(sessions: sessionmaker[Session], owner: str, now: datetime, limit: int,
+                 lease: timedelta) -> list[tuple[int, bool]]:
     """Claim due rows one by one with a conditional update, so two senders never share a row.
 
     Returns (id, recovering): recovering rows were "sending" under a sender whose lease ran out."""
     with sessions() as session:
         candidates = session.execute(
-            select(OutboxMessage.id, OutboxMessage.status).where(_due(now)).order_by(OutboxMessage.id).limit(limit)
+            select(OutboxMessage.id, OutboxMessage.status).where(_due(now, lease)).order_by(OutboxMessage.id).limit(limit)
         ).all()
     claimed = []
     for row_id, previous in candidates:
         with sessions() as session, session.begin():
             result = session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == row_id, OutboxMessage.status == previous, _due(now))
+                .where(OutboxMessage.id == row_id, OutboxMessage.status == previous, _due(now, lease))
                 .values(status="sending", claimed_by=owner, claimed_at=now)
             )
         if result.rowcount == 1:
@@ -81,11 +82,13 @@ def _claim_batch(sessions: sessionmaker[Session], owner: str, now: datetime, lim
 
 
 def send_pending(sessions: sessionmaker[Session], client: WebClient, *, owner: str = OWNER,
-                 now: datetime | None = None, limit: int = 50) -> SendReport:
-    """Post every due message; record each `ts`; back off on 429, 5xx and timeouts."""
+                 now: datetime | None = None, limit: int = 50, lease: timedelta = SENDING_LEASE) -> SendReport:
+    """Post every due message; record each `ts`; back off on 429, 5xx and timeouts.
+
+    A row another sender claimed more than `lease` ago is taken over (that sender died)."""
     now = now or datetime.now(timezone.utc)
     report = SendReport()
-    for row_id, recovering in _claim_batch(sessions, owner, now, limit):
+    for row_id, recovering in _claim_batch(sessions, owner, now, limit, lease):
         with sessions() as session:
             row = session.get(OutboxMessage, row_id)
             assert row is not None

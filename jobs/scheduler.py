@@ -161,7 +161,8 @@ class Scheduler:
     def send_outbox(self) -> None:
         if self.client is None or self._stopping.is_set():
             return
-        outbox.send_pending(self.context.sessions, self.client)
+        outbox.send_pending(self.context.sessions, self.client,
+                            lease=timedelta(seconds=self.context.settings.outbox_lease_seconds))
 
     def shutdown(self, wait: bool = True) -> None:
         """Finish running jobs, then give back whatever this process still holds."""

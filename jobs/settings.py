@@ -173,6 +173,7 @@ class Settings(BaseSettings):
     price_sync_cron: str = "17 3 * * *"
     source_silence_hours: int = Field(default=6, ge=1)
     outbox_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    outbox_lease_seconds: float = Field(default=120.0, ge=1, le=3600)
     catch_up_seconds: float = Field(default=60.0, gt=0, le=3600)
     spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
 
