@@ -8,9 +8,9 @@ from typing import Any
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.listeners import alerts, budget, quote
+from bot.metrics import Metrics
 from jobs.context import Context
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def web_client(context: Context) -> WebClient:
     return WebClient(**kwargs)
 
 
-def create_app(context: Context, *, verify_token: bool = True) -> App:
+def create_app(context: Context, *, verify_token: bool = True, metrics: Metrics | None = None) -> App:
     """Build the Bolt app. Signature verification is always on."""
     settings = context.settings
     if not settings.slack_signing_secret and not settings.slack_app_token:
@@ -44,6 +44,7 @@ def create_app(context: Context, *, verify_token: bool = True) -> App:
     )
     for module in LISTENER_MODULES:
         module.register(app, context)
+    quote.register_timing(app, metrics or Metrics())
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:

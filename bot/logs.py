@@ -58,12 +58,20 @@ def configured_secrets(settings: Settings) -> list[str]:
     return values
 
 
-def setup_logging(settings: Settings, stream=None) -> None:  # type: ignore[no-untyped-def]
+class _DropNoise(logging.Filter):
+    """Bolt warns that a token is unused whenever a client is given; ours always is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def setup_logging(settings: Settings, stream=None, level: str | None = None) -> None:  # type: ignore[no-untyped-def]
     """Send every logger's records to stderr as redacted JSON lines."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(RedactingJsonFormatter(configured_secrets(settings)))
+    handler.addFilter(_DropNoise())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
+    root.setLevel(level or settings.log_level)
     for noisy in ("uvicorn.access", "apscheduler.executors.default", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

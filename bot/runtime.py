@@ -33,14 +33,15 @@ class Runtime:
         """Check Slack's token (one clear line if refused), then start the scheduler."""
         settings = context.settings
         bolt_app = None
+        metrics = Metrics()
         if settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token):
             try:
-                bolt_app = create_app(context)
+                bolt_app = create_app(context, metrics=metrics)
             except Exception as exc:  # BoltError or a connection error from auth.test
                 raise StartupError(f"SLACK_BOT_TOKEN: Slack did not accept it ({_reason(exc)})") from None
         else:
             log.warning("Slack is not configured (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET); serving ingest and health only")
-        runtime = cls(context, bolt_app)
+        runtime = cls(context, bolt_app, metrics)
         if scheduler:
             runtime.scheduler = _start_scheduler(context, runtime.metrics)
         return runtime

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         return fail(exc)
     settings = context.settings
-    setup_logging(settings)
+    setup_logging(settings, level="ERROR")  # quiet until the start-up checks pass: a failure is one line
     from bot.runtime import Runtime
 
     try:
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         context.close()
         return fail(exc)
+    logging.getLogger().setLevel(settings.log_level)
     host = args.host or settings.host
     port = args.port or settings.port
     try:

@@ -6,6 +6,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot.metrics import Metrics
 from bot.views.blocks import to_dicts
 from bot.views.quote import error_blocks, error_text, help_blocks, help_text, quote_blocks, quote_text
 from jobs.context import Context
@@ -37,3 +38,14 @@ def register(app: App, context: Context) -> None:
     @app.command("/costquote")
     def costquote(ack: Ack, command: dict[str, Any]) -> None:
         ack(**answer(command.get("text") or "", context))
+
+
+def register_timing(app: App, metrics: Metrics) -> None:
+    """Time every /costquote answer into the `quote` latency histogram."""
+
+    @app.middleware
+    def time_quotes(body: dict[str, Any], next: Any) -> Any:  # noqa: A002 (Bolt's name)
+        if body.get("command") != "/costquote":
+            return next()
+        with metrics.timer("quote"):
+            return next()

@@ -1,0 +1,77 @@
+"""`serve` in production: start-up checks in one line each, JSON logs without secrets, health,
+metrics, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from db.schema import upgrade
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, post_slash_command
+from tests.processes import REPO, ServeProcess
+
+INGEST_SECRET = "tok_very_secret_ingest_value"
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+def base_env(tmp_path: Path, slack: FakeSlack) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade(url)
+    return {"DATABASE_URL": url, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.url, "INGEST_TOKENS": f"search={INGEST_SECRET}", "LOG_LEVEL": "DEBUG"}
+
+
+def serve_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", "0"], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env})
+
+
+def test_a_rejected_slack_token_is_one_clear_line(tmp_path: Path, slack: FakeSlack) -> None:
+    slack.invalid_token = "invalid_auth"
+    result = serve_once(base_env(tmp_path, slack), tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["budget-guard: SLACK_BOT_TOKEN: Slack did not accept it (invalid_auth)"]
+    assert BOT_TOKEN not in result.stderr + result.stdout
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path, slack: FakeSlack) -> None:
+    env = {**base_env(tmp_path, slack), "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    result = serve_once(env, tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("budget-guard: database: cannot connect (OperationalError")
+
+
+def test_serve_logs_json_without_secrets_and_stops_cleanly(tmp_path: Path, slack: FakeSlack) -> None:
+    env = base_env(tmp_path, slack)
+    with ServeProcess(env, tmp_path) as serve:
+        assert httpx.get(f"{serve.url}/healthz").json() == {"status": "ok", "database": "ok"}
+        assert post_slash_command(serve.url, "maestro 3k/1k x 2M/mo").status_code == 200
+        record = {"id": "r1", "created": 1795000000, "model": "arcee-ai/maestro-reasoning",
+                  "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+        assert httpx.post(f"{serve.url}/v1/usage", json=record,
+                          headers={"Authorization": f"Bearer {INGEST_SECRET}"}).status_code == 200
+        httpx.post(f"{serve.url}/v1/usage", json=record, headers={"Authorization": "Bearer wrong"})
+        metrics = httpx.get(f"{serve.url}/metrics").text
+        assert 'budget_guard_request_seconds_count{endpoint="quote"} 1' in metrics
+        assert 'budget_guard_requests_total{endpoint="usage",status="401"} 1' in metrics
+        assert serve.stop() == 0
+    log = serve.log()
+    entries = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    for secret in (BOT_TOKEN, SIGNING_SECRET, INGEST_SECRET):
+        assert secret not in log
+    assert any(e["message"] == "stopped" for e in entries)
