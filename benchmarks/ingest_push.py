@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -163,7 +164,7 @@ def drop_schema(url: str, schema: str) -> None:
         admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def run(engine: str, database_url: str, raw: callable, args: argparse.Namespace, data: list[dict], workdir: Path) -> None:
+def run(engine: str, database_url: str, raw: Callable[[list[list[tuple]]], float], args: argparse.Namespace, data: list[dict], workdir: Path) -> None:
     tokens = {p: f"token-{p}" for p in PROJECTS}
     batches = []
     raw_batches = []

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Select, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -87,6 +87,7 @@ class GroupTotal:
     uptime_minutes: int
     cost: Decimal | None  # None: nothing in the group is priced
     unpriced_tokens: int
+    unpriced_minutes: int = 0  # dedicated uptime on hardware without a known price
 
     @property
     def tokens(self) -> int:
@@ -160,6 +161,7 @@ def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conf
     row_marks = "(" + ", ".join([mark] * len(WRITE_COLUMNS)) + ")"
     head = f"INSERT INTO usage_buckets ({', '.join(WRITE_COLUMNS)}) VALUES "
     tail = f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {on_conflict}"
+    rows = sorted(rows, key=lambda r: (r.bucket_start, r.width, r.model))  # roughly index order: warm pages
     for chunk in _chunks(rows, WRITE_BATCH):
         params: list[Any] = []
         for r in chunk:
@@ -224,7 +226,7 @@ def claim_event_ids(session: Session, event_ids: Collection[str], seen_at: datet
     when = bind(seen_at) if bind else seen_at
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     fresh: set[str] = set()
-    ids = list(event_ids)
+    ids = sorted(event_ids)  # in index order: B-tree inserts stay on warm pages
     for chunk in _chunks(ids, CLAIM_BATCH):
         values = ", ".join([f"({mark}, {mark})"] * len(chunk))
         params: list[Any] = []
@@ -239,7 +241,36 @@ def claim_event_ids(session: Session, event_ids: Collection[str], seen_at: datet
     return fresh
 
 
-def price_record_id(
+class PriceLike(Protocol):
+    """What the ledger needs of a catalog price (duck-typed: db imports nothing of ours)."""
+
+    provider: str
+    model: str
+    source: str
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None
+    effective_from: date | None
+
+
+def price_record_id(session: Session, price: PriceLike, mode: str) -> int:
+    """The id of the `prices` row for a catalog price in `mode`, created if new.
+
+    Cached input without a rate of its own is recorded at the input rate."""
+    return price_row_id(
+        session,
+        provider=price.provider,
+        model=price.model,
+        mode=mode,
+        source=price.source,
+        effective_from=datetime.combine(price.effective_from, time(0), timezone.utc) if price.effective_from else None,
+        input_rate=price.input,
+        cached_rate=price.cached_input if price.cached_input is not None else price.input,
+        output_rate=price.output,
+    )
+
+
+def price_row_id(
     session: Session,
     *,
     provider: str,
@@ -289,6 +320,7 @@ def totals(
     unpriced = case(
         (UsageBucket.cost_nanos.is_(None), UsageBucket.input_tokens + UsageBucket.output_tokens), else_=0
     )
+    unpriced_minutes = case((UsageBucket.cost_nanos.is_(None), UsageBucket.uptime_minutes), else_=0)
     query: Select[Any] = select(
         column,
         func.sum(UsageBucket.input_tokens),
@@ -298,6 +330,7 @@ def totals(
         func.sum(UsageBucket.uptime_minutes),
         func.sum(UsageBucket.cost_nanos),
         func.sum(unpriced),
+        func.sum(unpriced_minutes),
     ).group_by(column)
     if since is not None:
         query = query.where(UsageBucket.bucket_start >= since)
@@ -315,8 +348,9 @@ def totals(
             uptime_minutes=int(minutes or 0),
             cost=from_nanos(int(nanos)) if nanos is not None else None,
             unpriced_tokens=int(unpriced_tokens or 0),
+            unpriced_minutes=int(unpriced_mins or 0),
         )
-        for key, tin, tcached, tout, requests, minutes, nanos, unpriced_tokens in session.execute(query)
+        for key, tin, tcached, tout, requests, minutes, nanos, unpriced_tokens, unpriced_mins in session.execute(query)
     ]
     groups.sort(key=lambda g: (-(g.cost or 0), -g.tokens, g.key))
     return groups

@@ -19,7 +19,6 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -447,19 +446,7 @@ class Costing:
     def price_id(self, price: Price, mode: str) -> int:
         key = (price, mode)
         if key not in self._ids:
-            self._ids[key] = price_record_id(
-                self.session,
-                provider=price.provider,
-                model=price.model,
-                mode=mode,
-                source=price.source,
-                effective_from=datetime.combine(price.effective_from, datetime.min.time(), timezone.utc)
-                if price.effective_from
-                else None,
-                input_rate=price.input,
-                cached_rate=price.cached_input if price.cached_input is not None else price.input,
-                output_rate=price.output,
-            )
+            self._ids[key] = price_record_id(self.session, price, mode)
         return self._ids[key]
 
     def cost(self, row: BucketRow) -> BucketRow:

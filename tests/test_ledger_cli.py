@@ -64,7 +64,7 @@ def test_import_then_usage_shows_costs_and_unpriced_tokens(
     by_model = {g["key"]: g for g in usage_json(capsys)}
     assert by_model[MAESTRO] == {
         "by": "model", "key": MAESTRO, "input_tokens": 7000, "cached_input_tokens": 0, "output_tokens": 2000,
-        "requests": 2, "uptime_minutes": 0, "cost": "0.0099", "unpriced_tokens": 0,
+        "requests": 2, "uptime_minutes": 0, "cost": "0.0099", "unpriced_tokens": 0, "unpriced_minutes": 0,
     }
     assert by_model[NEW_MODEL]["cost"] is None and by_model[NEW_MODEL]["unpriced_tokens"] == 2_000_000
     assert {g["key"]: g["cost"] for g in usage_json(capsys, "--by", "mode")} == {"serverless": "0.0069", "batch": "0.003"}

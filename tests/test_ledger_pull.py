@@ -22,7 +22,7 @@ from pricing.catalog import Catalog
 from pricing.costs import token_cost
 from tests.fakes.http_server import FakeHTTPServer, RecordedRequest, Response
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
-from tests.fakes.together_api import Endpoint, FakeTogether, Hardware
+from tests.fakes.together_api import Endpoint, FakeTogether
 from tests.test_ledger_ingest import MAESTRO, snapshot
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -454,6 +454,7 @@ def test_a_running_endpoint_shows_as_spend_per_minute_of_uptime(
         [dedicated] = totals(session, None, None, "mode")
     assert dedicated.key == "dedicated" and dedicated.uptime_minutes == 270
     assert dedicated.cost == Decimal("60.003") and dedicated.unpriced_tokens == 0
+    assert dedicated.unpriced_minutes == 180  # the mystery hardware: shown, not priced at $0
 
 
 def test_an_endpoint_is_counted_from_its_creation_and_not_after_it_stops(

@@ -83,6 +83,7 @@ def group_json(by: str, group: GroupTotal) -> dict[str, object]:
         "uptime_minutes": group.uptime_minutes,
         "cost": f"{group.cost:f}" if group.cost is not None else None,
         "unpriced_tokens": group.unpriced_tokens,
+        "unpriced_minutes": group.unpriced_minutes,
     }
 
 
@@ -97,7 +98,7 @@ def render(by: str, groups: list[GroupTotal], since: datetime, until: datetime |
     for g in groups:
         cost = usd(g.cost) if g.cost is not None else "unpriced"
         if g.uptime_minutes:
-            cost += f" ({g.uptime_minutes:,} min)"
+            cost += f" ({g.uptime_minutes:,} min" + (f", {g.unpriced_minutes:,} unpriced)" if g.unpriced_minutes else ")")
         rows.append((g.key or "(none)", f"{g.input_tokens:,}", f"{g.cached_input_tokens:,}", f"{g.output_tokens:,}",
                      f"{g.requests:,}", cost, f"{g.unpriced_tokens:,}" if g.unpriced_tokens else "-"))
     total_cost = sum((g.cost for g in groups if g.cost is not None), start=Decimal(0))

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import BucketRow, add_buckets, price_record_id, record_source_cursor
+from db.ledger import BucketRow, add_buckets, price_row_id, record_source_cursor
 from db.models import SourceState, to_nanos
 from jobs.settings import Settings, Source
 from jobs.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, utc_midnight
@@ -196,7 +196,7 @@ def pull_together_endpoints(
             per_minute = hardware.get(endpoint.hardware or "")
             endpoint_rows = uptime_rows(endpoint, since, observed, per_minute)
             if per_minute is not None and endpoint_rows:
-                price_id = price_record_id(
+                price_id = price_row_id(
                     session,
                     provider="together",
                     model=endpoint.hardware or "",
