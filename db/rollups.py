@@ -108,7 +108,8 @@ def refresh_daily(session: Session, zone: ZoneInfo) -> int:
     """Recompute the local days whose buckets changed; returns how many days were rebuilt."""
     name = zone.key
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(8675309)"))
+        # One refresher at a time per schema (replicas and tests may share the server).
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.daily_usage'))"))
     built = session.get(RollupZone, name) is not None
     dirty = session.execute(select(DirtyDay.day, DirtyDay.changes)).all()
     if built:
