@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from db.models import from_nanos
@@ -25,6 +25,13 @@ from pricing.catalog import Catalog, Price
 from pricing.costs import token_cost
 
 MIX_DAYS = 14  # the token mix (input, cached, output) that prices a model's expected tokens
+HISTORY_DAYS = 63  # days before the month that a projection reads (weekday pattern, calibration)
+
+
+def fraction_of_day(local_now: datetime) -> float:
+    """How much of the local day has passed; at least a minute, so today is never empty."""
+    midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(min((local_now - midnight).total_seconds() / 86400, 1.0), 1 / 1440)
 
 
 @dataclass(frozen=True)
@@ -174,10 +181,10 @@ def project_series(
             unpriced[group] += series.unpriced
             today_rate = _cost_per_token(prices(series.model, series.mode, today), series)
             if series.mode == "dedicated" or not today_rate:
-                daily = {d: v / 1e9 for d, v in series.cost.items()}
+                daily = _zero_filled({d: v / 1e9 for d, v in series.cost.items()}, today)
             else:
                 rate = float(today_rate)
-                daily = {d: t * rate for d, t in series.tokens.items()}
+                daily = _zero_filled({d: t * rate for d, t in series.tokens.items()}, today)
                 ratio = _ratio(prices, series, today_rate)
                 if any(ratio(day) != 1 for day in ahead):
                     name = f"{group}\x1f{series.model}\x1f{series.mode}"
@@ -226,6 +233,17 @@ def project_series(
     return total, projections
 
 
+def _zero_filled(daily: dict[date, float], today: date) -> dict[date, float]:
+    """The ledger has no row for a day without usage: that day is 0, not missing (the
+    forecaster would impute it, forecasting weekend spend for a weekday-only job or a stopped
+    model still running). Days before the series' first usage stay absent: no history yet."""
+    if not daily:
+        return daily
+    first = min(daily)
+    return {first + timedelta(days=n): daily.get(first + timedelta(days=n), 0.0)
+            for n in range((today - first).days + 1)}
+
+
 def _unchanged(day: date) -> Decimal:
     return Decimal(1)
 
@@ -251,14 +269,17 @@ def _combine(key: str, forecasts: list[MonthForecast], ratios: list[Callable[[da
             remaining[day] += Decimal(repr(expected)) * (Decimal(1) if ratio is _unchanged else ratio(day))
         low_spread += Decimal(repr(forecast.point - forecast.low))
         high_spread += Decimal(repr(forecast.high - forecast.point))
-    point = mtd + sum(remaining.values(), Decimal(0))
-    if interval_from is not None and interval_from.point > 0:
-        # The interval comes from the summed series, scaled to the priced point.
-        scale = point / Decimal(repr(interval_from.point))
+    rest = sum(remaining.values(), Decimal(0))
+    point = mtd + rest
+    rest_at_today_price = interval_from.point - interval_from.month_to_date if interval_from is not None else 0.0
+    if interval_from is not None and rest_at_today_price > 0:
+        # The interval comes from the summed series: its spread is relative to what is still to come
+        # (at today's price), so it scales with the priced rest, not with month-to-date.
+        scale = rest / Decimal(repr(rest_at_today_price))
         low_spread = Decimal(repr(interval_from.point - interval_from.low)) * scale
         high_spread = Decimal(repr(interval_from.high - interval_from.point)) * scale
     notes = [f.note for f in forecasts if f.note]
-    note = max(set(notes), key=notes.count) if notes else ""
+    note = max(dict.fromkeys(notes), key=notes.count) if notes else ""  # ties: the first, not hash order
     return Projection(
         key=key,
         month_to_date=mtd,
