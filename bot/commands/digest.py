@@ -1,0 +1,95 @@
+"""`budget-guard digest [--dry-run] [--out DIR]`: the daily digest now.
+
+Without `--dry-run` it goes through the same claim and outbox as the scheduled one (under a
+period of its own, so it never stands in for, or blocks, the scheduled digest). With
+`--dry-run` it prints the digest and writes its Block Kit JSON and chart PNG into `--out`,
+posting nothing and queueing nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bot.commands.startup import StartupError, fail, open_context
+from bot.views.digest import digest_message, terminal_text
+from db.models import OutboxMessage
+from jobs import claims
+from jobs.digest import build_digest, queue_digest
+from jobs.outbox import send_pending
+from jobs.scheduler import outbox_client
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("digest", help="post the daily digest now (or --dry-run to see it)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the digest and write its Block Kit JSON and chart into --out; post nothing")
+    parser.add_argument("--out", type=Path, default=Path("digest-out"), metavar="DIR",
+                        help="where --dry-run writes digest.json and chart.png (default: ./digest-out)")
+    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    parser.set_defaults(func=run)
+
+
+def write_files(out: Path, text: str, blocks: list[dict], chart: bytes | None) -> list[Path]:
+    """digest.json (Block Kit Builder's shape plus the fallback text) and chart.png, if there is one."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "digest.json"]
+    written[0].write_text(json.dumps({"text": text, "blocks": blocks}, indent=2, ensure_ascii=False) + "\n",
+                          encoding="utf-8")
+    chart_path = out / "chart.png"
+    if chart is not None:
+        chart_path.write_bytes(chart)
+        written.append(chart_path)
+    elif chart_path.exists():
+        chart_path.unlink()  # an old chart beside a new digest would mislead
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        context = open_context(args)
+    except StartupError as exc:
+        return fail(exc)
+    try:
+        now = datetime.now(timezone.utc)
+        if args.dry_run:
+            digest = build_digest(context, now=now)
+            text, blocks, chart = digest_message(digest)
+            print(terminal_text(text, blocks), end="")
+            try:
+                written = write_files(args.out, text, blocks, chart)
+            except OSError as exc:
+                return fail(StartupError(f"--out {args.out}: cannot write there ({exc.strerror or exc})"))
+            print(f"\nWrote {', '.join(str(p) for p in written)}; nothing was posted.")
+            return 0
+        channel = context.settings.digest_channel
+        if not channel:
+            return fail(StartupError("DIGEST_CHANNEL is not set: name the channel the digest goes to "
+                                     "(or run with --dry-run to see it)"))
+        period = f"manual-{now:%Y-%m-%dT%H:%M:%S.%fZ}-{uuid.uuid4().hex[:6]}"
+
+        def post_now() -> bool:
+            digest = build_digest(context, now=now)
+            return queue_digest(context, digest, key=f"digest:{period}", render=digest_message, channel=channel,
+                                now=now)
+
+        claims.run_once(context.sessions, "digest", period, post_now)
+        if not context.settings.slack_bot_token:
+            print(f"Digest queued for {channel}; set SLACK_BOT_TOKEN to post it (it stays in the outbox).")
+            return 0
+        send_pending(context.sessions, outbox_client(context))
+        with context.sessions() as session:
+            row = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == f"digest:{period}"))
+        if row is None or row.status != "sent":
+            reason = row.last_error if row is not None and row.last_error else "Slack did not take it yet"
+            print(f"Digest queued for {channel} but not posted: {reason}. It stays in the outbox; "
+                  "`budget-guard serve` retries it.")
+            return 1
+        print(f"Digest posted to {channel}.")
+        return 0
+    finally:
+        context.close()

@@ -1,0 +1,103 @@
+"""Lines about this month's spend, shared by the daily digest and the App Home: budgets with
+their bars and forecasts, models with their outlook, batch suggestions, and how to get usage in."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from bot.views.alerts import progress_bar
+from bot.views.blocks import escape
+from jobs.digest import BatchSaving, BudgetStatus, Outlook
+from pricing.money import count, percent, usd
+
+HOW_TO_GET_USAGE_IN = (
+    "• *Push*: have your services `POST` each response's `usage` object to this bot's `/v1/usage` "
+    "with a bearer token from `INGEST_TOKENS` (one record or NDJSON).\n"
+    "• *Pull*: add a `[[sources]]` entry to `budget-guard.toml` (an OpenAI-style usage API, a JSON endpoint "
+    "with a field mapping, or together.ai dedicated endpoints); it is pulled every 15 minutes.\n"
+    "• *Import*: `budget-guard import usage.csv` (CSV or JSONL) from a billing export or your own logs."
+)
+
+
+def short_date(day: date) -> str:
+    """`Tue, Nov 24`."""
+    return f"{day:%a, %b} {day.day}"
+
+
+def interval(outlook: Outlook) -> str:
+    return f"{usd(outlook.low)}–{usd(outlook.high)}"
+
+
+def change(now: Decimal, before: Decimal) -> str:
+    """`▲ 12.3%`, `▼ 4%`, `unchanged`, or `new` when there was nothing before."""
+    if before == 0:
+        return "unchanged" if now == 0 else "new"
+    fraction = (now - before) / before
+    if fraction.quantize(Decimal("0.001")) == 0:
+        return "unchanged"
+    return f"{'▲' if fraction > 0 else '▼'} {percent(abs(fraction))}"
+
+
+def _budget_icon(budget: BudgetStatus) -> str:
+    if budget.spent >= budget.amount:
+        return ":rotating_light:"
+    if budget.forecast is not None and budget.forecast.point > budget.amount:
+        return ":warning:"
+    return ":white_check_mark:"
+
+
+def by_urgency(budget: BudgetStatus) -> tuple:  # type: ignore[type-arg]
+    """Sort key: over first, then forecast to go over, then by how much of the budget is used."""
+    spent_share = budget.spent / budget.amount
+    forecast_share = budget.forecast.point / budget.amount if budget.forecast is not None else Decimal(0)
+    return (spent_share < 1, forecast_share <= 1, -forecast_share, -spent_share, budget.name)
+
+
+def budget_line(budget: BudgetStatus) -> str:
+    """`:warning: *name* $620.00 of $1,000.00 · scope` then the bar and where the forecast lands."""
+    head = (f"{_budget_icon(budget)} *{escape(budget.name)}* {usd(budget.spent)} of {usd(budget.amount)}"
+            f" · {escape(budget.scope)}")
+    bar = f"`{progress_bar(budget.spent / budget.amount)}`"
+    outlook = budget.forecast
+    if outlook is None:
+        return f"{head}\n{bar} no usage in this scope yet"
+    text = (f"{head}\n{bar} forecast {usd(outlook.point)} ({percent(outlook.point / budget.amount)}), "
+            f"80%: {interval(outlook)}")
+    if budget.spent > budget.amount:
+        text += f" · over by {usd(budget.spent - budget.amount)}"
+    elif budget.crossing is not None:
+        text += f" · reaches the budget around {budget.crossing:%b} {budget.crossing.day}"
+    return text
+
+
+def model_line(outlook: Outlook) -> str:
+    """`• *model* $1,234.56 so far → $2,345.67 (80%: $2,100.00–$2,600.00)`; unpriced usage is said so."""
+    name = f"• *{escape(outlook.key)}*"
+    if outlook.month_to_date == 0 and outlook.point == 0 and outlook.unpriced_tokens:
+        return f"{name} unpriced: {count(outlook.unpriced_tokens)} tokens this month, no known price"
+    line = f"{name} {usd(outlook.month_to_date)} so far → {usd(outlook.point)} (80%: {interval(outlook)})"
+    if outlook.unpriced_tokens:
+        line += f" + {count(outlook.unpriced_tokens)} unpriced tokens"
+    return line
+
+
+def saving_line(saving: BatchSaving) -> str:
+    """`• *model* · project=x: save $1,234.56/month on batch (why)`."""
+    who = f" · {escape(saving.who)}" if saving.who else ""
+    why = f" — {escape(saving.reason)}" if saving.reason else ""
+    return f"• *{escape(saving.model)}*{who}: save *{usd(saving.monthly_saving)}*/month on batch{why}"
+
+
+def rest_of_models(models: list[Outlook]) -> str:
+    """The line that stands for models not listed: how many, and their sums."""
+    so_far = sum((m.month_to_date for m in models), Decimal(0))
+    point = sum((m.point for m in models), Decimal(0))
+    return f"…and {len(models)} more models: {usd(so_far)} so far → {usd(point)}"
+
+
+def unpriced_note(outlook: Outlook) -> str | None:
+    if not outlook.unpriced_tokens:
+        return None
+    return (f":grey_question: {count(outlook.unpriced_tokens)} tokens this month are of models with no known price "
+            "and are not in these dollars; add them under `[[prices]]` in `budget-guard.toml`.")

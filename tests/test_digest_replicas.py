@@ -1,0 +1,67 @@
+"""Two real `serve` processes on one database, back after missing the digest's hour: the
+missed digest is posted once, marked late, with its chart; a restart posts nothing new."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from db.engine import make_engine, make_sessionmaker
+from db.models import UsageBucket
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.processes import ServeProcess, wait_until
+from tests.test_digest import MODEL, bucket
+
+CHANNEL = "C0DIGEST"
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+def fill(database_url: str) -> None:
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    now = datetime.now(timezone.utc)
+    with sessions() as session, session.begin():
+        for n in range(1, 40):
+            session.add(UsageBucket(**bucket(now - timedelta(days=n), Decimal(100 + n % 7))))
+    engine.dispose()
+
+
+def digests(slack: FakeSlack) -> list[dict]:
+    return [m for m in slack.messages if m["channel"] == CHANNEL]
+
+
+def test_two_serve_processes_post_the_missed_digest_once_marked_late(database_url: str, slack: FakeSlack,
+                                                                     tmp_path: Path) -> None:
+    fill(database_url)
+    due = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%H:%M")  # both were down at that hour
+    env = {"DATABASE_URL": database_url, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+           "SLACK_API_URL": slack.url, "DIGEST_CHANNEL": CHANNEL, "DIGEST_TIME": due, "TZ": "UTC",
+           "CATCH_UP_SECONDS": "0.5", "OUTBOX_INTERVAL_SECONDS": "0.3", "LOG_LEVEL": "INFO"}
+    with ServeProcess(env, tmp_path) as first, ServeProcess(env, tmp_path) as second:
+        assert wait_until(lambda: len(slack.calls_to("files.completeUploadExternal")) >= 1, timeout=60), \
+            first.log()[-3000:] + second.log()[-3000:]
+        time.sleep(3)  # many more catch-up and outbox ticks on both
+        assert first.stop() == 0 and second.stop() == 0
+    [posted] = digests(slack)
+    assert "(late)" in posted["text"] and posted["blocks"][0]["text"]["text"].endswith("(late)")
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert len(slack.calls_to("files.getUploadURLExternal")) == 1
+    [uploaded] = slack.files.values()
+    assert uploaded.completed and uploaded.channels == [CHANNEL] and uploaded.data.startswith(b"\x89PNG")
+    assert MODEL in str(posted["blocks"])
+
+    with ServeProcess(env, tmp_path) as restarted:  # back again: that day's digest is done
+        time.sleep(3)
+        assert restarted.stop() == 0
+    assert len(slack.calls_to("chat.postMessage")) == 1
