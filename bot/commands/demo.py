@@ -10,20 +10,22 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_UP, Decimal
 from pathlib import Path
 
+from bot.commands.advise import render as render_advice
 from bot.commands.check import render_text
+from bot.commands.digest import dry_run_digest
 from bot.commands.quote import render_table
 from bot.views.alerts import alert_message
 from bot.views.blocks import to_dicts
 from bot.views.quote import quote_blocks
 from db.rollups import daily_rows, local_midnight
 from db.schema import upgrade
+from jobs.advice import advise
 from jobs.budget_check import check_budgets
 from jobs.context import Context
 from jobs.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate
-from jobs.projection import project
+from jobs.projection import fraction_of_day, project
 from jobs.settings import BudgetConfig, Settings
 from pricing.grammar import parse
-from pricing.money import usd
 from pricing.quote import build_quote
 
 SAMPLE_QUOTE = "compare llama-3.3-70b deepseek-v3 qwen3-235b 3k/1k 100k/day"
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     print(advice_text)
 
     banner("Daily digest (posted to #demo-digest)")
-    print(show_digest(context, now, out))
+    print(dry_run_digest(context, now, out))
 
     banner(f"/costquote {SAMPLE_QUOTE}")
     result = build_quote(parse(SAMPLE_QUOTE), context.catalog)
@@ -87,7 +89,7 @@ def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
     with context.sessions() as session:
         rows = daily_rows(session, local_midnight(today - timedelta(days=62), context.settings.zone),
                           now + timedelta(hours=1), context.settings.zone)
-    _, by_project = project(rows, today=today, day_fraction=now.hour / 24 or 1 / 24, catalog=context.catalog,
+    _, by_project = project(rows, today=today, day_fraction=fraction_of_day(now), catalog=context.catalog,
                             group_of=lambda row: row.project)
     search, support = by_project["search"], by_project["support"]
     cents = Decimal("0.01")
@@ -103,25 +105,5 @@ def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
 
 
 def show_advice(context: Context, now: datetime) -> str:
-    try:
-        from jobs.advice import advise
-    except ModuleNotFoundError:
-        return "(batch advice is not available in this build)"
     with context.sessions() as session:
-        advice = advise(session, context.settings, context.catalog, now=now)
-    if not advice.candidates:
-        return "No serverless work looks like it belongs on batch."
-    lines = []
-    for rank, c in enumerate(advice.candidates[:5], start=1):
-        who = ", ".join(f"{k}={v}" for k, v in (("project", c.project), ("feature", c.feature), ("api_key", c.api_key)) if v)
-        lines.append(f"{rank}. {c.model} ({who}): saves {usd(c.monthly_saving)}/month — {'; '.join(c.reasons)}")
-    lines.append(f"Total saving on offer: {usd(advice.total_saving)}/month")
-    return "\n".join(lines)
-
-
-def show_digest(context: Context, now: datetime, out: Path) -> str:
-    try:
-        from bot.commands.digest import dry_run_digest
-    except (ModuleNotFoundError, ImportError):
-        return "(the digest is not available in this build)"
-    return dry_run_digest(context, now, out)
+        return render_advice(advise(session, context.settings, context.catalog, now=now))

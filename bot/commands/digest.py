@@ -19,6 +19,7 @@ from bot.commands.startup import StartupError, fail, open_context
 from bot.views.digest import digest_message, terminal_text
 from db.models import OutboxMessage
 from jobs import claims
+from jobs.context import Context
 from jobs.digest import build_digest, queue_digest
 from jobs.outbox import send_pending
 from jobs.scheduler import outbox_client
@@ -49,6 +50,13 @@ def write_files(out: Path, text: str, blocks: list[dict], chart: bytes | None) -
     return written
 
 
+def dry_run_digest(context: Context, now: datetime, out: Path) -> str:
+    """Build the digest, write its files into `out`, and return it as the terminal shows it."""
+    text, blocks, chart = digest_message(build_digest(context, now=now))
+    written = write_files(out, text, blocks, chart)
+    return terminal_text(text, blocks) + f"\nWrote {', '.join(str(p) for p in written)}; nothing was posted."
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         context = open_context(args)
@@ -57,14 +65,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         now = datetime.now(timezone.utc)
         if args.dry_run:
-            digest = build_digest(context, now=now)
-            text, blocks, chart = digest_message(digest)
-            print(terminal_text(text, blocks), end="")
             try:
-                written = write_files(args.out, text, blocks, chart)
+                print(dry_run_digest(context, now, args.out))
             except OSError as exc:
                 return fail(StartupError(f"--out {args.out}: cannot write there ({exc.strerror or exc})"))
-            print(f"\nWrote {', '.join(str(p) for p in written)}; nothing was posted.")
             return 0
         channel = context.settings.digest_channel
         if not channel:
