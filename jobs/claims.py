@@ -77,9 +77,9 @@ def release_all(sessions: sessionmaker[Session], *, owner: str = OWNER) -> int:
 
 
 def run_once(sessions: sessionmaker[Session], job: str, period: str, fn: Callable[[], T], *,
-             owner: str = OWNER, now: datetime | None = None) -> T:
+             owner: str = OWNER, now: datetime | None = None, lease: timedelta = DEFAULT_LEASE) -> T:
     """Claim (job, period) and run `fn`; raises AlreadyClaimed if another run has it."""
-    if not claim(sessions, job, period, owner=owner, now=now):
+    if not claim(sessions, job, period, owner=owner, now=now, lease=lease):
         raise AlreadyClaimed(f"{job} for {period} is already claimed")
     try:
         result = fn()

@@ -57,7 +57,8 @@ def run_claimed(context: Context, job: ScheduledJob, *, now: datetime | None = N
     period = period_key(fire)
     started = time.perf_counter()
     try:
-        claims.run_once(context.sessions, job.name, period, lambda: job.run(context, fire), now=now)
+        claims.run_once(context.sessions, job.name, period, lambda: job.run(context, fire), now=now,
+                        lease=timedelta(seconds=context.settings.job_lease_seconds))
     except claims.AlreadyClaimed:
         return False
     except Exception:

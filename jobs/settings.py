@@ -175,6 +175,7 @@ class Settings(BaseSettings):
     outbox_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     outbox_lease_seconds: float = Field(default=120.0, ge=1, le=3600)
     catch_up_seconds: float = Field(default=60.0, gt=0, le=3600)
+    job_lease_seconds: float = Field(default=900.0, ge=1, le=86400)
     spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
 
     @field_validator("tz")

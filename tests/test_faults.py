@@ -1,13 +1,16 @@
-"""Faults: a hanging usage source, Slack down for ten minutes, the database restarted under load."""
+"""Faults: a hanging usage source, Slack down for ten minutes, the database restarted under load,
+`serve` killed in the middle of a digest."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,10 +30,21 @@ from pricing.catalog import load_catalog
 from tests.conftest import PG_URL
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN
-from tests.processes import ServeProcess
+from tests.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.processes import ServeProcess, wait_until
+from tests.test_digest_replicas import CHANNEL as DIGEST_CHANNEL
+from tests.test_digest_replicas import fill
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+
+
+@contextmanager
+def sessions_of(url: str) -> Iterator:  # type: ignore[type-arg]
+    engine = make_engine(url)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
 
 
 def test_a_hanging_source_times_out_and_the_others_continue(sessions, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -127,3 +141,37 @@ def test_database_restart_under_load_fails_clearly_and_loses_nothing(database_ur
     assert statuses.count(200) == 40
     assert len(statuses) > 40, "the restart did not hit any request; nothing was tested"
     assert 500 not in statuses  # failures were 503 "retry later" or a refused connection, never a 500
+
+
+@pytest.mark.parametrize("hung", ["chat.postMessage", "files.getUploadURLExternal"])
+def test_serve_killed_in_the_middle_of_a_digest_posts_it_once_after_restart(database_url: str, tmp_path: Path,
+                                                                          hung: str) -> None:
+    """SIGKILL while Slack holds the digest's post (Slack still takes it) or its chart upload."""
+    fill(database_url)
+    with FakeSlack(token=BOT_TOKEN) as slack:
+        env = {"DATABASE_URL": database_url, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+               "SLACK_API_URL": slack.url, "DIGEST_CHANNEL": DIGEST_CHANNEL, "TZ": "UTC",
+               "DIGEST_TIME": (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%H:%M"),
+               "CATCH_UP_SECONDS": "0.5", "OUTBOX_INTERVAL_SECONDS": "0.3", "OUTBOX_LEASE_SECONDS": "1"}
+        slack.hang_next(2, hung)
+        serve = ServeProcess(env, tmp_path).start()
+        assert wait_until(lambda: len(slack.calls_to(hung)) == 1, timeout=60), serve.log()[-3000:]
+        assert serve.stop(signal.SIGKILL) == -signal.SIGKILL  # mid-call: nothing recorded after it
+        with sessions_of(database_url) as sessions, sessions() as session:
+            [row] = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "digest"))
+            assert row.status == "sending"
+        landed = {"chat.postMessage": lambda: len(slack.messages) == 1, "files.getUploadURLExternal": lambda: slack.files}
+        assert wait_until(landed[hung], timeout=10)  # Slack finished the call the dead process made
+
+        with ServeProcess(env, tmp_path) as restarted:
+            assert wait_until(lambda: len(slack.calls_to("files.completeUploadExternal")) == 1, timeout=60), \
+                restarted.log()[-3000:]
+            time.sleep(2)  # more catch-up and outbox ticks
+            assert restarted.stop() == 0
+        [digest] = [m for m in slack.messages if m["channel"] == DIGEST_CHANNEL]
+        assert "(late)" in digest["text"] and len(slack.calls_to("chat.postMessage")) == 1
+        [chart] = [f for f in slack.files.values() if f.completed]  # an upload URL never completed shows nowhere
+        assert chart.channels == [DIGEST_CHANNEL] and chart.data.startswith(b"\x89PNG")
+        with sessions_of(database_url) as sessions, sessions() as session:
+            [row] = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "digest"))
+            assert (row.status, row.ts, row.file_posted) == ("sent", digest["ts"], True)

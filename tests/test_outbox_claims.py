@@ -193,3 +193,26 @@ def test_two_senders_share_no_message(sessions, slack) -> None:  # type: ignore[
         t.join()
     texts = [m["ts"] for m in posted(slack)]
     assert len(texts) == 20 and len(set(texts)) == 20
+
+
+def test_a_job_whose_process_died_runs_again_after_job_lease_seconds(database_url: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    from jobs.context import Context
+    from jobs.scheduler import ScheduledJob, period_key, run_claimed
+    from jobs.settings import Settings
+
+    context = Context.open(Settings(database_url=database_url, job_lease_seconds=60))
+    try:
+        job = ScheduledJob("digest", CronTrigger.from_crontab("0 9 * * *", timezone=context.settings.zone),
+                           lambda ctx, fire: ran.append(fire))
+        ran: list[datetime] = []
+        fire = datetime(2026, 11, 25, 9, tzinfo=timezone.utc)
+        assert claims.claim(context.sessions, "digest", period_key(fire), owner="dead", now=fire)  # then killed
+        assert not run_claimed(context, job, now=fire + timedelta(seconds=59))
+        assert run_claimed(context, job, now=fire + timedelta(seconds=61))
+        assert ran == [fire]
+        with context.sessions() as session:
+            assert claims.status(session, "digest", period_key(fire)) == "done"
+    finally:
+        context.close()
