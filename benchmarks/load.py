@@ -84,13 +84,29 @@ def run(label: str, url: str, workdir: Path, seconds: float, clients: int) -> No
         with ServeProcess(env, workdir, "--no-scheduler", "--upgrade-db") as serve:
             times, errors, records = asyncio.run(drive(serve.url, seconds, clients))
             serve.stop()
-    print(f"{label}: {clients} clients for {seconds:.0f} s; {records:,} usage records accepted")
+    print(f"{label}: {clients} clients for {seconds:.0f} s; {records:,} usage records accepted, "
+          f"{ledger_requests(url):,} requests in the ledger")
     for endpoint in ("/costquote", "/v1/usage"):
         t = times[endpoint]
         print(f"  {endpoint:11s} {len(t):6d} ok, {len(errors[endpoint])} errors"
               f"{' (' + ', '.join(sorted(set(errors[endpoint]))) + ')' if errors[endpoint] else ''};"
               f"  p50 {percentile(t, 50) * 1000:6.1f} ms  p99 {percentile(t, 99) * 1000:6.1f} ms"
               f"  ({len(t) / seconds:.0f}/s)")
+
+
+def ledger_requests(url: str) -> int:
+    """Requests the ledger holds after the run: equal to the records accepted, or usage was lost or doubled."""
+    from sqlalchemy import func, select
+
+    from db.engine import make_engine, make_sessionmaker
+    from db.models import UsageBucket
+
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return int(session.scalar(select(func.coalesce(func.sum(UsageBucket.requests), 0))))
+    finally:
+        engine.dispose()
 
 
 def main() -> None:

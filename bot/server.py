@@ -15,7 +15,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.metrics import Metrics
+from db.engine import write_lock
 from jobs.context import Context
+from jobs.ingest import IngestRejected, IngestResult, ingest_body
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,11 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
             headers=bolt_response.first_headers_without_set_cookie(),
         )
 
+    def ingest_locked(body: bytes, project: str) -> IngestResult:
+        with write_lock(context.engine):
+            return ingest_body(context.sessions, context.catalog, body, project=project)
+
     async def usage(request: Request) -> Response:
-        from jobs.ingest import IngestRejected, ingest_body
 
         token = request.headers.get("authorization", "")
         scheme, _, secret = token.partition(" ")
@@ -85,7 +90,7 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
             return too_large(limit)
         try:
             with metrics.timer("usage"):
-                result = await run_in_threadpool(ingest_body, context.sessions, context.catalog, body, project=project)
+                result = await run_in_threadpool(ingest_locked, body, project)
         except IngestRejected as exc:
             errors = [{"line": line, "reason": reason} for line, reason in exc.errors[:1000]]
             return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)

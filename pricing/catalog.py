@@ -78,9 +78,13 @@ class UnknownModel(LookupError):
         self.suggestions = tuple(suggestions)
 
 
+@lru_cache(maxsize=8192)
 def normalize(name: str) -> str:
     """Case, dashes, dots and underscores do not matter when matching names."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    return _NOT_ALNUM.sub("", name.lower())
+
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
 @dataclass
