@@ -203,7 +203,12 @@ def daily_rows(session: Session, since: datetime, until: datetime, zone: ZoneInf
     if model is not None:
         query = query.where(d.model == model)
     # Core, not ORM, execution: these are plain tuples and there can be hundreds of thousands.
-    return [DailyRow(*row) for row in session.connection().execute(query)]
+    # The day and the six names repeat across rows: one object each, not one per row (memory).
+    shared: dict[object, object] = {}
+    share = shared.setdefault
+    return [DailyRow(share(day, day), share(model, model), share(mode, mode), share(project, project),  # type: ignore[arg-type]
+                     share(feature, feature), share(api_key, api_key), share(tags, tags), *counts)
+            for day, model, mode, project, feature, api_key, tags, *counts in session.connection().execute(query)]
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:

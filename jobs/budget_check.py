@@ -23,11 +23,10 @@ from jobs import budgets as budget_store
 from jobs.budgets import BudgetSpec
 from jobs.context import Context
 from jobs.outbox import enqueue
-from jobs.projection import Projection, PriceMemo, combine, index_rows, project_series
+from jobs.projection import HISTORY_DAYS, Projection, PriceMemo, combine, fraction_of_day, index_rows, project_series
 from pricing.money import percent, usd
 
 log = logging.getLogger(__name__)
-HISTORY_DAYS = 63
 SPIKE_MINIMUM = Decimal("1.00")  # a "spike" smaller than this many dollars is noise
 
 
@@ -74,7 +73,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
     settings, zone = context.settings, context.settings.zone
     local_now = now.astimezone(zone)
     today = local_now.date()
-    day_fraction = _day_fraction(local_now)
+    day_fraction = fraction_of_day(local_now)
     month_start, month_end = month_bounds(today, zone)
     history_start = local_midnight(today.replace(day=1) - timedelta(days=HISTORY_DAYS), zone)
 
@@ -107,12 +106,6 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
         if _record(context, draft, now, render):
             posted.append(draft)
     return posted
-
-
-def _day_fraction(local_now: datetime) -> float:
-    midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
-    elapsed = (local_now - midnight).total_seconds()
-    return max(min(elapsed / 86400, 1.0), 1 / 1440)
 
 
 def _snoozed(session: Session, now: datetime) -> set[str]:
