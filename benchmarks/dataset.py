@@ -75,7 +75,7 @@ def build(url: str, models: int, projects: int, days: int, end: datetime | None 
         batch = []
         sql = f"INSERT INTO usage_buckets ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
         for row in rows(models, projects, days, end):
-            batch.append((row[0].isoformat(sep=" "),) + row[1:])
+            batch.append((row[0].isoformat(sep=" ", timespec="microseconds"),) + row[1:])  # as SQLAlchemy stores it
             if len(batch) >= 50_000:
                 connection.executemany(sql, batch)
                 count += len(batch)
