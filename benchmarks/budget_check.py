@@ -3,7 +3,7 @@ run by `budget-guard serve`'s scheduler: the check's seconds and serve's peak me
 
     python benchmarks/budget_check.py [--reuse /tmp/big.db] [--postgres]
 
-The one-time rollup build after a bulk load is timed and reported separately."""
+The first read of the daily rollups (which builds them after a bulk load) is timed and reported separately."""
 
 from __future__ import annotations
 

@@ -150,7 +150,8 @@ def report(engine: str, url: str, tz: str) -> None:
         raise SystemExit(f"{engine}: the measurement failed")
     f = json.loads(child.stdout.strip().splitlines()[-1])
     print(f"{engine}:  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"  one-time rollup build after the bulk load: {seconds:.1f} s ({rows:,} daily rows)")
+    print(f"  first read of the daily rollups (builds them if a bulk load left them stale): {seconds:.1f} s "
+          f"({rows:,} daily rows)")
     for run in ("cold", "warm"):
         for kind, label in (("", "wall"), ("cpu_", "CPU ")):
             total = f[f"{run}_{kind}total"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from slack_bolt import App, BoltRequest
@@ -15,9 +17,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.metrics import Metrics
-from db.engine import write_lock
 from jobs.context import Context
-from jobs.ingest import IngestRejected, IngestResult, ingest_body
+from jobs.ingest import IngestRejected, IngestResult, parse_body
+from jobs.push_writer import PushWriter
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,11 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
             headers=bolt_response.first_headers_without_set_cookie(),
         )
 
-    def ingest_locked(body: bytes, project: str) -> IngestResult:
-        with write_lock(context.engine):
-            return ingest_body(context.sessions, context.catalog, body, project=project)
+    writer = PushWriter(context)
+
+    def ingest(body: bytes, project: str) -> IngestResult:
+        now = datetime.now(timezone.utc)
+        return writer.write(parse_body(body, project=project, now=now), source="push", now=now)
 
     async def usage(request: Request) -> Response:
 
@@ -90,7 +94,7 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
             return too_large(limit)
         try:
             with metrics.timer("usage"):
-                result = await run_in_threadpool(ingest_locked, body, project)
+                result = await run_in_threadpool(ingest, body, project)
         except IngestRejected as exc:
             errors = [{"line": line, "reason": reason} for line, reason in exc.errors[:1000]]
             return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
@@ -129,7 +133,12 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
         Route("/healthz", counted("healthz", healthz), methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    server = Starlette(routes=routes)
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(writer.close)  # after uvicorn drained the requests: commit what is queued
+
+    server = Starlette(routes=routes, lifespan=lifespan)
     server.state.context = context
     server.state.metrics = metrics
     return server
