@@ -166,21 +166,8 @@ def test_interval_coverage_on_the_shared_series(shared_cases):
     assert 0.75 <= summarize(shared_cases).coverage <= 0.85
 
 
-# At d15 the forecaster's median APE is ~0.03 against trailing-7's 0.026 on this series;
-# across every reasonable setting tried the gap stayed, including forecast combination
-# (equal, median/trimmed, inverse-error weights, with 28-day and plain trailing-7
-# candidates): 0.027-0.031; later a yearly adjustment, other error scores, horizons near
-# H, more candidates and shrinking to the 7-day level: 0.027-0.036. It is within bootstrap
-# noise (90% interval of the difference in medians -0.003..+0.009; the forecaster is
-# closer on 49% of d15 months), and the method was not tuned to close it. Kept visible.
-D15_GAP = pytest.mark.xfail(
-    reason="d15: median APE ~0.031 vs trailing-7 0.026 on this series; not tuned away",
-    strict=False,
-)
-
-
 @needs_shared
-@pytest.mark.parametrize("checkpoint", [5, 10, pytest.param(15, marks=D15_GAP), 20, 25, "all"])
+@pytest.mark.parametrize("checkpoint", list(CHECKPOINTS) + ["all"])
 def test_forecaster_beats_both_baselines_on_the_shared_series(shared_cases, checkpoint):
     ape = summarize(shared_cases).median_ape
     assert ape["forecast"][checkpoint] < ape["run-rate"][checkpoint]

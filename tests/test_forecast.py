@@ -83,7 +83,7 @@ def test_a_one_day_spike_is_counted_but_not_extrapolated():
     f = forecast_month(series(spend), TODAY)
     truth = month_total(spend)  # 3100 + 900
     assert f.month_to_date == pytest.approx(2400.0)
-    assert rel(f.point, truth) < 0.01
+    assert abs(f.point - truth) < 0.1 * 900  # under a tenth of the spike's excess carried forward
     naive = trailing_7(series(spend), TODAY)  # spreads the spike over the rest of the month
     assert rel(naive, truth) > 0.4
     assert "spike on the 14th not extrapolated" in f.note
