@@ -200,6 +200,7 @@ class OutboxMessage(Base):
     thread_of: Mapped[str | None] = mapped_column(String(200), nullable=True)  # dedupe_key of the parent
     attachment: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     attachment_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    attachment_alt: Mapped[str | None] = mapped_column(Text, nullable=True)  # what the chart shows, in words
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sending, sent
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -210,6 +211,8 @@ class OutboxMessage(Base):
     ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
     posted_channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
     file_posted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A post or upload that ended without an answer may have reached Slack: look before repeating it.
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 

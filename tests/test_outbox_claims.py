@@ -181,6 +181,55 @@ def test_attachment_goes_up_through_files_upload_v2(sessions, slack, client) -> 
     assert [f.data for f in slack.files.values()] == [png]
 
 
+def test_a_post_whose_answer_was_lost_is_not_posted_again(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions, now=datetime.now(timezone.utc))
+    slack.lose_answer_next("chat.postMessage")  # Slack posts it, the answer never arrives
+    first = send_pending(sessions, client, now=datetime.now(timezone.utc))
+    assert first.sent == 0 and "unreachable" in first.errors[0]
+    assert send_pending(sessions, client, now=datetime.now(timezone.utc) + timedelta(minutes=11)).sent == 1
+    assert len(posted(slack)) == 1
+    assert len(slack.calls_to("chat.postMessage")) == 1  # found in the history, not posted again
+    with sessions() as session:
+        assert session.scalar(select(OutboxMessage.ts)) == posted(slack)[0]["ts"]
+
+
+def test_a_clear_refusal_posts_again_without_looking(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    queue(sessions)
+    slack.fail_next("chat.postMessage", error="not_in_channel")
+    send_pending(sessions, client, now=NOW)
+    assert send_pending(sessions, client, now=NOW + timedelta(minutes=11)).sent == 1
+    assert slack.calls_to("conversations.history") == [] and len(posted(slack)) == 1
+
+
+@pytest.mark.parametrize("header", [("Retry-After", "1.5"), ("retry-after", "30"), ("Retry-After", "soon")])
+def test_any_retry_after_header_defers_the_message(sessions, slack, client, header) -> None:  # type: ignore[no-untyped-def]
+    from tests.fakes.http_server import Fault, Response
+
+    queue(sessions)
+    name, value = header
+    slack.add_fault(Fault(response=Response.json({"ok": False, "error": "ratelimited"}, 429, {name: value}),
+                          path="/api/chat.postMessage"))
+    assert send_pending(sessions, client, now=NOW).sent == 0
+    with sessions() as session:
+        row = session.scalar(select(OutboxMessage))
+        assert row.status == "pending"
+        wait = (row.next_attempt_at - NOW).total_seconds()
+    assert wait == {"1.5": 1.5, "30": 30, "soon": 1}[value]
+    assert send_pending(sessions, client, now=NOW + timedelta(seconds=31)).sent == 1
+
+
+def test_a_chart_whose_upload_answer_was_lost_goes_up_once(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    png = b"\x89PNG\r\n\x1a\n" + b"1" * 100
+    queue(sessions, key="digest:2026-11-26", attachment=png, attachment_name="spend-2026-11-26.png",
+          attachment_alt="Daily spend per model", now=datetime.now(timezone.utc))
+    slack.lose_answer_next("files.completeUploadExternal")  # shared in the channel; the answer is lost
+    assert send_pending(sessions, client, now=datetime.now(timezone.utc)).sent == 0
+    assert send_pending(sessions, client, now=datetime.now(timezone.utc) + timedelta(minutes=11)).sent == 1
+    assert len(posted(slack)) == 1
+    assert len(slack.calls_to("files.completeUploadExternal")) == 1
+    assert [f.alt_txt for f in slack.files.values()] == ["Daily spend per model"]
+
+
 def test_two_senders_share_no_message(sessions, slack) -> None:  # type: ignore[no-untyped-def]
     for i in range(20):
         queue(sessions, key=f"k{i}")

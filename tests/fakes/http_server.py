@@ -88,12 +88,15 @@ class Fault:
 
     `response` replaces the normal answer; None means "answer normally" (after `delay`).
     `delay` holds the answer back (bounded by the server's `max_delay`, cut short by
-    `stop()`); `drop` closes the connection without answering.
+    `stop()`); `drop` closes the connection without answering; `lose_answer` does what
+    the request asked, then closes the connection without answering (the client cannot
+    tell whether it took effect).
     """
 
     response: Response | None = None
     delay: float = 0.0
     drop: bool = False
+    lose_answer: bool = False
     path: str | None = None
     times: int = 1
 
@@ -242,6 +245,10 @@ class FakeHTTPServer:
         """Close the connection of the next requests without answering."""
         self.add_fault(Fault(drop=True, path=self._path_of(target), times=times))
 
+    def lose_answer_next(self, target: str | None = None, *, times: int = 1) -> None:
+        """Carry out the next requests, then close their connections without answering."""
+        self.add_fault(Fault(lose_answer=True, path=self._path_of(target), times=times))
+
     def garbage_next(self, target: str | None = None, *, times: int = 1) -> None:
         """Answer the next requests with 200 and an HTML body that is not JSON."""
         garbage = Response(200, GARBAGE_BODY, {"Content-Type": "text/html"})
@@ -319,6 +326,10 @@ class FakeHTTPServer:
                 self._stopping.wait(min(fault.delay, self.max_delay))
                 if self._stopping.is_set():
                     return None
+            if fault.lose_answer:
+                with self._lock:
+                    self.handle(request)
+                return None
             if fault.drop:
                 return None
             if fault.response is not None:

@@ -106,6 +106,7 @@ class FakeSlack(FakeHTTPServer):
         self.files: dict[str, UploadedFile] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self._file_shares: dict[tuple[str, str], dict[str, Any]] = {}  # in history, not in `messages`
         self._channels: dict[str, dict[str, Any]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
@@ -335,7 +336,7 @@ class FakeSlack(FakeHTTPServer):
         limit = int(params.get("limit") or 100)
         with_metadata = str(params.get("include_all_metadata", "")).lower() in {"1", "true"}
         with self._lock:
-            found = [dict(m) for (channel, ts), m in self._messages.items()
+            found = [dict(m) for (channel, ts), m in [*self._messages.items(), *self._file_shares.items()]
                      if channel == channel_id and oldest < float(ts) <= latest]
         found.sort(key=lambda m: float(m["ts"]), reverse=True)
         for message in found:
@@ -383,6 +384,11 @@ class FakeSlack(FakeHTTPServer):
             upload.initial_comment = params.get("initial_comment")
             upload.thread_ts = params.get("thread_ts")
             shared.append(self._file_object(upload))
+        for channel in channels:  # as Slack does, the share shows in the channel's history
+            ts = self._next_ts()
+            message = self._message({"text": params.get("initial_comment") or "",
+                                     "thread_ts": params.get("thread_ts")}, ts)
+            self._file_shares[(channel, ts)] = {**message, "files": shared, "upload": True, "channel": channel}
         return {"ok": True, "files": shared}
 
     # -- helpers ---------------------------------------------------------------------
