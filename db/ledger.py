@@ -403,8 +403,10 @@ def record_source_cursor(session: Session, name: str, cursor: datetime) -> None:
     session.flush()
 
 
-def record_source_outcome(session: Session, name: str, at: datetime, *, error: str | None = None) -> None:
-    """Note a pull attempt: its time, and either success or the error (one line).
+def record_source_outcome(session: Session, name: str, at: datetime, *, error: str | None = None,
+                          newest: datetime | None = None) -> None:
+    """Note a pull attempt: its time, and either success (with the newest bucket that held
+    usage, if any) or the error (one line), and since when it has been failing.
 
     The last error stays after a later success, so `last_error_at < last_success` reads as
     "failed once, recovered since"."""
@@ -415,9 +417,13 @@ def record_source_outcome(session: Session, name: str, at: datetime, *, error: s
     state.last_attempt = at
     if error is None:
         state.last_success = at
+        state.failing_since = None
+        if state.last_data_at is None or (newest is not None and newest > state.last_data_at):
+            state.last_data_at = newest or at
     else:
         state.last_error = error[:2000]
         state.last_error_at = at
+        state.failing_since = state.failing_since or at
     session.flush()
 
 

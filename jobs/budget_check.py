@@ -247,7 +247,12 @@ def _batch_saving(context: Context, budget: BudgetSpec) -> Decimal | None:
     return saving_in_scope(context, budget.scope)
 
 
+USAGE_KINDS = ("openai_usage", "generic_json")  # sources that should keep returning usage
+
+
 def _source_alerts(session: Session, context: Context, now: datetime) -> list[AlertDraft]:
+    """A source failing, or (usage sources) returning no usage, for longer than the limit:
+    one alert per episode, keyed by when it began."""
     settings = context.settings
     channel = settings.alert_channel
     if not channel or not settings.sources:
@@ -259,20 +264,29 @@ def _source_alerts(session: Session, context: Context, now: datetime) -> list[Al
         state = states.get(source.name)
         if state is None or state.last_attempt is None:
             continue  # never run yet: nothing to say
-        since = state.last_success
-        if since is not None and now - since <= limit:
+        advice = f"Budgets cannot see this source's spend; check `budget-guard pull {source.name}`."
+        if state.failing_since is not None:
+            if now - state.failing_since <= limit:
+                continue
+            hours = int((now - state.failing_since).total_seconds() // 3600)
+            headline = f"Usage source {source.name} has been failing for {hours} h"
+            details = [f"Last success: {state.last_success:%Y-%m-%d %H:%M} UTC." if state.last_success
+                       else "It has never succeeded.", f"Last error: {state.last_error}"]
+            began = state.failing_since
+        elif source.kind in USAGE_KINDS and state.last_data_at is not None and state.last_success is not None:
+            began = state.last_data_at
+            if now - began <= limit:
+                continue
+            hours = int((now - began).total_seconds() // 3600)
+            headline = f"Usage source {source.name} has returned no usage for {hours} h"
+            details = [f"No usage newer than {began:%Y-%m-%d %H:%M} UTC.",
+                       f"Last pulled: {state.last_success:%Y-%m-%d %H:%M} UTC, without error."]
+            advice = ("If nothing ran, ignore this; otherwise the source is not seeing the usage "
+                      f"(wrong project or key?): check `budget-guard pull {source.name}`.")
+        else:
             continue
-        if since is None and now - state.last_attempt <= limit:
-            continue
-        silent_for = now - (since or state.last_attempt)
-        hours = int(silent_for.total_seconds() // 3600)
-        what = f"failing: {state.last_error}" if state.last_error else "returning nothing"
-        headline = f"Usage source {source.name} has been {what.split(':')[0]} for {hours} h"
-        details = [f"Last success: {since:%Y-%m-%d %H:%M} UTC." if since else "It has never succeeded.",
-                   f"Last error: {state.last_error}" if state.last_error else "No error recorded."]
-        drafts.append(AlertDraft(f"source:{source.name}", (since or state.last_attempt).strftime("%Y-%m-%dT%H:%M"),
-                                 "source", "", channel, headline, details,
-                                 f"Budgets cannot see this source's spend; check `budget-guard pull {source.name}`."))
+        drafts.append(AlertDraft(f"source:{source.name}", began.strftime("%Y-%m-%dT%H:%M"), "source", "",
+                                 channel, headline, details, advice))
     return drafts
 
 

@@ -97,6 +97,6 @@ def pull_one(
         return PullOutcome(source.name, error=error)
     with transaction(sessions) as session:
         record_source_cursor(session, source.name, result.until)
-        record_source_outcome(session, source.name, now)
+        record_source_outcome(session, source.name, now, newest=result.newest)
     log.info("pulled %s: %d page(s), %d bucket row(s)", source.name, result.pages, result.rows)
     return PullOutcome(source.name, result=result)

@@ -21,6 +21,8 @@ from db.models import Alert, Budget, OutboxMessage, SourceState, SyncedPrice, Us
 from jobs.budget_check import check_budgets
 from jobs.context import Context
 from jobs.outbox import send_pending
+from jobs.pull import pull_sources
+from jobs.sources import RetryPolicy
 from jobs.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.settings import BudgetConfig, Settings, Source
 from tests.fakes.slack_api import FakeSlack
@@ -67,6 +69,13 @@ def spend(context: Context, at: datetime, dollars: Decimal, *, model: str = MODE
                                 environment="", tags="", input_tokens=tokens, cached_input_tokens=0, output_tokens=0,
                                 requests=tokens // 1000, uptime_minutes=0,
                                 cost_nanos=to_nanos(Decimal(tokens) * Decimal("0.88") / 1_000_000)))
+
+
+NO_RETRY = RetryPolicy(attempts=1, base_delay=0, max_delay=0, max_total_wait=0, sleep=lambda seconds: None)
+
+
+def posted_texts(slack: FakeSlack) -> list[str]:
+    return [m["text"] for m in slack.messages]
 
 
 def run_check(context: Context, now: datetime, slack_client=None) -> list:  # type: ignore[no-untyped-def]
@@ -157,26 +166,67 @@ def test_spike_names_what_drove_it(database_url: str, slack: FakeSlack) -> None:
     context.close()
 
 
-def test_a_blind_source_and_a_price_change_alert_once(database_url: str, slack: FakeSlack) -> None:
-    settings = make_settings(database_url, slack, budgets=[],
-                             sources=[Source(name="gateway", kind="generic_json", base_url="http://127.0.0.1:9")])
+def test_a_source_failing_from_its_first_pull_alerts_once(database_url: str, slack: FakeSlack) -> None:
+    settings = make_settings(database_url, slack, budgets=[], source_silence_hours=6,
+                             sources=[Source(name="gateway", kind="generic_json", base_url="http://127.0.0.1:9",
+                                             timeout_seconds=1)])
     context = Context.open(settings)
+    start = datetime(2026, 11, 20, 6, tzinfo=timezone.utc)
+    posted = []
+    for quarter in range(0, 8 * 4):  # pulled every 15 minutes for 8 hours, refused every time
+        now = start + timedelta(minutes=15 * quarter)
+        pull_sources(context.sessions, settings, context.catalog, now=now, retry=NO_RETRY)
+        posted += run_check(context, now)
+    assert [(d.kind, d.period) for d in posted] == [("source", "2026-11-20T06:00")]
+    assert "gateway has been failing for 6 h" in posted[0].headline
+    assert "never succeeded" in posted[0].details[0]
+    assert len(posted_texts(slack)) == 1
+    context.close()
+
+
+def test_a_source_that_answers_without_usage_alerts_once_per_silence(database_url: str, slack: FakeSlack,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
+
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-test")
+    start = datetime(2026, 11, 20, 6, tzinfo=timezone.utc)
+    clock = {"now": start}
+    with FakeOpenAIUsage(admin_key="sk-admin-test", clock=lambda: clock["now"].timestamp()) as api:
+        source = Source(name="openai", kind="openai_usage", base_url=api.url, api_key_env="OPENAI_ADMIN_KEY",
+                        overlap_hours=6, start=date(2026, 11, 19), timeout_seconds=2)
+        settings = make_settings(database_url, slack, budgets=[], source_silence_hours=6, sources=[source])
+        context = Context.open(settings)
+        api.add_events(UsageEvent(start - timedelta(minutes=30), MODEL, input_tokens=5000, output_tokens=500,
+                                  input_cached_tokens=0, num_model_requests=3, project_id="proj_web",
+                                  api_key_id="key_a", batch=False))
+        posted = []
+        for quarter in range(0, 10 * 4):
+            clock["now"] = now = start + timedelta(minutes=15 * quarter)
+            if quarter == 9 * 4:  # usage again after nine quiet hours
+                api.add_events(UsageEvent(now - timedelta(minutes=5), MODEL, input_tokens=100, output_tokens=10,
+                                          input_cached_tokens=0, num_model_requests=1, project_id="proj_web",
+                                          api_key_id="key_a", batch=False))
+            outcome, = pull_sources(context.sessions, settings, context.catalog, now=now, retry=NO_RETRY)
+            assert outcome.error is None
+            posted += run_check(context, now)
+        context.close()
+    assert [(d.kind, d.period) for d in posted] == [("source", "2026-11-20T05:00")]
+    assert "openai has returned no usage for 6 h" in posted[0].headline
+    assert "No usage newer than 2026-11-20 05:00 UTC" in posted[0].details[0]
+
+
+def test_a_price_change_of_a_model_in_use_alerts_once(database_url: str, slack: FakeSlack) -> None:
+    context = Context.open(make_settings(database_url, slack, budgets=[]))
     now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
     spend(context, now - timedelta(days=2), Decimal(5))
     with context.sessions() as session, session.begin():
-        session.add(SourceState(name="gateway", last_attempt=now - timedelta(minutes=5),
-                                last_success=now - timedelta(hours=30), last_error="HTTP 503 from gateway",
-                                last_error_at=now - timedelta(minutes=5)))
         session.add(SyncedPrice(provider="together", model=MODEL, effective_from=now - timedelta(days=40),
                                 input_rate=Decimal("0.88"), output_rate=Decimal("0.88")))
         session.add(SyncedPrice(provider="together", model=MODEL, effective_from=now - timedelta(days=2),
                                 input_rate=Decimal("0.60"), output_rate=Decimal("0.90")))
     posted = run_check(context, now)
-    assert {d.kind for d in posted} == {"source", "price"}
-    source = next(d for d in posted if d.kind == "source")
-    assert "gateway" in source.headline and "30 h" in source.headline
-    price = next(d for d in posted if d.kind == "price")
-    assert "$0.88/$0.88 → $0.60/$0.90" in price.headline
+    assert [d.kind for d in posted] == ["price"]
+    assert "$0.88/$0.88 → $0.60/$0.90" in posted[0].headline
     assert run_check(context, now + timedelta(hours=1)) == []
     context.close()
 

@@ -32,6 +32,7 @@ class PullResult:
     until: datetime
     pages: int
     rows: int
+    newest: datetime | None = None  # start of the newest bucket that held any usage
 
 
 def align_down(moment: datetime, width: str) -> datetime:

@@ -137,5 +137,7 @@ def pull_generic_json(
         written = upsert_pulled_buckets(
             session, source.name, [costing.cost(row) for row in merge_rows(rows)], replace_window=(since, now)
         )
-    return PullResult(source.name, since, now, 1, written)
+    newest = max((row.bucket_start for row in rows if row.requests or row.input_tokens or row.output_tokens),
+                 default=None)
+    return PullResult(source.name, since, now, 1, written, newest)
 

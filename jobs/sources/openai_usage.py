@@ -122,6 +122,7 @@ def pull_openai_usage(
     url = api_root(source.base_url) + PATH
     covered = int(params["start_time"])
     pages = rows = 0
+    newest: datetime | None = None
     with client_for(source, key, retry) as client:
         cursor: str | None = None
         while True:
@@ -130,6 +131,9 @@ def pull_openai_usage(
             page_end = max((end for _, end, _ in page.buckets), default=covered)
             until = page_end if page.next_page else max(page_end, params["end_time"])
             bucket_rows = [result_row(start, source.bucket_width, r) for start, _, results in page.buckets for r in results]
+            used = [r.bucket_start for r in bucket_rows if r.requests or r.input_tokens or r.output_tokens]
+            if used:
+                newest = max(used) if newest is None else max(newest, *used)
             with transaction(sessions) as session:
                 costing = Costing(catalog, session)
                 rows += upsert_pulled_buckets(
@@ -146,7 +150,7 @@ def pull_openai_usage(
             if pages >= MAX_PAGES or page.next_page == cursor:
                 raise SourceError(f"{url}: paging does not end (page {pages})")
             cursor = page.next_page
-    return PullResult(source.name, since, now, pages, rows)
+    return PullResult(source.name, since, now, pages, rows, newest)
 
 
 def _utc(ts: int) -> datetime:
