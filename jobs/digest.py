@@ -4,7 +4,8 @@ what to do about it.
 This module computes data only; the views in `bot/views/` turn it into Block Kit and a chart,
 and the scheduler or the CLI pass the renderer in (jobs do not import `bot`). The digest is
 queued in the outbox under a key per local day, inside the scheduler's (job, period) claim,
-so replicas and restarts post it once; one posted after its hour is marked late."""
+so replicas and restarts post it once; one posted after its hour is marked late, and one whose
+local day is already over is skipped (the next digest covers that day)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ class EndpointRun:
     uptime_minutes: int
     cost: Decimal
     tokens: int
-    month_cost: Decimal
+    month_cost: Decimal  # its spend in that day's month, up to and including that day
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,9 @@ class _Month:
         return sorted(movers, key=lambda m: (-abs(m.change), m.model))
 
     def endpoints(self, day: date) -> list[EndpointRun]:
-        """Dedicated endpoints up (or billed) on `day`, with their spend this month."""
+        """Dedicated endpoints up (or billed) on `day`, with their spend in `day`'s month up to `day`
+        (on the 1st, yesterday is last month's: its total is last month's too)."""
+        first = day.replace(day=1)
         runs: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         for key, series in self.series.items():
             if series.mode != "dedicated":
@@ -292,7 +295,7 @@ class _Month:
             acc[0] += self.uptime.get((key, day), 0)
             acc[1] += series.cost.get(day, 0)
             acc[2] += series.tokens.get(day, 0)
-            acc[3] += self.month_nanos[key]
+            acc[3] += sum(v for d, v in series.cost.items() if first <= d <= day)
         ran = [EndpointRun(name, model, acc[0], from_nanos(acc[1]), acc[2], from_nanos(acc[3]))
                for (name, model), acc in runs.items() if acc[0] > 0 or acc[1] > 0]
         return sorted(ran, key=lambda e: (-e.cost, e.name))
@@ -388,13 +391,12 @@ def build_overview(context: Context, *, now: datetime | None = None) -> Overview
     return _overview(context, now or datetime.now(timezone.utc))[0]
 
 
-def build_digest(context: Context, *, day: date | None = None, due_at: datetime | None = None,
-                 now: datetime | None = None) -> Digest:
-    """The digest for local `day` (default: today), due at `due_at`, from the ledger as of `now`."""
+def build_digest(context: Context, *, due_at: datetime | None = None, now: datetime | None = None) -> Digest:
+    """The digest for the local day of `now`, due at `due_at`: every figure in it is as of `now`."""
     now = now or datetime.now(timezone.utc)
     due_at = due_at or now
-    day = day or now.astimezone(context.settings.zone).date()
     overview, month, total = _overview(context, now)
+    day = month.today
     yesterday = day - timedelta(days=1)
     return Digest(
         day=day,
@@ -441,13 +443,21 @@ def _plain_text(digest: Digest) -> str:
 
 def digest_job(context: Context, fire_time: datetime, *, render: DigestRenderer | None = None,
                now: datetime | None = None) -> Digest | None:
-    """The scheduled digest for the local day of `fire_time` (run under the scheduler's claim)."""
+    """The scheduled digest for the local day of `fire_time` (run under the scheduler's claim).
+
+    A missed digest is posted late only while its local day lasts: after midnight it is skipped,
+    since that day's figures are gone and the next digest (due today) reports it as yesterday."""
     now = now or datetime.now(timezone.utc)
     if not context.settings.digest_channel:
         log.warning("DIGEST_CHANNEL is not set; no digest")
         return None
-    day = fire_time.astimezone(context.settings.zone).date()
-    digest = build_digest(context, day=day, due_at=fire_time, now=now)
+    zone = context.settings.zone
+    day = fire_time.astimezone(zone).date()
+    if day != now.astimezone(zone).date():
+        log.warning("digest for %s skipped: it was missed and its day is over; today's digest reports it",
+                    day, extra={"job": "digest", "skipped": day.isoformat()})
+        return None
+    digest = build_digest(context, due_at=fire_time, now=now)
     if queue_digest(context, digest, key=f"digest:{day.isoformat()}", render=render, now=now):
         log.info("digest for %s queued%s", day, " (late)" if digest.late else "",
                  extra={"job": "digest", "late": digest.late})

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 from bot.cli import main
 from bot.runtime import renderers
 from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS
+from bot.views.digest import digest_blocks
 from db.models import JobClaim, OutboxMessage, UsageBucket, to_nanos
 from jobs.context import Context
 from jobs.advice import advise
@@ -197,16 +198,70 @@ def test_a_missed_digest_is_posted_once_when_back_and_marked_late(context: Conte
     assert "(late)" not in digests(slack)[2]["text"]
 
 
+def test_a_digest_missed_until_after_midnight_is_skipped_and_the_next_one_reports_its_day(
+        context: Context, slack: FakeSlack) -> None:
+    """Down from before 09:00 on Mon Nov 30 until 08:00 on Tue Dec 1 (Berlin): no digest of Nov 30
+    built from December's figures; the Dec 1 digest, on time, reports Nov 30 as yesterday."""
+    steady_ledger(context, date(2026, 12, 1))  # noon and 13:00 every day up to Nov 30
+    record(context, [bucket(local(date(2026, 12, 1), 7), 7)])  # December's first spend, before 08:00
+    client = client_for(slack)
+    assert tick(context, local(date(2026, 11, 29), 9, 0, 1))
+    send_pending(context.sessions, client, now=local(date(2026, 11, 29), 9, 1))
+    back = local(date(2026, 12, 1), 8)
+    assert tick(context, back)  # the catch-up tick claims Nov 30's period...
+    send_pending(context.sessions, client, now=back)
+    assert not tick(context, back + timedelta(minutes=1))  # ...once
+    send_pending(context.sessions, client, now=back + timedelta(minutes=1))
+    assert [header_of(m) for m in digests(slack)] == ["Spend digest · Sun, Nov 29, 2026"]  # and posts nothing
+
+    at = local(date(2026, 12, 1), 9, 0, 1)
+    assert tick(context, at)
+    send_pending(context.sessions, client, now=at)
+    posted = digests(slack)[-1]
+    text, blocks = posted["text"], json.dumps(posted["blocks"], ensure_ascii=False)
+    assert header_of(posted) == "Spend digest · Tue, Dec 1, 2026" and "(late)" not in text
+    november = sum(Decimal(80) if date(2026, 11, d).weekday() >= 5 else Decimal(130) for d in range(1, 31))
+    assert "*Yesterday* (Mon, Nov 30)\\n*$130.00*" in blocks
+    assert "*December to date*\\n*$7.00*" in blocks and f"November closed at {usd(november)}." in blocks
+    assert "*search* $7.00 of $3,000.00" in blocks  # December's budget, December's spend
+    assert "November to date" not in blocks
+    with context.sessions() as session:
+        keys = session.scalars(select(OutboxMessage.dedupe_key).order_by(OutboxMessage.dedupe_key)).all()
+        assert keys == ["digest:2026-11-29", "digest:2026-12-01"]
+        periods = session.scalars(select(JobClaim.period).where(JobClaim.status == "done")).all()
+        assert "2026-11-30T08:00Z" in periods  # claimed and done: no replica tries Nov 30 again
+
+
+def test_on_the_first_the_endpoint_line_totals_the_month_it_reports(context: Context) -> None:
+    """Yesterday was Nov 30: its endpoint cost stands beside November's total, not December's few hours."""
+    endpoint = dict(mode="dedicated", project="", feature="", tags="endpoint=llama-prod", uptime=60)
+    record(context, [bucket(local(date(2026, 11, 1), 0) + timedelta(hours=h), 4, **endpoint) for h in range(30 * 24 + 9)])
+    digest = build_digest(context, due_at=local(date(2026, 12, 1), 9), now=local(date(2026, 12, 1), 9, 0, 1))
+    [run] = digest.endpoints
+    assert (run.uptime_minutes, run.cost, run.month_cost) == (24 * 60, Decimal(96), Decimal(4 * 24 * 30))
+    assert digest.overview.total.month_to_date == Decimal(4 * 9)  # December: 00:00 to 09:00
+    everything = json.dumps(digest_blocks(digest), ensure_ascii=False)
+    assert "*Dedicated endpoints* (Mon, Nov 30)" in everything
+    assert "up 24.0 h, $96.00, 109.09M tokens ($0.88/1M effective) · $2,880.00 in November" in everything
+
+
+def earlier_today(hours: int = 2) -> tuple[ZoneInfo, time]:
+    """A zone and a time of day `hours` ago there, on the same local day: a missed digest that is
+    still today's (one from before midnight is skipped). Berlin, unless it is too early there."""
+    zone = ZONE if datetime.now(ZONE).hour >= hours + 1 else ZoneInfo("Etc/GMT-12")  # Etc/GMT-12 is UTC+12
+    return zone, (datetime.now(zone) - timedelta(hours=hours)).time().replace(second=0, microsecond=0)
+
+
 def test_the_scheduler_runs_the_digest_at_the_configured_local_time(database_url: str, slack: FakeSlack) -> None:
     """The real scheduled job, on the real clock: the configured time, in the configured zone."""
-    local_now = datetime.now(ZONE)
-    due = (local_now - timedelta(hours=2)).time().replace(second=0, microsecond=0)
-    ctx = Context.open(make_settings(database_url, slack, digest_time=due))
+    zone, due = earlier_today()
+    local_now = datetime.now(zone)
+    ctx = Context.open(make_settings(database_url, slack, digest_time=due, tz=zone.key))
     try:
         job = scheduler_digest(ctx)
         fire = job.trigger.get_next_fire_time(None, local_now)
         assert fire is not None and (fire.hour, fire.minute) == (due.hour, due.minute)
-        assert str(fire.tzinfo) == "Europe/Berlin"
+        assert str(fire.tzinfo) == zone.key
         steady_ledger(ctx, local_now.date())
         assert run_claimed(ctx, job)  # a catch-up tick two hours after the digest's time
         assert not run_claimed(ctx, job)
@@ -261,7 +316,7 @@ def test_the_digest_says_what_happened_in_local_days(context: Context, slack: Fa
     ]
     record(context, rows)
     at = local(today, 9, 0, 1)
-    digest = build_digest(context, day=today, due_at=local(today, 9), now=at)
+    digest = build_digest(context, due_at=local(today, 9), now=at)
     assert digest.yesterday_spend == Decimal(40 + 90 + 30 + 144)
     assert digest.day_before_spend == Decimal(130)  # Monday the 23rd: 100 + 30
     november = sum(Decimal(60 + 20) if date(2026, 11, d).weekday() >= 5 else Decimal(130) for d in range(1, 24))
@@ -293,7 +348,7 @@ def test_the_digest_names_the_batch_suggestions_and_their_saving(context: Contex
         advice = advise(session, context.settings, context.catalog, now=at)
     [candidate] = advice.candidates
     assert candidate.feature == "nightly-summaries"
-    digest = build_digest(context, day=today, due_at=local(today, 9), now=at)
+    digest = build_digest(context, due_at=local(today, 9), now=at)
     assert digest.overview.total_saving == advice.total_saving == candidate.monthly_saving
     tick(context, at)
     send_pending(context.sessions, client_for(slack), now=at)

@@ -16,7 +16,7 @@ from db.models import UsageBucket
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
 from tests.processes import ServeProcess, wait_until
-from tests.test_digest import MODEL, bucket
+from tests.test_digest import MODEL, bucket, earlier_today
 
 CHANNEL = "C0DIGEST"
 
@@ -44,9 +44,10 @@ def digests(slack: FakeSlack) -> list[dict]:
 def test_two_serve_processes_post_the_missed_digest_once_marked_late(database_url: str, slack: FakeSlack,
                                                                      tmp_path: Path) -> None:
     fill(database_url)
-    due = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%H:%M")  # both were down at that hour
+    zone, due = earlier_today()  # both were down at that hour, earlier on the same local day
     env = {"DATABASE_URL": database_url, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-           "SLACK_API_URL": slack.url, "DIGEST_CHANNEL": CHANNEL, "DIGEST_TIME": due, "TZ": "UTC",
+           "SLACK_API_URL": slack.url, "DIGEST_CHANNEL": CHANNEL, "DIGEST_TIME": due.strftime("%H:%M"),
+           "TZ": zone.key,
            "CATCH_UP_SECONDS": "0.5", "OUTBOX_INTERVAL_SECONDS": "0.3", "LOG_LEVEL": "INFO"}
     with ServeProcess(env, tmp_path) as first, ServeProcess(env, tmp_path) as second:
         assert wait_until(lambda: len(slack.calls_to("files.completeUploadExternal")) >= 1, timeout=60), \

@@ -134,7 +134,8 @@ def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
         blocks.extend(line_sections(["*Move to batch*", *lines], max_blocks=1))
 
     if digest.endpoints:
-        lines = [_endpoint_line(e) for e in digest.endpoints[:TOP_ENDPOINTS]]
+        month = "this month" if digest.yesterday.month == o.today.month else f"in {digest.yesterday:%B}"
+        lines = [_endpoint_line(e, month) for e in digest.endpoints[:TOP_ENDPOINTS]]
         if len(digest.endpoints) > TOP_ENDPOINTS:
             rest = digest.endpoints[TOP_ENDPOINTS:]
             lines.append(f"…and {len(rest)} more endpoints: {usd(sum((e.cost for e in rest), Decimal(0)))}")
@@ -163,7 +164,8 @@ def _mover_line(mover: Mover) -> str:
             f"{driver}")
 
 
-def _endpoint_line(endpoint: EndpointRun) -> str:
+def _endpoint_line(endpoint: EndpointRun, month: str) -> str:
+    """`• *name* (model): up 24.0 h, $95.76, … · $1,234.56 this month` (or `in November` on the 1st)."""
     hours = endpoint.uptime_minutes / 60
     served = f", {count(endpoint.tokens)} tokens" if endpoint.tokens else ", no tokens recorded"
     effective = ""
@@ -172,7 +174,7 @@ def _endpoint_line(endpoint: EndpointRun) -> str:
     name = escape(endpoint.name)
     model = f" ({escape(endpoint.model)})" if endpoint.model != endpoint.name else ""
     return (f"• *{name}*{model}: up {hours:.1f} h, {usd(endpoint.cost)}{served}{effective} · "
-            f"{usd(endpoint.month_cost)} this month")
+            f"{usd(endpoint.month_cost)} {month}")
 
 
 def terminal_text(text: str, blocks: list[dict[str, Any]]) -> str:
