@@ -12,10 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS, MAX_VIEW_BLOCKS
-from bot.views.chart import chart_data, spend_chart
+from bot.views.chart import chart_data, draw_chart, spend_chart
 from bot.views.digest import digest_blocks, digest_message, digest_text, terminal_text
 from bot.views.home import home_view
 from jobs.digest import (
@@ -164,6 +165,25 @@ def test_the_chart_is_a_png_with_the_forecast_band() -> None:
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1000, 520)
     assert spend_chart(empty_digest()) is None
+
+
+def test_the_forecast_band_is_a_full_width_box_per_day_labelled_as_the_month_end_range() -> None:
+    """Each remaining day gets a box as wide as its bar, from its share of the month-end low to its
+    share of the high; the legend does not pass the shares off as a daily 80% interval."""
+    data = chart_data(typical_digest())
+    assert data is not None
+    ax = draw_chart(data).axes[0]
+    [band] = [c for c in ax.collections if c.get_alpha() == 0.15]
+    boxes = sorted((path.vertices[:, 0].min(), path.vertices[:, 0].max(), path.vertices[:, 1].min(),
+                    path.vertices[:, 1].max()) for path in band.get_paths())
+    stacked_today = sum(float(values[data.days.index(TODAY)]) for _, values in data.stacks)  # $31.50 so far today
+    expected = [(f.day.day - 0.4, f.day.day + 0.4, (stacked_today if f.day == TODAY else 0) + float(f.low),
+                 (stacked_today if f.day == TODAY else 0) + float(f.high)) for f in data.forecast]
+    assert len(boxes) == len(expected) == 6  # the 25th (today, partial) to the 30th, the last day included
+    for got, want in zip(boxes, expected):
+        assert got == pytest.approx(want)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "month-end 80% range,\nshared by day" in labels and "80% interval" not in labels
 
 
 def test_the_first_of_the_month_says_how_last_month_closed() -> None:

@@ -1,6 +1,7 @@
 """The digest's chart: daily spend per model this month, stacked (the top models and "other"),
-with the forecast and its 80% band to month-end. Drawn with matplotlib's Agg canvas on a
-`Figure` of its own (no pyplot, no display, no global state), so it is safe in a server thread."""
+with the forecast to month-end and, around each remaining day, that day's share of the month-end
+80% range (not a range for the day on its own). Drawn with matplotlib's Agg canvas on a `Figure`
+of its own (no pyplot, no display, no global state), so it is safe in a server thread."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ import io
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from jobs.digest import Digest, ForecastDay
 from pricing.money import usd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TOP = 8
 OTHER = "other"
 OTHER_COLOUR = "#b0b0b0"
 FORECAST_COLOUR = "#444444"
+BAND_LABEL = "month-end 80% range,\nshared by day"  # each day's share of the month's interval, not a daily range
 BAR_WIDTH = 0.8
 COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#86bcb6")  # Tableau 10: distinguishable, and fine in greyscale
@@ -80,6 +86,13 @@ def spend_chart(digest: Digest, top: int = TOP) -> bytes | None:
     data = chart_data(digest, top)
     if data is None:
         return None
+    buffer = io.BytesIO()
+    draw_chart(data).savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def draw_chart(data: ChartData) -> "Figure":
+    """The chart as a matplotlib `Figure` (with an Agg canvas), ready to save."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
     from matplotlib.figure import Figure
@@ -111,10 +124,11 @@ def spend_chart(digest: Digest, top: int = TOP) -> bytes | None:
         high = [b + float(f.high) for b, f in zip(base, data.forecast)]
         ax.add_collection(PolyCollection(_boxes(fx, base, point), facecolors="none", edgecolors=FORECAST_COLOUR,
                                          linewidths=0.6, hatch="///"))
-        ax.fill_between(fx, low, high, step="mid", color=FORECAST_COLOUR, alpha=0.15, linewidth=0)
+        ax.add_collection(PolyCollection(_boxes(fx, low, [h - lo for lo, h in zip(low, high)]),
+                                         facecolors=FORECAST_COLOUR, alpha=0.15, edgecolors="none"))
         handles.append(Patch(facecolor="none", edgecolor=FORECAST_COLOUR, hatch="///", linewidth=0.6,
                              label="forecast"))
-        handles.append(Patch(facecolor=FORECAST_COLOUR, alpha=0.15, label="80% interval"))
+        handles.append(Patch(facecolor=FORECAST_COLOUR, alpha=0.15, label=BAND_LABEL))
         top_value = max([top_value, *high, *(b + p for b, p in zip(base, point))])
 
     ax.set_xlim(0.4, len(x) + 0.6)
@@ -130,6 +144,4 @@ def spend_chart(digest: Digest, top: int = TOP) -> bytes | None:
     figure.suptitle(_tex_safe(data.title), x=0.02, ha="left", fontsize=13, fontweight="bold")
     ax.set_title(_tex_safe(data.subtitle), loc="left", fontsize=10, color="#555555")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+    return figure
