@@ -123,6 +123,7 @@ class Overview:
     savings: list[BatchSaving]  # largest saving first
     total_saving: Decimal | None  # None: batch advice is not available
     last_usage_at: datetime | None  # the newest bucket in the ledger; None: the ledger is empty
+    pull_cron: str  # when configured sources are pulled (`PULL_CRON`), for "how to get usage in"
 
     @property
     def empty(self) -> bool:
@@ -382,7 +383,7 @@ def _overview(context: Context, now: datetime) -> tuple[Overview, _Month, Projec
     budgets = [month.budget(spec) for spec in snapshot.budgets]
     savings, total_saving = _savings(context, snapshot.rows, month.today, snapshot.first_usage_at)
     overview = Overview(now, month.today, context.settings.zone.key, _outlook(total), models, budgets, savings,
-                        total_saving, snapshot.last_usage_at)
+                        total_saving, snapshot.last_usage_at, context.settings.pull_cron)
     return overview, month, total
 
 

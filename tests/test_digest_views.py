@@ -76,7 +76,7 @@ def typical_overview() -> Overview:
         BatchSaving("openai/gpt-oss-20b", "feature=tagging", D("4.10"), "bursts 5× the median hour"),
     ]
     return Overview(AS_OF, TODAY, "Europe/Berlin", total, models, budgets, savings, D("1649.85"),
-                    AS_OF - timedelta(hours=1))
+                    AS_OF - timedelta(hours=1), "*/15 * * * *")
 
 
 def typical_digest(**changes: Any) -> Digest:
@@ -106,7 +106,8 @@ def typical_digest(**changes: Any) -> Digest:
 
 def empty_digest() -> Digest:
     overview = Overview(AS_OF, TODAY, "Europe/Berlin", outlook("total", "0", "0", "0", "0", "no usage yet"), [],
-                        [BudgetStatus("search", "project=search", D(10000), D(0), None)], [], D(0), None)
+                        [BudgetStatus("search", "project=search", D(10000), D(0), None)], [], D(0), None,
+                        "*/15 * * * *")
     return Digest(TODAY, DUE, False, overview, D(0), D(0), D(0), [], [])
 
 
@@ -184,6 +185,15 @@ def test_the_forecast_band_is_a_full_width_box_per_day_labelled_as_the_month_end
         assert got == pytest.approx(want)
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert "month-end 80% range,\nshared by day" in labels and "80% interval" not in labels
+
+
+def test_how_to_get_usage_in_names_the_configured_pull_schedule() -> None:
+    for cron, said in (("*/15 * * * *", "every 15 minutes"), ("*/5 * * * *", "every 5 minutes"),
+                       ("* * * * *", "every minute"), ("7 * * * *", "hourly at :07"), ("30 2 * * *", "daily at 02:30"),
+                       ("0 9-17 * * 1-5", "on the schedule `0 9-17 * * 1-5` (`PULL_CRON`)")):
+        overview = replace(empty_digest().overview, pull_cron=cron)
+        for blocks in (digest_blocks(replace(empty_digest(), overview=overview)), home_view(overview)["blocks"]):
+            assert f"it is pulled {said}." in json.dumps(blocks, ensure_ascii=False)
 
 
 def test_the_first_of_the_month_says_how_last_month_closed() -> None:

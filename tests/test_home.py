@@ -90,13 +90,14 @@ def test_the_home_tab_with_200_models_stays_within_100_blocks(database_url: str,
 
 
 def test_an_empty_ledger_home_says_how_to_get_usage_in(database_url: str, slack: FakeSlack) -> None:
-    context, server = serve(database_url, slack)
+    context, server = serve(database_url, slack, pull_cron="5 * * * *")
     with server:
         assert open_home(server.url).status_code == 200
         assert wait_until(lambda: READER in slack.home_views, timeout=20)
     context.close()
     everything = json.dumps(slack.home_views[READER]["blocks"])
     assert "No usage recorded yet" in everything and "/v1/usage" in everything and "budget-guard import" in everything
+    assert "it is pulled hourly at :05" in everything and "15 minutes" not in everything  # PULL_CRON, as set
 
 
 def test_the_messages_tab_and_unsigned_events_publish_nothing(database_url: str, slack: FakeSlack) -> None:

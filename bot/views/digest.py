@@ -16,10 +16,10 @@ from slack_sdk.models.blocks import Block, DividerBlock
 from bot.views.blocks import MAX_BLOCKS, context, escape, fields_section, header, line_sections, section, to_dicts
 from bot.views.chart import chart_data, spend_chart
 from bot.views.spend import (
-    HOW_TO_GET_USAGE_IN,
     budget_line,
     by_urgency,
     change,
+    how_to_get_usage_in,
     interval,
     model_line,
     rest_of_models,
@@ -75,7 +75,7 @@ def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
                               "it is posted now, once."))
     if o.empty:
         blocks.append(section("*No usage recorded yet*, so there is nothing to add up or forecast. "
-                              "Get usage in one of three ways:\n" + HOW_TO_GET_USAGE_IN))
+                              "Get usage in one of three ways:\n" + how_to_get_usage_in(o.pull_cron)))
         if o.budgets:
             blocks.append(section(f"{len(o.budgets)} budget{'s are' if len(o.budgets) != 1 else ' is'} set and "
                                   "waiting for usage: " + ", ".join(f"*{escape(b.name)}* {usd(b.amount)}"

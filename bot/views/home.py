@@ -9,9 +9,9 @@ from slack_sdk.models.blocks import Block, DividerBlock
 
 from bot.views.blocks import MAX_VIEW_BLOCKS, context, escape, fields_section, header, line_sections, section, to_dicts
 from bot.views.spend import (
-    HOW_TO_GET_USAGE_IN,
     budget_line,
     by_urgency,
+    how_to_get_usage_in,
     interval,
     model_line,
     rest_of_models,
@@ -39,7 +39,8 @@ def home_blocks(overview: Overview) -> list[dict[str, Any]]:
     local = o.as_of.astimezone(o.zone_info)
     as_of = f"As of {local:%b} {local.day}, {local:%H:%M} ({escape(o.zone)}); rebuilt each time you open this tab."
     if o.empty:
-        blocks.append(section("*No usage recorded yet.* Get usage in one of three ways:\n" + HOW_TO_GET_USAGE_IN))
+        blocks.append(section("*No usage recorded yet.* Get usage in one of three ways:\n"
+                              + how_to_get_usage_in(o.pull_cron)))
     else:
         total = o.total
         fields = [f"*So far*\n{usd(total.month_to_date)}",

@@ -11,13 +11,33 @@ from bot.views.blocks import escape
 from jobs.digest import BatchSaving, BudgetStatus, Outlook
 from pricing.money import count, percent, usd
 
-HOW_TO_GET_USAGE_IN = (
-    "• *Push*: have your services `POST` each response's `usage` object to this bot's `/v1/usage` "
-    "with a bearer token from `INGEST_TOKENS` (one record or NDJSON).\n"
-    "• *Pull*: add a `[[sources]]` entry to `budget-guard.toml` (an OpenAI-style usage API, a JSON endpoint "
-    "with a field mapping, or together.ai dedicated endpoints); it is pulled every 15 minutes.\n"
-    "• *Import*: `budget-guard import usage.csv` (CSV or JSONL) from a billing export or your own logs."
-)
+def how_to_get_usage_in(pull_cron: str) -> str:
+    """The three ways in, with the configured pull schedule (`PULL_CRON`)."""
+    return (
+        "• *Push*: have your services `POST` each response's `usage` object to this bot's `/v1/usage` "
+        "with a bearer token from `INGEST_TOKENS` (one record or NDJSON).\n"
+        "• *Pull*: add a `[[sources]]` entry to `budget-guard.toml` (an OpenAI-style usage API, a JSON endpoint "
+        f"with a field mapping, or together.ai dedicated endpoints); it is pulled {pull_schedule(pull_cron)}.\n"
+        "• *Import*: `budget-guard import usage.csv` (CSV or JSONL) from a billing export or your own logs."
+    )
+
+
+def pull_schedule(cron: str) -> str:
+    """A cron expression in words where it is a common one (`every 15 minutes`, `hourly at :05`,
+    `daily at 03:00`), else the expression itself."""
+    fields = cron.split()
+    if len(fields) == 5 and fields[2:] == ["*", "*", "*"]:
+        minute, hour = fields[:2]
+        if hour == "*" and (minute == "*" or minute == "*/1"):
+            return "every minute"
+        if hour == "*" and minute.startswith("*/") and minute[2:].isdigit():
+            return f"every {int(minute[2:])} minutes"
+        if minute.isdigit() and int(minute) < 60:
+            if hour == "*":
+                return f"hourly at :{int(minute):02d}"
+            if hour.isdigit() and int(hour) < 24:
+                return f"daily at {int(hour):02d}:{int(minute):02d}"
+    return f"on the schedule `{escape(cron)}` (`PULL_CRON`)"
 
 
 def short_date(day: date) -> str:
