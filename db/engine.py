@@ -6,8 +6,9 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -27,6 +28,33 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file a SQLite URL opens (relative to the working directory if the URL's path is);
+    None for an in-memory database or another engine."""
+    url = make_url(url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    database = url.database
+    if database.startswith("file:"):  # a URI filename (`?uri=true`)
+        if url.query.get("mode") == "memory":
+            return None
+        database = database[len("file:"):].split("?", 1)[0]
+    return Path(database)
+
+
+def describe_url(url: str | URL) -> str:
+    """The database's URL fit to print: any password shown as ***, and a relative SQLite file
+    followed by the absolute path it resolves to here."""
+    url = make_url(url)
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "***"})
+    text = url.render_as_string(hide_password=True).replace("password=%2A%2A%2A", "password=***")
+    path = sqlite_file(url)
+    if path is not None and not path.is_absolute():
+        text += f" ({path.resolve()})"
+    return text
 
 
 def write_lock(engine: Engine) -> AbstractContextManager[object]:

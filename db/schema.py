@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from db.engine import describe_url, sqlite_file
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -39,8 +41,14 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def check_up_to_date(engine: Engine) -> None:
-    """Raise SchemaOutOfDate naming the command that fixes it."""
-    current, head = current_revision(engine), head_revision()
+    """Raise SchemaOutOfDate naming the database (password hidden) and the command that fixes it.
+
+    A SQLite file that does not exist has no schema and is not opened: opening it would leave an
+    empty file behind."""
+    path = sqlite_file(engine.url)
+    missing = path is not None and not path.exists()
+    current, head = (None if missing else current_revision(engine)), head_revision()
     if current != head:
-        state = "has no schema" if current is None else f"is at revision {current}, not {head}"
-        raise SchemaOutOfDate(f"the database {state}; run `budget-guard db upgrade`")
+        state = ("has no schema (the file does not exist yet)" if missing else "has no schema" if current is None
+                 else f"is at revision {current}, not {head}")
+        raise SchemaOutOfDate(f"the database {describe_url(engine.url)} {state}; run `budget-guard db upgrade`")

@@ -6,7 +6,7 @@ import argparse
 import json
 from datetime import datetime, timedelta, timezone
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from jobs.advice import Advice, Candidate, advise
 from pricing.money import count, usd
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--days", type=int, default=28, metavar="N",
                         help="complete days of usage to read (default: 28)")
     parser.add_argument("--json", action="store_true", help="JSON with exact amounts as decimal strings")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import uuid
 from datetime import datetime, timezone
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from bot.runtime import renderers
 from jobs import claims
 from jobs.budget_check import AlertDraft, check_budgets
@@ -18,7 +18,7 @@ from pricing.money import usd
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("check", help="check budgets now and post new alerts")
     parser.add_argument("--dry-run", action="store_true", help="print the alerts it would post; post nothing")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.commands.startup import StartupError, fail, settings_from_args, upgrade_database
+from bot.commands.startup import StartupError, add_database_option, fail, settings_from_args, upgrade_database
 from db.engine import make_engine
 from db.schema import SchemaOutOfDate, check_up_to_date, head_revision
 
@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
     for name, text in (("upgrade", "apply every pending migration"), ("check", "exit 1 if migrations are pending")):
         action = actions.add_parser(name, help=text)
-        action.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+        add_database_option(action)
     parser.set_defaults(func=run)
 
 

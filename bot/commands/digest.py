@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from bot.views.digest import digest_message, terminal_text
 from db.models import OutboxMessage
 from jobs import claims
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="print the digest and write its Block Kit JSON and chart into --out; post nothing")
     parser.add_argument("--out", type=Path, default=Path("digest-out"), metavar="DIR",
                         help="where --dry-run writes digest.json and chart.png (default: ./digest-out)")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ import json
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from jobs.month_end import GROUPS, LedgerForecast, forecast_month_end
 from jobs.projection import HISTORY_DAYS, Projection
 from pricing.money import count, usd
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("forecast", help="month-to-date spend and the month-end forecast per group")
     parser.add_argument("--by", choices=GROUPS, default="model", help="group by (default: model)")
     parser.add_argument("--json", action="store_true", help="JSON with exact amounts as decimal strings")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 

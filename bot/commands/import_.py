@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from jobs.ingest import CSV_FIELDS, IngestRejected, file_format, import_file
 
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--project", help="the project of every record (overrides a project column)")
     parser.add_argument("--skip-bad", type=Path, metavar="FILE", help="apply the good lines; write the bad ones to FILE")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from bot.commands.usage import parse_moment
 from jobs.reprice import reprice
 from pricing.money import usd
@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("reprice", help="re-cost usage since DATE with the current prices")
     parser.add_argument("--since", required=True, help="first day to re-cost (YYYY-MM-DD in TZ, or an ISO time)")
     parser.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 

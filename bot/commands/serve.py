@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from bot.commands.startup import StartupError, fail, open_context, settings_from_args, upgrade_database
+from bot.commands.startup import StartupError, add_database_option, fail, open_context, settings_from_args, upgrade_database
 from bot.logs import setup_logging
 
 log = logging.getLogger("budget_guard.serve")
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the bot: Slack, ingest, health, metrics, schedules")
     parser.add_argument("--host", default=None, help="address to bind (default 0.0.0.0, or HOST)")
     parser.add_argument("--port", type=int, default=None, help="port (default 3000, or PORT)")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.add_argument("--no-scheduler", action="store_true", help="serve requests only; run no scheduled jobs")
     parser.add_argument("--upgrade-db", action="store_true", help="apply database migrations before starting")
     parser.set_defaults(func=run)

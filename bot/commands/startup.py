@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from db.schema import SchemaOutOfDate, check_up_to_date, upgrade
@@ -11,6 +12,14 @@ from jobs.settings import ConfigError, Settings, load_settings
 
 class StartupError(Exception):
     """One line that says what is wrong and how to fix it."""
+
+
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    """`--database-url`, whose help says where the database is when it is not given."""
+    default = Settings.model_fields["database_url"].default
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help=f"the database (default: DATABASE_URL, or database_url in budget-guard.toml, "
+                             f"else {default}: a file in the current folder)")
 
 
 def settings_from_args(args: object) -> Settings:

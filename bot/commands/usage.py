@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from bot.commands.startup import StartupError, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from db.ledger import GroupTotal, totals
 from pricing.money import usd
 
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--until", help="last day, included (YYYY-MM-DD), or an ISO time (excluded); default: now")
     parser.add_argument("--by", choices=GROUP_CHOICES, default="model", help="group by (default: model)")
     parser.add_argument("--json", action="store_true", help="a JSON list with exact amounts as decimal strings")
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 
