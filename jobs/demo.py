@@ -47,6 +47,17 @@ WORKLOADS = (
 
 
 DEMO_OFFLINE = Offline(features=["nightly-summaries"])
+MIN_FULL_DAYS = 15  # of the month before month-to-date, budgets and forecasts look like a real month's
+
+
+def simulated_now(now: datetime) -> datetime:
+    """The instant the demo plays (UTC): `now` once 15 full days of its month have passed; earlier
+    in a month, the same weekday and hour a week or more back, late in the previous month (a day
+    that has happened, not one still to come)."""
+    simulated = now
+    while simulated.day <= MIN_FULL_DAYS:
+        simulated -= timedelta(weeks=1)
+    return simulated
 
 
 def _chat_shape(at: datetime) -> float:

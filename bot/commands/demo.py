@@ -22,7 +22,7 @@ from db.schema import upgrade
 from jobs.advice import advise
 from jobs.budget_check import check_budgets
 from jobs.context import Context
-from jobs.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate
+from jobs.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
 from jobs.projection import fraction_of_day, project
 from jobs.settings import BudgetConfig, Settings
 from pricing.grammar import parse
@@ -35,7 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run every job on a generated month of usage; print what Slack would see")
     parser.add_argument("--dir", default=None, help="folder for the demo ledger (default: a new temporary folder)")
     parser.add_argument("--out", default=None, help="where Block Kit JSON and the chart go (default: DIR/out)")
+    parser.add_argument("--now", type=_instant, default=None, metavar="TIME",
+                        help="run as if it were TIME (ISO 8601, UTC unless it says; default: now)")
     parser.set_defaults(func=run)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time such as 2026-12-01T09:00Z, not {text!r}") from None
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def banner(title: str) -> None:
@@ -50,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder / 'demo.db'}"
     upgrade(url)
-    now = datetime.now(timezone.utc)
+    real_now = args.now or datetime.now(timezone.utc)
+    now = simulated_now(real_now)
     base = Settings(database_url=url, tz="UTC", alert_channel=ALERT_CHANNEL, digest_channel=DIGEST_CHANNEL,
                     offline=DEMO_OFFLINE, slack_bot_token=None, slack_signing_secret=None, together_api_key=None)
     context = Context.open(base)
@@ -58,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     settings = base.model_copy(update={"budgets": size_budgets(context, now)})
     context.settings = settings
     print(f"budget-guard demo: a ledger of {buckets:,} hourly buckets in {folder / 'demo.db'}")
+    print(simulation_note(real_now, now))
 
     banner("Alerts (posted to #demo-alerts, each once)")
     posted = check_budgets(context, now=now, render=alert_message)
@@ -81,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"done in {time.perf_counter() - started:.1f} s; nothing was posted: no Slack is configured.")
     context.close()
     return 0
+
+
+def simulation_note(real_now: datetime, now: datetime) -> str:
+    """What "today" the demo plays, and why it is not the real one when it is not."""
+    played = f"{now:%a, %b} {now.day}, {now.year}, {now:%H:%M} UTC"
+    if now == real_now:
+        return f"The demo plays today, {played}, with {now.day - 1} full days of {now:%B} behind it."
+    return (f"The demo plays {played} as \"today\": on {real_now:%b} {real_now.day} too little of {real_now:%B} "
+            f"has passed for a realistic month-to-date, so it replays a day of {now:%B} "
+            f"(same weekday and time, {now.day - 1} full days into the month).")
 
 
 def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
