@@ -77,10 +77,8 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
     month_start, month_end = month_bounds(today, zone)
     history_start = local_midnight(today.replace(day=1) - timedelta(days=HISTORY_DAYS), zone)
 
-    with context.sessions() as session, session.begin():
-        budget_store.seed_from_file(session, settings, now=now)
     with context.sessions() as session:
-        budgets = budget_store.active_budgets(session)
+        budgets = budget_store.current_budgets(session, settings, context.catalog, save_sync=not dry_run, now=now)
         rows = daily_rows(session, history_start, min(month_end, now + timedelta(hours=1)), zone)
         recorded = {(a.budget, a.period, a.kind, a.threshold) for a in
                     session.scalars(select(Alert).where(Alert.created_at >= month_start - timedelta(days=40)))}
@@ -98,7 +96,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
         drafts.extend(_source_alerts(session, context, now))
         drafts.extend(_price_alerts(session, context, rows, today))
 
-    fresh = [d for d in drafts if (d.budget, d.period, d.kind, d.threshold) not in recorded]
+    fresh = [d for d in drafts if (d.budget, d.period, d.kind, d.threshold) not in recorded and d.budget not in snoozed]
     if dry_run:
         return fresh
     posted = []
@@ -370,14 +368,18 @@ def snooze(context: Context, alert_id: int, budget: str, user: str, *, now: date
         return alert
 
 
-def breakdown(context: Context, budget: str, *, now: datetime | None = None, top: int = 10
+def breakdown(context: Context, alert_id: int, budget: str, *, now: datetime | None = None, top: int = 10
               ) -> tuple[list[tuple[str, Decimal]], Decimal] | None:
-    """This month's spend in a budget's scope by model and dimensions, biggest first."""
+    """This month's spend in the scope of an alert's budget by model and dimensions, biggest
+    first; None if there is no such alert for that budget (a forged or stale button)."""
     now = now or datetime.now(timezone.utc)
     zone = context.settings.zone
     today = now.astimezone(zone).date()
     start, end = month_bounds(today, zone)
     with context.sessions() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None or alert.budget != budget:
+            return None
         specs = {b.name: b for b in budget_store.active_budgets(session)}
         spec = specs.get(budget)
         if spec is None and not budget.startswith(("source:", "price:")):

@@ -1,4 +1,5 @@
-"""Monthly budgets: the TOML file's are the starting set; Slack's `/budget set|delete` win after."""
+"""Monthly budgets: the TOML file's are the starting set and follow the file; a budget changed
+or deleted with Slack's `/budget set|delete` is Slack's from then on, whatever the file says."""
 
 from __future__ import annotations
 
@@ -11,15 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Budget
-from db.rollups import DailyRow
-from jobs.settings import BudgetConfig, Settings
+from db.rollups import DailyRow, DailyUsage
+from jobs.settings import MENTION_RE, MODES, SCOPE_KEYS, BudgetConfig, Settings
 from pricing.catalog import Catalog, UnknownModel
 
-SCOPE_KEYS = ("model", "project", "feature", "tag", "mode")
-MODES = ("serverless", "batch", "dedicated")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 CHANNEL_RE = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$|^([CGD][A-Z0-9]{6,})$")
-MENTION_RE = re.compile(r"^<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+(?:\|[^>]*)?|!here|!channel)>$")
 SET_EXAMPLE = "/budget set llama-prod 5000 model=llama-3.3-70b project=search thresholds=50,80,100 #alerts"
 
 
@@ -64,24 +62,65 @@ def _spec(row: Budget) -> BudgetSpec:
                       row.forecast, row.channel, row.mention)
 
 
-def seed_from_file(session: Session, settings: Settings, *, now: datetime | None = None) -> int:
-    """Insert the file's budgets that the database does not know yet; returns how many."""
-    now = now or datetime.now(timezone.utc)
-    known = set(session.scalars(select(Budget.name)))
-    added = 0
+class FileBudgetError(ValueError):
+    """A budget in the file that cannot be used as written (one line naming budget and field)."""
+
+
+def file_budgets(settings: Settings, catalog: Catalog, known_models: set[str]) -> list[BudgetConfig]:
+    """The file's budgets with their model resolved as `/budget set` resolves it (so
+    "llama-3.3-70b" means the model the ledger records); an unknown model is refused."""
+    resolved = []
     for budget in settings.budgets:
-        if budget.name in known:
+        scope = dict(budget.scope)
+        if "model" in scope:
+            try:
+                scope["model"] = resolve_model(scope["model"], catalog, known_models)
+            except BudgetError as exc:
+                raise FileBudgetError(f"budgets {budget.name!r}.scope.model: {exc.message}") from None
+        resolved.append(budget.model_copy(update={"scope": scope}))
+    return resolved
+
+
+def ledger_models(session: Session) -> set[str]:
+    """Every model name the ledger's daily rollups know."""
+    return set(session.scalars(select(DailyUsage.model).distinct()))
+
+
+def sync_from_file(session: Session, settings: Settings, catalog: Catalog, *, now: datetime | None = None) -> None:
+    """Make the file's budgets the database's, except those Slack has changed or deleted:
+    new ones are added, changed ones updated, ones gone from the file retired."""
+    now = now or datetime.now(timezone.utc)
+    wanted = {b.name: b for b in file_budgets(settings, catalog, ledger_models(session))}
+    for row in session.scalars(select(Budget).where(Budget.origin == "file")):
+        if row.name not in wanted and not row.deleted:
+            row.deleted, row.updated_by, row.updated_at = True, "budget-guard.toml", now
+    for name, budget in wanted.items():
+        row = session.get(Budget, name)
+        if row is None:
+            row = Budget(name=name, origin="file")
+            session.add(row)
+        elif row.origin != "file":
             continue
-        session.add(_row_from_config(budget, now))
-        added += 1
+        values = dict(amount=budget.amount, scope=dict(budget.scope), thresholds=list(budget.thresholds),
+                      forecast=budget.forecast, channel=budget.channel, mention=budget.mention, deleted=False)
+        if any(getattr(row, key) != value for key, value in values.items()):
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_by, row.updated_at = "budget-guard.toml", now
     session.flush()
-    return added
 
 
-def _row_from_config(budget: BudgetConfig, now: datetime) -> Budget:
-    return Budget(name=budget.name, amount=budget.amount, scope=dict(budget.scope), thresholds=list(budget.thresholds),
-                  forecast=budget.forecast, channel=budget.channel, mention=budget.mention, origin="file",
-                  deleted=False, updated_at=now)
+def current_budgets(session: Session, settings: Settings, catalog: Catalog, *, save_sync: bool = True,
+                    now: datetime | None = None) -> list[BudgetSpec]:
+    """The budgets in force: the database's after syncing the file; with `save_sync` False
+    (a dry run) the sync is undone once read."""
+    sync_from_file(session, settings, catalog, now=now)
+    specs = active_budgets(session)
+    if save_sync:
+        session.commit()
+    else:
+        session.rollback()
+    return specs
 
 
 def active_budgets(session: Session) -> list[BudgetSpec]:
@@ -208,11 +247,12 @@ def save(session: Session, budget: BudgetConfig, *, user: str, now: datetime | N
 
 
 def delete(session: Session, name: str, *, user: str, now: datetime | None = None) -> bool:
-    """Mark a budget deleted (kept, so the file cannot bring it back); False if there is none."""
+    """Mark a budget deleted (kept as Slack's, so the file cannot bring it back); False if there is none."""
     row = session.get(Budget, name)
     if row is None or row.deleted:
         return False
     row.deleted = True
+    row.origin = "slack"
     row.updated_by = user
     row.updated_at = now or datetime.now(timezone.utc)
     return True

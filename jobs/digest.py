@@ -364,10 +364,8 @@ def _load(context: Context, now: datetime) -> _Snapshot:
     today = now.astimezone(zone).date()
     _, month_end = month_bounds(today, zone)
     history_start = local_midnight(today.replace(day=1) - timedelta(days=HISTORY_DAYS), zone)
-    with context.sessions() as session, session.begin():
-        budget_store.seed_from_file(session, settings, now=now)
     with context.sessions() as session:
-        budgets = budget_store.active_budgets(session)
+        budgets = budget_store.current_budgets(session, settings, context.catalog, now=now)
         # Two queries: SQLite answers a lone min() or max() from the index, but scans for both at once.
         first = session.scalar(select(func.min(UsageBucket.bucket_start)))
         last = session.scalar(select(func.max(UsageBucket.bucket_start)))

@@ -100,6 +100,12 @@ class Source(_Strict):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
+SCOPE_KEYS = ("model", "project", "feature", "tag", "mode")
+MODES = ("serverless", "batch", "dedicated")
+CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+MENTION_RE = re.compile(r"^<(?:@[UW][A-Z0-9]+(?:\|[^>]*)?|!subteam\^S[A-Z0-9]+(?:\|[^>]*)?|!here|!channel)>$")
+
+
 class BudgetConfig(_Strict):
     """A monthly budget as written in `budget-guard.toml`."""
 
@@ -114,10 +120,31 @@ class BudgetConfig(_Strict):
     @field_validator("scope")
     @classmethod
     def _known_scope_keys(cls, scope: dict[str, str]) -> dict[str, str]:
-        unknown = set(scope) - {"model", "project", "feature", "tag", "mode"}
+        unknown = set(scope) - set(SCOPE_KEYS)
         if unknown:
             raise ValueError(f"unknown scope key {sorted(unknown)[0]!r}; use model, project, feature, tag or mode")
+        if "mode" in scope and scope["mode"] not in MODES:
+            raise ValueError(f"scope mode {scope['mode'][:30]!r} is not one of {', '.join(MODES)}")
+        for key, value in scope.items():
+            if not value.strip() or len(value) > 200:
+                raise ValueError(f"scope {key} must be 1 to 200 characters")
         return scope
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, channel: str | None) -> str | None:
+        if channel is not None and not CHANNEL_ID_RE.match(channel):
+            raise ValueError(f"{channel[:40]!r} is not a channel ID; give the ID, like C0123ABC "
+                             "(in Slack: the channel's name > About > Channel ID)")
+        return channel
+
+    @field_validator("mention")
+    @classmethod
+    def _mention(cls, mention: str | None) -> str | None:
+        if mention is not None and not MENTION_RE.match(mention):
+            raise ValueError(f"{mention[:40]!r} is not a mention; use <@U0123ABC> for a user, "
+                             "<!subteam^S0123ABC> for a user group, or <!here>")
+        return mention
 
     @field_validator("thresholds")
     @classmethod

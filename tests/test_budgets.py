@@ -300,11 +300,64 @@ def test_check_dry_run_prints_and_posts_nothing(database_url: str, slack: FakeSl
     assert slack.calls_to("chat.postMessage") == []
     with context.sessions() as session:
         assert session.scalars(select(Alert)).all() == [] and session.scalars(select(OutboxMessage)).all() == []
+        assert session.scalars(select(Budget)).all() == []  # a dry run writes nothing, budgets included
     assert main(["check"]) == 0
     assert len(slack.calls_to("chat.postMessage")) == 1
     assert main(["check"]) == 0
     assert len(slack.calls_to("chat.postMessage")) == 1
     context.close()
+
+
+def write_config(path: Path, budgets: str) -> None:
+    path.write_text('alert_channel = "C0ALERTS"\n' + budgets)
+
+
+@pytest.mark.parametrize(("budget", "line"), [
+    ('scope = { model = "no-such-model-xyz" }', "budgets 'c'.scope.model: no model called 'no-such-model-xyz'"),
+    ('scope = { mode = "realtime" }', "budgets 'c'.scope: scope mode 'realtime' is not one of serverless, batch"),
+    ('channel = "#general"', "budgets 'c'.channel: '#general' is not a channel ID"),
+    ('mention = "@bob"', "budgets 'c'.mention: '@bob' is not a mention"),
+])
+def test_a_budget_the_file_gets_wrong_stops_the_command_in_one_line(  # type: ignore[no-untyped-def]
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, budget: str, line: str) -> None:
+    config = tmp_path / "budget-guard.toml"
+    write_config(config, f'[[budgets]]\nname = "c"\namount = 100\n{budget}\n')
+    monkeypatch.setenv("BUDGET_GUARD_CONFIG", str(config))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["check", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and line in err, err
+
+
+def test_file_budgets_follow_the_file_unless_slack_changed_them(database_url: str, slack: FakeSlack,
+                                                                tmp_path: Path) -> None:
+    from jobs.budgets import BudgetConfig as Config, current_budgets, delete, save
+    from jobs.settings import load_settings
+
+    config = tmp_path / "budget-guard.toml"
+
+    def budgets_with(text: str) -> dict[str, object]:
+        write_config(config, text)
+        context = Context.open(load_settings(config, database_url=database_url))
+        with context.sessions() as session:
+            found = {b.name: b for b in current_budgets(session, context.settings, context.catalog)}
+        context.close()
+        return found
+
+    first = budgets_with('[[budgets]]\nname = "a"\namount = 100\nscope = { model = "llama-3.3-70b" }\n'
+                         '[[budgets]]\nname = "b"\namount = 200\n[[budgets]]\nname = "c"\namount = 300\n')
+    assert first["a"].scope == {"model": MODEL}  # resolved as /budget set resolves it
+    edited = budgets_with('[[budgets]]\nname = "a"\namount = 150\nscope = { model = "llama-3.3-70b" }\n'
+                          '[[budgets]]\nname = "c"\namount = 300\n')
+    assert {n: b.amount for n, b in edited.items()} == {"a": Decimal(150), "c": Decimal(300)}  # b retired
+    context = Context.open(load_settings(config, database_url=database_url))
+    with context.sessions() as session, session.begin():
+        save(session, Config(name="a", amount=Decimal(999), channel="C0SLACK"), user="U0ADMIN")
+        delete(session, "c", user="U0ADMIN")
+    context.close()
+    after_slack = budgets_with('[[budgets]]\nname = "a"\namount = 150\n[[budgets]]\nname = "b"\namount = 200\n'
+                               '[[budgets]]\nname = "c"\namount = 300\n')
+    assert {n: b.amount for n, b in after_slack.items()} == {"a": Decimal(999), "b": Decimal(200)}
 
 
 # -- Slack: buttons and /budget over real HTTP --------------------------------------------
@@ -374,6 +427,40 @@ def test_forged_or_unknown_buttons_change_nothing(context: Context, slack: FakeS
     assert slack.calls_to("chat.update") == []
 
 
+def test_a_forged_breakdown_button_shows_nothing(context: Context, slack: FakeSlack, server: ServerThread) -> None:
+    now = datetime.now(timezone.utc)
+    spend(context, now - timedelta(hours=2), Decimal(600))
+    run_check(context, now)
+    [message] = alerts_in(slack)
+    for value in (json.dumps({"alert_id": 99999, "budget": "llama-prod"}),
+                  json.dumps({"alert_id": 1, "budget": "source:anything"}), "not json"):
+        assert click(server, slack, "alert_breakdown", message, value=value).status_code == 200
+    posts = [p for p in slack.response_posts if p.key == "alert_breakdown"]
+    assert len(posts) == 3 and all("nothing was changed" in p.payload["text"] for p in posts)
+    assert all("$600.00" not in json.dumps(p.payload) for p in posts)
+
+
+def test_a_snoozed_source_alert_waits(database_url: str, slack: FakeSlack) -> None:
+    settings = make_settings(database_url, slack, budgets=[], source_silence_hours=1,
+                             sources=[Source(name="gateway", kind="generic_json", base_url="http://127.0.0.1:9",
+                                             timeout_seconds=1)])
+    context = Context.open(settings)
+    start = datetime(2026, 11, 20, 6, tzinfo=timezone.utc)
+    pull_sources(context.sessions, settings, context.catalog, now=start, retry=NO_RETRY)
+    [first] = run_check(context, start + timedelta(hours=2))
+    with context.sessions() as session:
+        alert_id = session.scalar(select(Alert.id))
+    from jobs.budget_check import snooze
+
+    assert snooze(context, alert_id, first.budget, "U0LEAD", now=start + timedelta(hours=2)) is not None
+    with context.sessions() as session, session.begin():  # the source recovers, then fails again
+        state = session.get(SourceState, "gateway")
+        state.failing_since = start + timedelta(hours=3)
+    assert run_check(context, start + timedelta(hours=5)) == []  # snoozed
+    assert [d.kind for d in run_check(context, start + timedelta(hours=27))] == ["source"]
+    context.close()
+
+
 def test_budget_command_admins_only_with_specific_refusals(context: Context, slack: FakeSlack,
                                                            server: ServerThread) -> None:
     slack.set_usergroup("S0ADMINS", ["U0GROUPIE"])
@@ -417,10 +504,24 @@ def test_budget_command_admins_only_with_specific_refusals(context: Context, sla
     assert budgets()["team-a"].deleted
     # Survives a restart; the file does not bring a deleted budget back.
     restarted = Context.open(context.settings)
-    with restarted.sessions() as session, session.begin():
-        from jobs.budgets import active_budgets, seed_from_file
+    with restarted.sessions() as session:
+        from jobs.budgets import current_budgets
 
-        seed_from_file(session, restarted.settings)
-        assert [b.name for b in active_budgets(session)] == ["llama-prod"]
+        assert [b.name for b in current_budgets(session, restarted.settings, restarted.catalog)] == ["llama-prod"]
     restarted.close()
     assert "there is no budget called" in say("delete nope", "U0ADMIN")["text"]
+
+
+def test_a_budget_set_from_slack_needs_a_channel_when_there_is_no_default(database_url: str,
+                                                                          slack: FakeSlack) -> None:
+    context = Context.open(make_settings(database_url, slack, budgets=[], alert_channel=None))
+    with ServerThread(create_server(context, create_app(context))) as server:
+        refused = post_slash_command(server.url, "set team-a 500 project=x", command="/budget",
+                                     user_id="U0ADMIN").json()
+        assert "name a channel for its alerts" in refused["text"]
+        saved = post_slash_command(server.url, "set team-a 500 project=x <#C0TEAM|team>", command="/budget",
+                                   user_id="U0ADMIN").json()
+        assert "saved" in saved["text"]
+    with context.sessions() as session:
+        assert [(b.name, b.channel) for b in session.scalars(select(Budget))] == [("team-a", "C0TEAM")]
+    context.close()

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from db.schema import SchemaOutOfDate, check_up_to_date, upgrade
+from jobs.budgets import FileBudgetError, file_budgets, ledger_models
 from jobs.context import Context
 from jobs.settings import ConfigError, Settings, load_settings
 
@@ -47,7 +48,18 @@ def open_context(args: object, *, require_schema: bool = True) -> Context:
             context.close()
             raise StartupError(f"database: cannot connect ({type(exc).__name__}: {_first_line(exc)})") from None
         context.reload_catalog()
+        _check_file_budgets(context)
     return context
+
+
+def _check_file_budgets(context: Context) -> None:
+    """Every model a file budget names must be one the catalog or the ledger knows."""
+    try:
+        with context.sessions() as session:
+            file_budgets(context.settings, context.catalog, ledger_models(session))
+    except FileBudgetError as exc:
+        context.close()
+        raise StartupError(f"configuration: {exc}") from None
 
 
 def fail(error: Exception, code: int = 2) -> int:

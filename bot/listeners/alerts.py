@@ -54,7 +54,7 @@ def register(app: App, context: Context) -> None:
     def on_breakdown(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         action = _action(body)
-        result = breakdown(context, action.budget) if action is not None else None
+        result = breakdown(context, action.alert_id, action.budget) if action is not None else None
         if action is None or result is None:
             respond(text=REFUSED, response_type="ephemeral", replace_original=False)
             return

@@ -9,11 +9,9 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
 
 from bot.views.alerts import budget_error_blocks, budget_list_blocks, budget_saved_blocks
 from db.models import Budget
-from db.rollups import DailyUsage
 from jobs import budgets as budget_store
 from jobs.budget_check import month_spend
 from jobs.budgets import BudgetError, BudgetSpec
@@ -49,10 +47,8 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
     verb = words[0].lower() if words else "list"
     try:
         if verb == "list":
-            with context.sessions() as session, session.begin():
-                budget_store.seed_from_file(session, context.settings)
             with context.sessions() as session:
-                specs = budget_store.active_budgets(session)
+                specs = budget_store.current_budgets(session, context.settings, context.catalog)
             blocks = budget_list_blocks(month_spend(context, specs))
             return {"blocks": blocks, "text": f"{len(specs)} budgets", "response_type": "ephemeral"}
         if verb not in {"set", "delete"}:
@@ -64,15 +60,17 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
             if len(words) != 2:
                 raise BudgetError("name the budget to delete", "/budget delete llama-prod")
             with context.sessions() as session, session.begin():
-                budget_store.seed_from_file(session, context.settings)
+                budget_store.sync_from_file(session, context.settings, context.catalog)
                 if not budget_store.delete(session, words[1], user=user_id):
                     raise BudgetError(f"there is no budget called '{words[1][:64]}'", "/budget list")
             return {"text": f"Budget {words[1]} deleted.", "response_type": "ephemeral"}
         with context.sessions() as session:
-            known_models = set(session.scalars(select(DailyUsage.model).distinct()))
+            known_models = budget_store.ledger_models(session)
         config = budget_store.parse_set(words[1:], context.catalog, known_models)
+        if not config.channel and not context.settings.alert_channel:
+            raise BudgetError("name a channel for its alerts (ALERT_CHANNEL is not set, so there is no default)")
         with context.sessions() as session, session.begin():
-            budget_store.seed_from_file(session, context.settings)
+            budget_store.sync_from_file(session, context.settings, context.catalog)
             created = session.get(Budget, config.name) is None
             budget_store.save(session, config, user=user_id)
         spec = BudgetSpec(config.name, config.amount, dict(config.scope), tuple(config.thresholds), config.forecast,
