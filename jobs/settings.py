@@ -6,17 +6,19 @@ A wrong setting stops start-up with one line naming the key and what was expecte
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 SECRET_KEYS = (
     "slack_bot_token",
@@ -102,7 +104,7 @@ class Source(_Strict):
 
 SCOPE_KEYS = ("model", "project", "feature", "tag", "mode")
 MODES = ("serverless", "batch", "dedicated")
-CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]+$")
 MENTION_RE = re.compile(r"^<(?:@[UW][A-Z0-9]+(?:\|[^>]*)?|!subteam\^S[A-Z0-9]+(?:\|[^>]*)?|!here|!channel)>$")
 
 
@@ -189,7 +191,7 @@ class Settings(BaseSettings):
     default_gpu: str = "h100"
     sources: list[Source] = []
     budgets: list[BudgetConfig] = []
-    admins: list[str] = []
+    admins: Annotated[list[str], NoDecode] = []
     offline: Offline = Offline()
 
     alert_channel: str | None = None
@@ -204,6 +206,58 @@ class Settings(BaseSettings):
     catch_up_seconds: float = Field(default=60.0, gt=0, le=3600)
     job_lease_seconds: float = Field(default=900.0, ge=1, le=86400)
     spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _admin_list(cls, value: Any) -> Any:
+        """ADMINS=U0123,S0456 in the environment, or a list in the file."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError('expected user or group IDs like U0123,S0456 or ["U0123"]') from None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("admins")
+    @classmethod
+    def _admin_ids(cls, value: list[str]) -> list[str]:
+        for admin in value:
+            if not re.match(r"^[UWS][A-Z0-9]+$", admin):
+                raise ValueError(f"{admin[:40]!r} is not a Slack user (U…) or user group (S…) ID")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("pull_cron", "check_cron", "price_sync_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value[:60]!r} is not a cron expression like '*/30 * * * *' "
+                             f"(minute hour day month weekday): {exc}") from None
+        return value
+
+    @field_validator("alert_channel", "digest_channel")
+    @classmethod
+    def _channel_setting(cls, value: str | None) -> str | None:
+        if value is not None and not CHANNEL_ID_RE.match(value):
+            raise ValueError(f"{value[:40]!r} is not a channel ID; give the ID, like C0123ABC")
+        return value
+
+    @model_validator(mode="after")
+    def _readable_ingest_tokens(self) -> "Settings":
+        try:
+            self.ingest_token_projects()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @field_validator("tz")
     @classmethod
@@ -300,6 +354,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**{**file_values, **overrides})
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, data)) from None
+    except SettingsError as exc:  # a list or table setting in the environment that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "a setting"
+        raise ConfigError(f"{name}: in the environment this must be JSON; or set it in budget-guard.toml") from None
 
 
 def describe_validation_error(exc: ValidationError, data: dict[str, Any] | None = None) -> str:

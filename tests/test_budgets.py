@@ -525,3 +525,28 @@ def test_a_budget_set_from_slack_needs_a_channel_when_there_is_no_default(databa
     with context.sessions() as session:
         assert [(b.name, b.channel) for b in session.scalars(select(Budget))] == [("team-a", "C0TEAM")]
     context.close()
+
+
+def test_the_production_schedule_runs_in_the_configured_zone_once_per_period(database_url: str,
+                                                                             slack: FakeSlack) -> None:
+    from jobs.scheduler import scheduled_jobs
+
+    settings = make_settings(database_url, slack, tz="Asia/Tokyo", check_cron="0 9 * * *", pull_cron="*/15 * * * *",
+                             together_api_key="tok-test", sources=[Source(name="gateway", kind="generic_json",
+                                                                          base_url="http://127.0.0.1:9")])
+    replicas = [Context.open(settings), Context.open(settings)]
+    jobs = {job.name: job for job in scheduled_jobs(replicas[0])}
+    assert set(jobs) >= {"pull", "price-sync", "check"}
+    utc_evening = datetime(2026, 11, 19, 23, 30, tzinfo=timezone.utc)  # 08:30 on the 20th in Tokyo
+    assert jobs["check"].trigger.get_next_fire_time(None, utc_evening) == datetime(2026, 11, 20, 0, 0, tzinfo=timezone.utc)
+    now = datetime.now(timezone.utc)  # the job checks as of the clock, as it does in production
+    local = now.astimezone(settings.zone)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+    spend(replicas[0], max(now - timedelta(hours=1), month_start), Decimal(600))
+    runs = [run_claimed(ctx, {j.name: j for j in scheduled_jobs(ctx)}["check"], now=now) for ctx in replicas]
+    assert sorted(runs) == [False, True]
+    with replicas[0].sessions() as session:
+        month = now.astimezone(settings.zone).strftime("%Y-%m")
+        assert [(a.period, a.threshold) for a in session.scalars(select(Alert))] == [(month, "50")]
+    for ctx in replicas:
+        ctx.close()

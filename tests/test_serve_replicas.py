@@ -55,13 +55,20 @@ def test_two_serve_processes_post_each_alert_once(database_url: str, slack: Fake
         time.sleep(3)  # several more ticks of both schedulers
         messages = [m for m in slack.messages if m["channel"] == "C0ALERTS"]
         assert len(messages) == 1 and "85% used" in messages[0]["text"]  # one message for both thresholds
+        record_spend(database_url, Decimal(20), "b")  # 105%: the 100% threshold, while both run
+        # CHECK_CRON fires each minute: the next period's check, on one of the two, sees it.
+        assert wait_until(lambda: len(slack.calls_to("chat.postMessage")) >= 2, timeout=75)
+        time.sleep(3)
+        messages = [m for m in slack.messages if m["channel"] == "C0ALERTS"]
+        assert len(messages) == 2 and "105% used" in messages[1]["text"]
+        assert messages[1]["thread_ts"] == messages[0]["ts"]  # later thresholds reply in the first's thread
         assert first.stop() == 0 and second.stop() == 0  # SIGTERM: clean exit
         assert '"stopped"' in first.log() or "stopped" in first.log()
 
     with ServeProcess(env, tmp_path) as restarted:  # a restart posts nothing it already posted
         time.sleep(3)
-        assert len([m for m in slack.messages if m["channel"] == "C0ALERTS"]) == 1
+        assert len([m for m in slack.messages if m["channel"] == "C0ALERTS"]) == 2
         health = httpx.get(f"{restarted.url}/healthz").json()
         assert health == {"status": "ok", "database": "ok"}
         assert restarted.stop(signal.SIGTERM) == 0
-    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert len(slack.calls_to("chat.postMessage")) == 2

@@ -29,6 +29,9 @@ def write(tmp_path: Path, text: str) -> Path:
         ('port = "abc"\n', "PORT:"),
         ("this is not toml", "not valid TOML"),
         ('database_url = "mysql://x"\n', "DATABASE_URL: expected sqlite"),
+        ('check_cron = "every half hour"\n', "CHECK_CRON: 'every half hour' is not a cron expression"),
+        ('alert_channel = "#general"\n', "ALERT_CHANNEL: '#general' is not a channel ID"),
+        ('admins = ["bob"]\n', "ADMINS: 'bob' is not a Slack user (U…) or user group (S…) ID"),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_it(tmp_path: Path, toml: str, expected: str) -> None:
@@ -61,3 +64,26 @@ def test_serve_refuses_an_out_of_date_schema(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
     assert main(["serve", "--port", "0"]) == 2
     assert "run `budget-guard db upgrade`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("ADMINS", "U0ADMIN,S0GROUP", None),
+        ("ADMINS", '["U0ADMIN"]', None),
+        ("LOG_LEVEL", "info", None),
+        ("CHECK_CRON", "'*/30 * * * *'", "CHECK_CRON: \"'*/30 * * * *'\" is not a cron expression"),
+        ("INGEST_TOKENS", "garbage", "INGEST_TOKENS: expected comma-separated project=token pairs"),
+        ("PRICES", "not json", "PRICES: in the environment this must be JSON"),
+    ],
+)
+def test_environment_values_are_read_or_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            name: str, value: str, expected: str | None) -> None:
+    monkeypatch.setenv(name, value)
+    if expected is None:
+        settings = load_settings(tmp_path / "absent.toml")
+        assert {"ADMINS": settings.admins[:1] == ["U0ADMIN"], "LOG_LEVEL": settings.log_level == "INFO"}[name]
+        return
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "absent.toml")
+    assert expected in str(info.value) and "\n" not in str(info.value)
