@@ -92,7 +92,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
             if not channel:
                 log.warning("budget %s has no channel and ALERT_CHANNEL is not set; not alerting", budget.name)
                 continue
-            drafts.extend(_budget_alerts(budget, ledger, channel, today, day_fraction, context))
+            drafts.extend(_budget_alerts(budget, ledger, channel, now, context))
         drafts.extend(_source_alerts(session, context, now))
         drafts.extend(_price_alerts(session, context, rows, today))
 
@@ -164,15 +164,17 @@ def _top(spend: dict[str, int], n: int = 3) -> list[Driver]:
     return [Driver(label, from_nanos(nanos)) for label, nanos in ordered if nanos > 0]
 
 
-def _budget_alerts(budget: BudgetSpec, ledger: _Ledger, channel: str, today: date, day_fraction: float,
+def _budget_alerts(budget: BudgetSpec, ledger: _Ledger, channel: str, now: datetime,
                    context: Context) -> list[AlertDraft]:
+    local_now = now.astimezone(context.settings.zone)
+    today, day_fraction = local_now.date(), fraction_of_day(local_now)
     period = _month_key(today)
     month_start = today.replace(day=1)
     keys = ledger.keys_in(budget)
     daily = ledger.daily(keys)
     spend = from_nanos(sum(v for d, v in daily.items() if d >= month_start))
     drivers = _top(ledger.spend_by_label(keys, lambda d: d >= month_start))
-    saving = _batch_saving(context, budget)
+    saving = _batch_saving(context, budget, now)
     advice = (f"Moving the offline work in this scope to batch would save about {usd(saving)}/month "
               "(`budget-guard advise`)." if saving else "Check the drivers below; `/costquote compare` finds cheaper models.")
     drafts: list[AlertDraft] = []
@@ -237,12 +239,10 @@ def _spike(daily_nanos: dict[date, int], today: date, factor: Decimal) -> tuple[
     return day, actual, expected
 
 
-def _batch_saving(context: Context, budget: BudgetSpec) -> Decimal | None:
-    try:
-        from jobs.advice import saving_in_scope
-    except ModuleNotFoundError:
-        return None
-    return saving_in_scope(context, budget.scope)
+def _batch_saving(context: Context, budget: BudgetSpec, now: datetime) -> Decimal | None:
+    from jobs.advice import saving_in_scope
+
+    return saving_in_scope(context, budget.scope, now=now)
 
 
 USAGE_KINDS = ("openai_usage", "generic_json")  # sources that should keep returning usage
