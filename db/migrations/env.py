@@ -1,25 +1,32 @@
 """Alembic environment: runs migrations on the URL the caller configured."""
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine, text
 
 from db.models import Base
 
 config = context.config
+# Replicas starting together may all run `serve --upgrade-db`: on PostgreSQL each upgrade
+# first takes this schema's advisory lock, so one migrates and the others then find it done.
+LOCK = "SELECT pg_advisory_xact_lock(hashtext('budget-guard migrations ' || current_schema()))"
+
+
+def migrate(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(LOCK))
+        context.run_migrations()
 
 
 def run() -> None:
     connectable = config.attributes.get("connection")
     if connectable is not None:
-        context.configure(connection=connectable, target_metadata=Base.metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
+        migrate(connectable)
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"))
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
+        migrate(connection)
     engine.dispose()
 
 
