@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,22 +28,19 @@ class Runtime:
     bolt_app: App | None
     metrics: Metrics = field(default_factory=Metrics)
     scheduler: Any = None
+    socket_mode: Any = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def start(cls, context: Context, *, scheduler: bool = True) -> "Runtime":
-        """Check Slack's token (one clear line if refused), then start the scheduler."""
+        """Check Slack's settings and token, and connect Socket Mode when it is configured (one
+        clear line when any of it fails), then start the scheduler."""
         settings = context.settings
-        bolt_app = None
         metrics = Metrics()
-        if settings.slack_bot_token and (settings.slack_signing_secret or settings.slack_app_token):
-            try:
-                bolt_app = create_app(context, metrics=metrics)
-            except Exception as exc:  # BoltError or a connection error from auth.test
-                raise StartupError(f"SLACK_BOT_TOKEN: Slack did not accept it ({_reason(exc)})") from None
-        else:
-            log.warning("Slack is not configured (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET); serving ingest and health only")
+        bolt_app = _bolt_app(context, metrics)
         runtime = cls(context, bolt_app, metrics)
+        if bolt_app is not None and settings.slack_app_token:
+            runtime.socket_mode = _connect_socket_mode(bolt_app, settings.slack_app_token.get_secret_value())
         if scheduler:
             runtime.scheduler = _start_scheduler(context, runtime.metrics)
         return runtime
@@ -61,17 +60,12 @@ class Runtime:
         uvicorn.Server(config).run()
 
     def run_socket_mode(self, host: str, port: int) -> None:
-        """Slack over Socket Mode; ingest, health and metrics still over HTTP."""
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        assert self.bolt_app is not None and self.context.settings.slack_app_token is not None
-        handler = SocketModeHandler(self.bolt_app, self.context.settings.slack_app_token.get_secret_value())
-        handler.connect()
+        """Slack over Socket Mode (connected at start); ingest, health and metrics still over HTTP."""
         log.info("connected to Slack in Socket Mode")
         try:
             self.run_http(host, port)
         finally:
-            handler.close()
+            self.socket_mode.close()
 
     def stop(self) -> None:
         """Stop the scheduler, letting running jobs finish and releasing what they claimed."""
@@ -81,6 +75,56 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         log.info("stopped")
+
+
+def _bolt_app(context: Context, metrics: Metrics) -> App | None:
+    """The Bolt app once Slack has accepted the bot token; None when Slack is not configured."""
+    settings = context.settings
+    token, secret, app_token = settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token
+    if not (token or secret or app_token):
+        return None
+    if not token:
+        other = "SLACK_APP_TOKEN" if app_token else "SLACK_SIGNING_SECRET"
+        raise StartupError(f"SLACK_BOT_TOKEN: not set, but {other} is; Slack needs both")
+    if not (secret or app_token):
+        raise StartupError("SLACK_SIGNING_SECRET: not set; it verifies Slack's requests over HTTP "
+                           "(or set SLACK_APP_TOKEN for Socket Mode)")
+    try:
+        with _quiet_slack_logs():
+            return create_app(context, metrics=metrics)
+    except Exception as exc:  # BoltError from auth.test, or the connection error under it
+        where = settings.slack_api_url or "https://slack.com/api/"
+        reason = _reason(exc)
+        if reason in _TOKEN_ERRORS:
+            raise StartupError(f"SLACK_BOT_TOKEN: Slack did not accept it ({reason})") from None
+        raise StartupError(f"SLACK_API_URL: cannot reach Slack at {where} to check the bot token ({reason})") from None
+
+
+def _connect_socket_mode(bolt_app: App, app_token: str) -> Any:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(bolt_app, app_token)
+    try:
+        with _quiet_slack_logs():
+            handler.connect()
+    except Exception as exc:  # noqa: BLE001 - any refusal is one line
+        handler.close()
+        raise StartupError(f"SLACK_APP_TOKEN: Slack refused the Socket Mode connection ({_reason(exc)})") from None
+    return handler
+
+
+@contextmanager
+def _quiet_slack_logs() -> Iterator[None]:
+    """slack_sdk logs each failed call itself; a failed start-up check is our one line instead."""
+    loggers = [logging.getLogger(name) for name in ("slack_sdk", "slack_bolt", "budget_guard.bolt")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _start_scheduler(context: Context, metrics: Metrics) -> Any:
@@ -102,9 +146,21 @@ def renderers() -> dict[str, Any]:
     return found
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("invalid_auth", "token_revoked", "account_inactive", "not_authed", "token_expired"):
-        if marker in text:
-            return marker
-    return type(exc).__name__
+_TOKEN_ERRORS = ("invalid_auth", "token_revoked", "account_inactive", "not_authed", "token_expired",
+                 "not_allowed_token_type")
+
+
+def _reason(exc: BaseException) -> str:
+    """Slack's error code if there is one in the exception or its causes, else the innermost type."""
+    seen: BaseException | None = exc
+    innermost = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if response is not None and isinstance(getattr(response, "data", None), dict) and response.get("error"):
+            return str(response.get("error"))
+        for marker in _TOKEN_ERRORS:
+            if marker in str(seen):
+                return marker
+        innermost = seen
+        seen = seen.__cause__ or seen.__context__
+    return type(innermost).__name__

@@ -121,7 +121,12 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
 
     def counted(name: str, endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
-            response = await endpoint(request)
+            try:
+                response = await endpoint(request)
+            except Exception:
+                log.exception("%s failed", name)
+                metrics.count_request(name, 500)
+                return JSONResponse({"error": "internal error; it is logged"}, status_code=500)
             metrics.count_request(name, response.status_code)
             return response
 
@@ -133,6 +138,7 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
         Route("/healthz", counted("healthz", healthz), methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield

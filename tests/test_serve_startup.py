@@ -47,6 +47,26 @@ def test_a_rejected_slack_token_is_one_clear_line(tmp_path: Path, slack: FakeSla
     assert BOT_TOKEN not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(("change", "line"), [
+    ({"SLACK_API_URL": "http://127.0.0.1:9/api/"},
+     "budget-guard: SLACK_API_URL: cannot reach Slack at http://127.0.0.1:9/api/ to check the bot token"),
+    ({"SLACK_SIGNING_SECRET": None},
+     "budget-guard: SLACK_SIGNING_SECRET: not set; it verifies Slack's requests over HTTP"),
+    ({"SLACK_BOT_TOKEN": None, "SLACK_APP_TOKEN": "xapp-1-test"},
+     "budget-guard: SLACK_BOT_TOKEN: not set, but SLACK_APP_TOKEN is; Slack needs both"),
+    ({"SLACK_SIGNING_SECRET": None, "SLACK_APP_TOKEN": "xapp-1-refused"},
+     "budget-guard: SLACK_APP_TOKEN: Slack refused the Socket Mode connection (invalid_auth)"),
+])
+def test_slack_settings_that_cannot_work_are_one_clear_line(tmp_path: Path, slack: FakeSlack,
+                                                            change: dict[str, str | None], line: str) -> None:
+    env = {k: v for k, v in {**base_env(tmp_path, slack), **change}.items() if v is not None}
+    result = serve_once(env, tmp_path)
+    assert result.returncode == 2
+    [only] = result.stderr.strip().splitlines()
+    assert only.startswith(line), only
+    assert BOT_TOKEN not in result.stderr + result.stdout and "xapp-1" not in result.stderr
+
+
 def test_an_unreachable_database_is_one_clear_line(tmp_path: Path, slack: FakeSlack) -> None:
     env = {**base_env(tmp_path, slack), "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
     result = serve_once(env, tmp_path)

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         context.close()
         return fail(exc)
     logging.getLogger().setLevel(settings.log_level)
+    if runtime.bolt_app is None:
+        log.warning("Slack is not configured (no SLACK_BOT_TOKEN): serving usage ingest, health and metrics only")
     host = args.host or settings.host
     port = args.port or settings.port
     try:
