@@ -9,6 +9,7 @@ message metadata carries the row's key; a chart, its file name) before it is sen
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -86,13 +87,17 @@ def _claim_batch(sessions: sessionmaker[Session], owner: str, now: datetime, lim
 
 
 def send_pending(sessions: sessionmaker[Session], client: WebClient, *, owner: str = OWNER,
-                 now: datetime | None = None, limit: int = 50, lease: timedelta = SENDING_LEASE) -> SendReport:
+                 now: datetime | None = None, limit: int = 50, lease: timedelta = SENDING_LEASE,
+                 stopping: Callable[[], bool] = lambda: False) -> SendReport:
     """Post every due message; record each `ts`; back off on 429, 5xx and timeouts.
 
-    A row another sender claimed more than `lease` ago is taken over (that sender died)."""
+    A row another sender claimed more than `lease` ago is taken over (that sender died).
+    Once `stopping()` is true no further row is started; `release` hands the rest back."""
     now = now or datetime.now(timezone.utc)
     report = SendReport()
     for row_id in _claim_batch(sessions, owner, now, limit, lease):
+        if stopping():
+            break
         with sessions() as session:
             row = session.get(OutboxMessage, row_id)
             assert row is not None
@@ -229,11 +234,11 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def release(sessions: sessionmaker[Session], *, owner: str = OWNER) -> int:
-    """On shutdown: hand back rows we claimed but did not start posting."""
+    """On shutdown: hand back the rows we still hold, to be sent (or, where a post was under
+    way, looked for first: they stay uncertain) by whichever sender runs next."""
     with sessions() as session, session.begin():
         result = session.execute(
-            update(OutboxMessage).where(OutboxMessage.claimed_by == owner, OutboxMessage.status == "sending",
-                                        OutboxMessage.ts.is_(None))
+            update(OutboxMessage).where(OutboxMessage.claimed_by == owner, OutboxMessage.status == "sending")
             .values(status="pending", claimed_by=None)
         )
         return result.rowcount

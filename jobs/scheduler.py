@@ -117,7 +117,7 @@ def outbox_client(context: Context) -> WebClient:
     """A Web API client with no automatic retries: the outbox decides when to try again."""
     settings = context.settings
     kwargs: dict[str, Any] = {"token": settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None,
-                              "timeout": 15, "retry_handlers": []}
+                              "timeout": 8, "retry_handlers": []}
     if settings.slack_api_url:
         kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
     return WebClient(**kwargs)
@@ -163,7 +163,8 @@ class Scheduler:
         if self.client is None or self._stopping.is_set():
             return
         outbox.send_pending(self.context.sessions, self.client,
-                            lease=timedelta(seconds=self.context.settings.outbox_lease_seconds))
+                            lease=timedelta(seconds=self.context.settings.outbox_lease_seconds),
+                            stopping=self._stopping.is_set)
 
     def shutdown(self, wait: bool = True) -> None:
         """Finish running jobs, then give back whatever this process still holds."""

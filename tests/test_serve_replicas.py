@@ -72,3 +72,33 @@ def test_two_serve_processes_post_each_alert_once(database_url: str, slack: Fake
         assert health == {"status": "ok", "database": "ok"}
         assert restarted.stop(signal.SIGTERM) == 0
     assert len(slack.calls_to("chat.postMessage")) == 2
+
+
+def test_sigterm_mid_post_finishes_that_post_releases_the_rest_and_a_restart_posts_each_once(
+        database_url: str, slack: FakeSlack, tmp_path: Path) -> None:
+    from jobs.outbox import enqueue
+
+    sessions = make_sessionmaker(make_engine(database_url))
+    with sessions() as session, session.begin():
+        for n in range(5):
+            enqueue(session, key=f"alert:queued-{n}", kind="alert", channel="C0ALERTS", text=f"queued {n}")
+    env = environment(database_url, slack, tmp_path)
+    slack.hang_next(3, "chat.postMessage")  # Slack is slow with the first post
+    serve = ServeProcess(env, tmp_path).start()
+    assert wait_until(lambda: len(slack.calls_to("chat.postMessage")) == 1, timeout=30)
+    started = time.monotonic()
+    assert serve.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 10  # within `docker stop`'s default grace
+    assert len(slack.calls_to("chat.postMessage")) == 1  # nothing new was started after SIGTERM
+    with sessions() as session:
+        from sqlalchemy import select
+
+        from db.models import OutboxMessage
+
+        statuses = sorted(row.status for row in session.scalars(select(OutboxMessage)))
+    assert statuses == ["pending"] * 4 + ["sent"]  # the one under way finished; the rest went back
+    with ServeProcess(env, tmp_path) as restarted:
+        assert wait_until(lambda: len(slack.messages) == 5, timeout=30)
+        time.sleep(1)
+        assert restarted.stop() == 0
+    assert sorted(m["text"] for m in slack.messages) == [f"queued {n}" for n in range(5)]
