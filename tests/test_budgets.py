@@ -550,3 +550,16 @@ def test_the_production_schedule_runs_in_the_configured_zone_once_per_period(dat
         assert [(a.period, a.threshold) for a in session.scalars(select(Alert))] == [(month, "50")]
     for ctx in replicas:
         ctx.close()
+
+
+def test_a_mention_hidden_in_a_model_name_is_inert_in_an_alert(context: Context, slack: FakeSlack) -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    with context.sessions() as session, session.begin():
+        session.add(Budget(name="all", amount=Decimal(100), scope={}, thresholds=[50], forecast=False,
+                           channel="C0ALERTS", origin="slack", deleted=False))
+    spend(context, now - timedelta(hours=2), Decimal(80), model="<!channel> *evil*", feature="<@U0BOSS>")
+    run_check(context, now)
+    [message] = [m for m in alerts_in(slack) if "all" in m["text"]]
+    raw = json.dumps(message)
+    assert "<!channel>" not in raw and "<@U0BOSS>" not in raw
+    assert "&lt;!channel&gt;" in json.dumps(message["blocks"])

@@ -88,6 +88,7 @@ def test_mentions_in_model_names_are_inert(server: ServerThread) -> None:
     assert error["text"]["type"] == "plain_text"  # shown verbatim: no mention, no formatting
     for block in answer["blocks"][1:]:
         assert "<!channel>" not in json.dumps(block)
+    assert "<!channel>" not in answer["text"] and "&lt;!channel&gt;" in answer["text"]  # the fallback too
 
 
 def test_forged_signature_is_refused_and_runs_nothing(server: ServerThread, fake_slack: FakeSlack) -> None:

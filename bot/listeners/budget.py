@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.views.alerts import budget_error_blocks, budget_list_blocks, budget_saved_blocks
+from bot.views.blocks import escape
 from db.models import Budget
 from jobs import budgets as budget_store
 from jobs.budget_check import month_spend
@@ -79,7 +80,7 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
                 "response_type": "ephemeral"}
     except BudgetError as exc:
         return {"blocks": budget_error_blocks(exc.message, exc.example),
-                "text": f"Sorry, I can't do that: {exc.message}", "response_type": "ephemeral"}
+                "text": escape(f"Sorry, I can't do that: {exc.message}"), "response_type": "ephemeral"}
 
 
 def register(app: App, context: Context) -> None:

@@ -49,7 +49,7 @@ def alert_message(draft: AlertDraft, alert_id: int) -> tuple[str, list[dict[str,
         ButtonElement(text="Snooze for a day", action_id="alert_snooze", value=value),
         ButtonElement(text="Show breakdown", action_id="alert_breakdown", value=value),
     ]))
-    text = f"{draft.headline}. " + " ".join(draft.details)
+    text = escape(f"{draft.headline}. " + " ".join(draft.details))
     return text[:3000], to_dicts(blocks)
 
 

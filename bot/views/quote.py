@@ -155,7 +155,8 @@ def error_blocks(message: str, example: str) -> list[Block]:
 
 
 def error_text(message: str, example: str) -> str:
-    return f"Sorry, I couldn't quote that: {message.rstrip('.?!')}. Try: /costquote {example}"
+    """The fallback of a refusal; what the user typed is in it, made inert."""
+    return escape(f"Sorry, I couldn't quote that: {message.rstrip('.?!')}. Try: /costquote {example}")
 
 
 HELP_TEXT = """\
