@@ -30,7 +30,7 @@ from pricing.catalog import load_catalog
 from tests.conftest import PG_URL
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, signed_headers, slash_command_body
 from tests.processes import ServeProcess, wait_until
 from tests.test_digest_replicas import CHANNEL as DIGEST_CHANNEL
 from tests.test_digest_replicas import fill
@@ -104,8 +104,13 @@ def _restart_postgres() -> None:
 def test_database_restart_under_load_fails_clearly_and_loses_nothing(database_url: str, tmp_path: Path) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("this fault is about the PostgreSQL server")
-    env = {"DATABASE_URL": database_url, "INGEST_TOKENS": "load=tok_load", "LOG_LEVEL": "WARNING"}
+    slack = FakeSlack(token=BOT_TOKEN).start()
+    env = {"DATABASE_URL": database_url, "INGEST_TOKENS": "load=tok_load", "LOG_LEVEL": "WARNING",
+           "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.url}
     statuses: list[int] = []
+    health: list[int] = []
+    quotes: list[int] = []
+    done = threading.Event()
     batches = [[{"id": f"ev-{b}-{i}", "created": int(time.time()) - 600, "model": "arcee-ai/maestro-reasoning",
                  "usage": {"prompt_tokens": 3000, "completion_tokens": 1000}} for i in range(50)] for b in range(40)]
     with ServeProcess(env, tmp_path, "--no-scheduler") as serve:
@@ -126,14 +131,33 @@ def test_database_restart_under_load_fails_clearly_and_loses_nothing(database_ur
                         time.sleep(0.1)
                     time.sleep(0.05)
 
-        thread = threading.Thread(target=pusher)
+        def watcher() -> None:  # /healthz and /costquote while the database goes away and comes back
+            with httpx.Client(timeout=10) as client:
+                while not done.is_set():
+                    try:
+                        health.append(client.get(f"{serve.url}/healthz").status_code)
+                    except httpx.TransportError:
+                        health.append(0)
+                    body = slash_command_body("maestro 3k/1k x 2M/mo")
+                    answer = client.post(f"{serve.url}/slack/events", content=body, headers=signed_headers(body))
+                    quotes.append(answer.status_code if "$12,000.00" in answer.text else -answer.status_code)
+                    time.sleep(0.05)
+
+        thread, watching = threading.Thread(target=pusher), threading.Thread(target=watcher)
         thread.start()
+        watching.start()
         time.sleep(0.5)
         _restart_postgres()
         thread.join(timeout=120)
+        time.sleep(0.5)
+        done.set()
+        watching.join(timeout=30)
         assert not thread.is_alive()
         assert httpx.get(f"{serve.url}/healthz").status_code == 200  # recovered
         assert serve.stop() == 0
+    slack.stop()
+    assert 503 in health and health[-1] == 200  # the outage showed as unhealthy, then healthy again
+    assert set(quotes) == {200}  # quoting needs no database: answered right through the restart
     sessions = make_sessionmaker(make_engine(database_url))
     with sessions() as session:
         [row] = totals(session, None, None, "model")
