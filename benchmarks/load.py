@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -60,6 +61,8 @@ async def client_loop(index: int, base: str, deadline: float, times: dict[str, l
                 elapsed = time.perf_counter() - started
                 if response.status_code != 200:
                     errors[endpoint].append(f"HTTP {response.status_code}")
+                elif endpoint == "/costquote" and '"blocks"' not in response.text:
+                    errors[endpoint].append("answered without a quote")  # the error handler's apology
                 else:
                     times[endpoint].append(elapsed)
                     if endpoint == "/v1/usage":
@@ -79,13 +82,18 @@ async def drive(base: str, seconds: float, clients: int) -> tuple[dict, dict, in
 
 def run(label: str, url: str, workdir: Path, seconds: float, clients: int) -> None:
     with FakeSlack(token=BOT_TOKEN) as slack:
+        # The scheduler runs as in production: the budget check every minute, the outbox sender.
+        config = workdir / "budget-guard.toml"
+        config.write_text('alert_channel = "C0ALERTS"\n[[budgets]]\nname = "load"\namount = 100\n')
         env = {"DATABASE_URL": url, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-               "SLACK_API_URL": slack.url, "INGEST_TOKENS": "load=tok_load", "LOG_LEVEL": "WARNING"}
-        with ServeProcess(env, workdir, "--no-scheduler", "--upgrade-db") as serve:
+               "SLACK_API_URL": slack.url, "INGEST_TOKENS": "load=tok_load", "LOG_LEVEL": "WARNING",
+               "BUDGET_GUARD_CONFIG": str(config), "CHECK_CRON": "* * * * *"}
+        with ServeProcess(env, workdir, "--upgrade-db") as serve:
             times, errors, records = asyncio.run(drive(serve.url, seconds, clients))
             serve.stop()
-    print(f"{label}: {clients} clients for {seconds:.0f} s; {records:,} usage records accepted, "
-          f"{ledger_requests(url):,} requests in the ledger")
+    print(f"{label}: {clients} clients for {seconds:.0f} s on {os.cpu_count()} CPUs, scheduler on; "
+          f"{records:,} usage records accepted, {ledger_requests(url):,} requests in the ledger; "
+          f"{len(slack.calls_to('chat.postMessage'))} alert(s) posted")
     for endpoint in ("/costquote", "/v1/usage"):
         t = times[endpoint]
         print(f"  {endpoint:11s} {len(t):6d} ok, {len(errors[endpoint])} errors"
