@@ -27,6 +27,13 @@ def web_client(context: Context) -> WebClient:
     return WebClient(**kwargs)
 
 
+def _bolt_logger(level: str) -> logging.Logger:
+    """Bolt's own logger: warnings and up, unless debugging (at INFO it logs whole request bodies)."""
+    logger = logging.getLogger("budget_guard.bolt")
+    logger.setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    return logger
+
+
 def create_app(context: Context, *, verify_token: bool = True, metrics: Metrics | None = None) -> App:
     """Build the Bolt app. Signature verification is always on."""
     settings = context.settings
@@ -40,7 +47,7 @@ def create_app(context: Context, *, verify_token: bool = True, metrics: Metrics 
         # Listeners run in our worker thread and ack fast; slow work goes to lazy listeners.
         process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
-        logger=logging.getLogger("budget_guard.bolt"),
+        logger=_bolt_logger(settings.log_level),
     )
     for module in LISTENER_MODULES:
         module.register(app, context)

@@ -82,3 +82,14 @@ def test_the_demo_day_is_late_enough_in_its_month_and_already_past() -> None:
         assert played.day > 15 and played <= now and now - played <= timedelta(weeks=3)
         assert (played.weekday(), played.time()) == (now.weekday(), now.time())
         assert (played == now) == (now.day > 15)
+
+
+def test_the_demo_ignores_the_machines_configuration(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from bot.cli import main
+
+    for name, value in {"ADMINS": "bob", "CHECK_CRON": "never", "DATABASE_URL": "mysql://x", "TZ": "Mars/Olympus",
+                        "LOG_LEVEL": "loud", "SLACK_BOT_TOKEN": "xoxb-real-looking"}.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "budget-guard.toml").write_text("this is not toml")
+    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 0
+    assert "Daily digest" in capsys.readouterr().out

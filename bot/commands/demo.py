@@ -24,7 +24,7 @@ from jobs.budget_check import check_budgets
 from jobs.context import Context
 from jobs.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
 from jobs.projection import fraction_of_day, project
-from jobs.settings import BudgetConfig, Settings
+from jobs.settings import BudgetConfig, Settings, given_settings
 from pricing.grammar import parse
 from pricing.quote import build_quote
 
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     upgrade(url)
     real_now = args.now or datetime.now(timezone.utc)
     now = simulated_now(real_now)
-    base = Settings(database_url=url, tz="UTC", alert_channel=ALERT_CHANNEL, digest_channel=DIGEST_CHANNEL,
-                    offline=DEMO_OFFLINE, slack_bot_token=None, slack_signing_secret=None, together_api_key=None)
+    base = given_settings(database_url=url, tz="UTC", alert_channel=ALERT_CHANNEL, digest_channel=DIGEST_CHANNEL,
+                          offline=DEMO_OFFLINE)
     context = Context.open(base)
     buckets = generate(context, now=now)
     settings = base.model_copy(update={"budgets": size_budgets(context, now)})
