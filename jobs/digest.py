@@ -430,7 +430,15 @@ def queue_digest(context: Context, digest: Digest, *, key: str, render: DigestRe
     with context.sessions() as session, session.begin():
         return enqueue(session, key=key, kind="digest", channel=channel, text=text, blocks=blocks or None,
                        attachment=chart, attachment_name=f"spend-{digest.day.isoformat()}.png" if chart else None,
-                       late=digest.late, now=now)
+                       attachment_alt=_chart_alt(digest) if chart else None, late=digest.late, now=now)
+
+
+def _chart_alt(digest: Digest) -> str:
+    """The chart in words, for screen readers."""
+    total = digest.overview.total
+    return (f"Daily spend per model this month to {digest.day:%b} {digest.day.day}, stacked, with the forecast "
+            f"to month-end: {total.month_to_date:,.2f} USD so far, {total.point:,.2f} USD forecast "
+            f"(80% range {total.low:,.2f} to {total.high:,.2f}).")
 
 
 def _plain_text(digest: Digest) -> str:

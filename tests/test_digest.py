@@ -294,6 +294,7 @@ def test_the_chart_goes_up_through_the_three_calls_of_files_upload_v2(context: C
     assert uploaded.completed and uploaded.channels == [CHANNEL]
     assert uploaded.data is not None and uploaded.data.startswith(PNG) and len(uploaded.data) > 10_000
     assert uploaded.filename == "spend-2026-11-25.png"
+    assert uploaded.alt_txt.startswith("Daily spend per model this month to Nov 25, stacked, with the forecast")
     [complete_call] = slack.calls_to("files.completeUploadExternal")
     assert complete_call.params["channel_id"] == CHANNEL
 
