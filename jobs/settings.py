@@ -13,7 +13,7 @@ import tomllib
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -108,6 +108,15 @@ CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]+$")
 MENTION_RE = re.compile(r"^<(?:@[UW][A-Z0-9]+(?:\|[^>]*)?|!subteam\^S[A-Z0-9]+(?:\|[^>]*)?|!here|!channel)>$")
 
 
+CHANNEL_ID_PROBLEM = "is not a channel ID; give the ID, like C0123ABC (in Slack: the channel's name > About)"
+
+
+def _matching(value: str | None, pattern: re.Pattern[str], problem: str) -> str | None:
+    if value is not None and not pattern.match(value):
+        raise ValueError(f"{value[:40]!r} {problem}")
+    return value
+
+
 class BudgetConfig(_Strict):
     """A monthly budget as written in `budget-guard.toml`."""
 
@@ -135,18 +144,13 @@ class BudgetConfig(_Strict):
     @field_validator("channel")
     @classmethod
     def _channel_id(cls, channel: str | None) -> str | None:
-        if channel is not None and not CHANNEL_ID_RE.match(channel):
-            raise ValueError(f"{channel[:40]!r} is not a channel ID; give the ID, like C0123ABC "
-                             "(in Slack: the channel's name > About > Channel ID)")
-        return channel
+        return _matching(channel, CHANNEL_ID_RE, CHANNEL_ID_PROBLEM)
 
     @field_validator("mention")
     @classmethod
     def _mention(cls, mention: str | None) -> str | None:
-        if mention is not None and not MENTION_RE.match(mention):
-            raise ValueError(f"{mention[:40]!r} is not a mention; use <@U0123ABC> for a user, "
-                             "<!subteam^S0123ABC> for a user group, or <!here>")
-        return mention
+        return _matching(mention, MENTION_RE, "is not a mention; use <@U0123ABC> for a user, "
+                                              "<!subteam^S0123ABC> for a user group, or <!here>")
 
     @field_validator("thresholds")
     @classmethod
@@ -168,6 +172,7 @@ class Settings(BaseSettings):
     """Everything budget-guard reads at start-up."""
 
     model_config = SettingsConfigDict(extra="forbid", env_prefix="", case_sensitive=False)
+    reads_environment: ClassVar[bool] = True
 
     # Secrets: environment only.
     slack_bot_token: SecretStr | None = None
@@ -247,9 +252,7 @@ class Settings(BaseSettings):
     @field_validator("alert_channel", "digest_channel")
     @classmethod
     def _channel_setting(cls, value: str | None) -> str | None:
-        if value is not None and not CHANNEL_ID_RE.match(value):
-            raise ValueError(f"{value[:40]!r} is not a channel ID; give the ID, like C0123ABC")
-        return value
+        return _matching(value, CHANNEL_ID_RE, CHANNEL_ID_PROBLEM)
 
     @model_validator(mode="after")
     def _readable_ingest_tokens(self) -> "Settings":
@@ -319,22 +322,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        return (init_settings, env_settings) if cls.reads_environment else (init_settings,)
 
 
 class _GivenOnly(Settings):
     """Settings that read nothing but what they are given: no environment, no file."""
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
+    reads_environment: ClassVar[bool] = False
 
 
 def given_settings(**values: Any) -> Settings:

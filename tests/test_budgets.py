@@ -166,10 +166,15 @@ def test_spike_names_what_drove_it(database_url: str, slack: FakeSlack) -> None:
     context.close()
 
 
+def refused_source(database_url: str, slack: FakeSlack, silence_hours: int) -> Settings:
+    """Settings with one usage source whose every pull is refused (nothing listens on port 9)."""
+    return make_settings(database_url, slack, budgets=[], source_silence_hours=silence_hours,
+                         sources=[Source(name="gateway", kind="generic_json", base_url="http://127.0.0.1:9",
+                                         timeout_seconds=1)])
+
+
 def test_a_source_failing_from_its_first_pull_alerts_once(database_url: str, slack: FakeSlack) -> None:
-    settings = make_settings(database_url, slack, budgets=[], source_silence_hours=6,
-                             sources=[Source(name="gateway", kind="generic_json", base_url="http://127.0.0.1:9",
-                                             timeout_seconds=1)])
+    settings = refused_source(database_url, slack, 6)
     context = Context.open(settings)
     start = datetime(2026, 11, 20, 6, tzinfo=timezone.utc)
     posted = []
@@ -441,9 +446,7 @@ def test_a_forged_breakdown_button_shows_nothing(context: Context, slack: FakeSl
 
 
 def test_a_snoozed_source_alert_waits(database_url: str, slack: FakeSlack) -> None:
-    settings = make_settings(database_url, slack, budgets=[], source_silence_hours=1,
-                             sources=[Source(name="gateway", kind="generic_json", base_url="http://127.0.0.1:9",
-                                             timeout_seconds=1)])
+    settings = refused_source(database_url, slack, 1)
     context = Context.open(settings)
     start = datetime(2026, 11, 20, 6, tzinfo=timezone.utc)
     pull_sources(context.sessions, settings, context.catalog, now=start, retry=NO_RETRY)
