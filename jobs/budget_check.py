@@ -73,7 +73,6 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
     settings, zone = context.settings, context.settings.zone
     local_now = now.astimezone(zone)
     today = local_now.date()
-    day_fraction = fraction_of_day(local_now)
     month_start, month_end = month_bounds(today, zone)
     history_start = local_midnight(today.replace(day=1) - timedelta(days=HISTORY_DAYS), zone)
 

@@ -4,6 +4,7 @@ or deleted with Slack's `/budget set|delete` is Slack's from then on, whatever t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -66,15 +67,18 @@ class FileBudgetError(ValueError):
     """A budget in the file that cannot be used as written (one line naming budget and field)."""
 
 
-def file_budgets(settings: Settings, catalog: Catalog, known_models: set[str]) -> list[BudgetConfig]:
+def file_budgets(settings: Settings, catalog: Catalog, known_models: Callable[[], set[str]]) -> list[BudgetConfig]:
     """The file's budgets with their model resolved as `/budget set` resolves it (so
-    "llama-3.3-70b" means the model the ledger records); an unknown model is refused."""
+    "llama-3.3-70b" means the model the ledger records); an unknown model is refused.
+    `known_models` is asked only when a budget names a model."""
     resolved = []
+    known: set[str] | None = None
     for budget in settings.budgets:
         scope = dict(budget.scope)
         if "model" in scope:
+            known = known_models() if known is None else known
             try:
-                scope["model"] = resolve_model(scope["model"], catalog, known_models)
+                scope["model"] = resolve_model(scope["model"], catalog, known)
             except BudgetError as exc:
                 raise FileBudgetError(f"budgets {budget.name!r}.scope.model: {exc.message}") from None
         resolved.append(budget.model_copy(update={"scope": scope}))
@@ -90,7 +94,7 @@ def sync_from_file(session: Session, settings: Settings, catalog: Catalog, *, no
     """Make the file's budgets the database's, except those Slack has changed or deleted:
     new ones are added, changed ones updated, ones gone from the file retired."""
     now = now or datetime.now(timezone.utc)
-    wanted = {b.name: b for b in file_budgets(settings, catalog, ledger_models(session))}
+    wanted = {b.name: b for b in file_budgets(settings, catalog, lambda: ledger_models(session))}
     for row in session.scalars(select(Budget).where(Budget.origin == "file")):
         if row.name not in wanted and not row.deleted:
             row.deleted, row.updated_by, row.updated_at = True, "budget-guard.toml", now

@@ -56,7 +56,7 @@ def _check_file_budgets(context: Context) -> None:
     """Every model a file budget names must be one the catalog or the ledger knows."""
     try:
         with context.sessions() as session:
-            file_budgets(context.settings, context.catalog, ledger_models(session))
+            file_budgets(context.settings, context.catalog, lambda: ledger_models(session))
     except FileBudgetError as exc:
         context.close()
         raise StartupError(f"configuration: {exc}") from None
