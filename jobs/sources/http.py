@@ -1,12 +1,13 @@
 """HTTP for usage sources: timeouts, and retries with backoff on 429, 5xx, timeouts, garbage
-and wrong schemas, honouring `Retry-After`, inside a bounded total wait."""
+and wrong schemas, honouring `Retry-After`, inside a bounded total wait. Large bodies (batch
+output files) are streamed line by line, never held whole."""
 
 from __future__ import annotations
 
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -15,6 +16,8 @@ from typing import Any, TypeVar
 import httpx
 
 T = TypeVar("T")
+CHUNK_BYTES = 1 << 16
+MAX_LINE_BYTES = 8 << 20  # one line of a streamed body; a longer one is not a line we can read
 
 
 class SourceError(Exception):
@@ -92,11 +95,23 @@ class SourceClient:
 
     def get_json(self, url: str, params: Mapping[str, Any] | None, parse: Callable[[Any], T]) -> T:
         """GET `url` and return `parse(json)`; retry what may pass, raise SourceError otherwise."""
+        return self._retrying(url, lambda: self._attempt(url, params, parse))
+
+    def stream_lines(self, url: str, consume: Callable[[Iterator[bytes | None]], T], *,
+                     max_line_bytes: int = MAX_LINE_BYTES) -> T:
+        """GET `url` and return `consume(lines)`, the body's lines (without their newline) as they
+        arrive; a line longer than `max_line_bytes` comes as None and is never held whole.
+
+        A failure mid-body (timeout, dropped connection) is retried like any other, and a new
+        attempt calls `consume` again from the first line: it must start from nothing each time."""
+        return self._retrying(url, lambda: self._stream_attempt(url, consume, max_line_bytes))
+
+    def _retrying(self, url: str, attempt_once: Callable[[], T]) -> T:
         waited = 0.0
         last = ""
         for attempt in range(self.retry.attempts):
             try:
-                return self._attempt(url, params, parse)
+                return attempt_once()
             except _Retryable as exc:
                 last = str(exc)
                 if attempt + 1 >= self.retry.attempts:
@@ -130,6 +145,53 @@ class SourceClient:
         except SchemaError as exc:
             raise _Retryable(f"unexpected answer: {exc}") from None
 
+    def _stream_attempt(self, url: str, consume: Callable[[Iterator[bytes | None]], T], max_line_bytes: int) -> T:
+        try:
+            with self._client.stream("GET", url, headers={"Accept": "*/*"}) as response:
+                status = response.status_code
+                if status >= 400:
+                    detail = _detail_of(_head(response))
+                    if status == 429 or status >= 500:
+                        raise _Retryable(f"HTTP {status}{detail}", retry_after_seconds(response.headers.get("Retry-After")))
+                    raise SourceError(f"{_where(url)}: HTTP {status}{detail}")
+                return consume(split_lines(response.iter_bytes(CHUNK_BYTES), max_line_bytes))
+        except httpx.TimeoutException:
+            raise _Retryable("timed out") from None
+        except httpx.TransportError as exc:  # includes a body cut short (RemoteProtocolError)
+            raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+
+
+def split_lines(chunks: Iterable[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """The lines of a byte stream, without their newline (and a trailing CR); None for each line
+    longer than `max_line_bytes`, whose bytes are dropped as they arrive."""
+    pending = b""
+    overlong = False
+    for chunk in chunks:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                break
+            if overlong:
+                overlong = False
+                yield None
+            else:
+                line = pending + chunk[start:end] if pending else chunk[start:end]
+                pending = b""
+                if len(line) > max_line_bytes:
+                    yield None
+                else:
+                    yield line[:-1] if line.endswith(b"\r") else line
+            start = end + 1
+        if not overlong:
+            pending = pending + chunk[start:] if pending else chunk[start:]
+            if len(pending) > max_line_bytes:
+                pending, overlong = b"", True
+    if overlong:
+        yield None
+    elif pending:
+        yield pending[:-1] if pending.endswith(b"\r") else pending
+
 
 def _where(url: str) -> str:
     parsed = httpx.URL(url)
@@ -139,9 +201,23 @@ def _where(url: str) -> str:
 
 def _detail(response: httpx.Response) -> str:
     """The provider's error message, if its body carries one, kept short."""
+    return _detail_of(response.content)
+
+
+def _detail_of(body: bytes) -> str:
     try:
-        error = response.json().get("error")
+        error = json.loads(body).get("error")
         message = error.get("message") if isinstance(error, dict) else error
     except (ValueError, AttributeError):
         return ""
     return f" ({str(message)[:200]})" if message else ""
+
+
+def _head(response: httpx.Response, limit: int = 65536) -> bytes:
+    """At most the first `limit` bytes of a streamed body (an error's, which should be short)."""
+    head = b""
+    for chunk in response.iter_bytes():
+        head += chunk
+        if len(head) >= limit:
+            break
+    return head[:limit]
