@@ -4,38 +4,38 @@
 `GET /v1/endpoints/{id}` names an endpoint's hardware and replicas; `GET /v1/hardware`
 prices each configuration (`pricing.cents_per_minute`). An endpoint is billed whatever its
 traffic, so one left running is a budget leak: this source makes it visible as usage of
-mode "dedicated", tagged `endpoint=NAME,hardware=ID`, with `uptime_minutes` and cost.
+mode "dedicated", tagged `endpoint=NAME,hardware=ID`, with `uptime_minutes` (replica-minutes)
+and cost. Minutes are counted per observation (`jobs.sources.uptime`).
 
-The API shows state now, not history, so each pull is an observation: an endpoint seen
-running is counted as running since the previous observation (the cursor), at most
-`overlap_hours` back, and never before it was created. The first pull starts counting
-then (or at the source's `start`, if set). Minutes are added and the cursor moved in one
-transaction, with the cursor row locked, so a repeated, retried or concurrent pull never
-counts a minute twice. Replicas: `autoscaling.min_replicas`, a lower bound when
-autoscaling adds more. Hardware the API does not price leaves the minutes unpriced.
+Replicas: each one running is billed. The spec's `DedicatedEndpoint` states only the
+autoscaling bounds (`min_replicas`, `max_replicas`), no current count; the only current count
+the spec defines anywhere is `ready_replicas` (container deployments). So an endpoint that
+reports `ready_replicas` (at the top level or in `autoscaling`) is counted at that, zero
+included; one that does not is counted at `min_replicas`, and when `max_replicas` is higher
+the pull says that figure is a lower bound. Hardware the API does not price leaves the
+minutes unpriced.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
 from db.ledger import BucketRow, add_buckets, price_row_id, record_source_cursor
-from db.models import SourceState, to_nanos
+from db.models import to_nanos
 from jobs.settings import Settings, Source
-from jobs.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, utc_midnight
+from jobs.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
+from jobs.sources.together import parse_time, tag_value, together_key
+from jobs.sources.uptime import counted_since, locked_cursor, minutes_by_hour, whole_minute
 from pricing.catalog import Catalog
 
 BILLED_STATES = frozenset({"STARTING", "STARTED", "STOPPING"})
 """States in which an endpoint holds its hardware (PENDING waits for it; STOPPED and ERROR do not)."""
-MINUTE = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,13 @@ class Endpoint:
     created_at: datetime
     hardware: str | None = None
     replicas: int = 1
+    replicas_reported: bool = True  # False: `replicas` is min_replicas, the API said no current count
+    max_replicas: int | None = None
 
-
-def _parse_time(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise SchemaError("created_at is not a date-time")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise SchemaError(f"created_at {value!r} is not ISO 8601") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    @property
+    def lower_bound(self) -> bool:
+        """Whether the replicas counted may be fewer than those running (and billed)."""
+        return not self.replicas_reported and self.max_replicas is not None and self.max_replicas > self.replicas
 
 
 def parse_hardware(payload: Any) -> dict[str, Decimal]:
@@ -84,7 +81,7 @@ def parse_endpoints(payload: Any) -> list[dict[str, Any]]:
     for item in payload["data"]:
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("id", "model", "state", "type")):
             raise SchemaError("an endpoint lacks id, model, type or state")
-        _parse_time(item.get("created_at"))
+        parse_time(item.get("created_at"))
     return payload["data"]
 
 
@@ -95,10 +92,21 @@ def parse_endpoint(payload: Any) -> dict[str, Any]:
     return payload
 
 
-def _replicas(detail: dict[str, Any]) -> int:
-    scaling = detail.get("autoscaling")
-    minimum = scaling.get("min_replicas") if isinstance(scaling, dict) else None
-    return minimum if type(minimum) is int and minimum > 0 else 1
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def replicas(detail: dict[str, Any]) -> tuple[int, bool, int | None]:
+    """(replicas to bill, whether the API reported them running, max_replicas) of a `DedicatedEndpoint`."""
+    scaling = detail.get("autoscaling") if isinstance(detail.get("autoscaling"), dict) else {}
+    running = _count(detail.get("ready_replicas"))
+    if running is None:
+        running = _count(scaling.get("ready_replicas"))
+    maximum = _count(scaling.get("max_replicas"))
+    if running is not None:
+        return running, True, maximum
+    minimum = _count(scaling.get("min_replicas"))
+    return (minimum if minimum else 1), False, maximum
 
 
 def observe(source: Source, key: str | None, retry: RetryPolicy | None) -> tuple[list[Endpoint], dict[str, Decimal]]:
@@ -114,60 +122,43 @@ def observe(source: Source, key: str | None, retry: RetryPolicy | None) -> tuple
             detail = item if isinstance(item.get("hardware"), str) else client.get_json(
                 f"{root}/v1/endpoints/{item['id']}", None, parse_endpoint
             )
+            count, reported, maximum = replicas(detail)
             running.append(
                 Endpoint(
                     id=item["id"],
                     name=str(item.get("name") or item["id"]),
                     model=item["model"],
                     state=item["state"],
-                    created_at=_parse_time(item["created_at"]),
+                    created_at=parse_time(item["created_at"]),
                     hardware=detail.get("hardware"),
-                    replicas=_replicas(detail),
+                    replicas=count,
+                    replicas_reported=reported,
+                    max_replicas=maximum,
                 )
             )
     return running, hardware
 
 
-def _minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
-def _tag(value: str) -> str:
-    return value.replace(",", "_").replace("=", "_")
-
-
 def uptime_rows(endpoint: Endpoint, since: datetime, until: datetime, per_minute: Decimal | None) -> list[BucketRow]:
-    """Hour buckets of the endpoint's billed minutes in [since, until), both whole minutes."""
-    start = max(since, _minute(endpoint.created_at) + (MINUTE if endpoint.created_at.second else timedelta(0)))
+    """Hour buckets of the endpoint's billed replica-minutes in [since, until), both whole minutes."""
     rows = []
-    hour = start.replace(minute=0)
-    while hour < until:
-        lo, hi = max(start, hour), min(until, hour + HOUR)
-        minutes = int((hi - lo).total_seconds()) // 60
-        if minutes > 0:
-            billed = minutes * endpoint.replicas
-            tags = f"endpoint={_tag(endpoint.name)},hardware={_tag(endpoint.hardware or 'unknown')}"
-            rows.append(
-                BucketRow(
-                    bucket_start=hour,
-                    width="1h",
-                    model=endpoint.model[:200],
-                    mode="dedicated",
-                    tags=tags[:512],
-                    uptime_minutes=billed,
-                    cost_nanos=to_nanos(per_minute * billed) if per_minute is not None else None,
-                )
+    tags = f"endpoint={tag_value(endpoint.name)},hardware={tag_value(endpoint.hardware or 'unknown')}"
+    for hour, minutes in minutes_by_hour(endpoint.created_at, since, until):
+        billed = minutes * endpoint.replicas
+        if billed == 0:
+            continue
+        rows.append(
+            BucketRow(
+                bucket_start=hour,
+                width="1h",
+                model=endpoint.model[:200],
+                mode="dedicated",
+                tags=tags[:512],
+                uptime_minutes=billed,
+                cost_nanos=to_nanos(per_minute * billed) if per_minute is not None else None,
             )
-        hour += HOUR
+        )
     return rows
-
-
-def _locked_cursor(session: Session, name: str) -> datetime | None:
-    """The source's cursor, with its row locked until commit (PostgreSQL; SQLite serializes writers)."""
-    if session.get(SourceState, name) is None:
-        session.add(SourceState(name=name))
-        session.flush()
-    return session.scalar(select(SourceState.cursor).where(SourceState.name == name).with_for_update())
 
 
 def pull_together_endpoints(
@@ -180,17 +171,11 @@ def pull_together_endpoints(
     retry: RetryPolicy | None = None,
 ) -> PullResult:
     """Observe the endpoints now and add their running minutes since the last observation."""
-    key = source.api_key() or (settings.together_api_key.get_secret_value() if settings.together_api_key else None)
-    if not key:
-        raise SourceError(f"{source.api_key_env or 'TOGETHER_API_KEY'} is not set")
-    running, hardware = observe(source, key, retry)
-    observed = _minute(now)
+    running, hardware = observe(source, together_key(source, settings), retry)
+    observed = whole_minute(now)
     with transaction(sessions) as session:
-        previous = _locked_cursor(session, source.name)
-        if previous is None:
-            since = min(utc_midnight(source.start), observed) if source.start else observed
-        else:
-            since = max(previous, observed - timedelta(hours=source.overlap_hours))
+        previous = locked_cursor(session, source.name)
+        since = counted_since(previous, source, observed)
         rows: list[BucketRow] = []
         for endpoint in running:
             per_minute = hardware.get(endpoint.hardware or "")
@@ -213,4 +198,6 @@ def pull_together_endpoints(
             rows.extend(endpoint_rows)
         written = add_buckets(session, source.name, rows)
         record_source_cursor(session, source.name, max(observed, previous or observed))
-    return PullResult(source.name, since, observed, 1, written)
+    notes = tuple(f"endpoint {e.name}: counted at min_replicas={e.replicas}, a lower bound (up to "
+                  f"max_replicas={e.max_replicas}; the API reports no running count)" for e in running if e.lower_bound)
+    return PullResult(source.name, since, observed, 1, written, notes=notes)
