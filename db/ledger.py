@@ -427,6 +427,26 @@ def record_source_outcome(session: Session, name: str, at: datetime, *, error: s
     session.flush()
 
 
+def record_source_note(session: Session, name: str, note: str, at: datetime) -> None:
+    """Keep what a pull had to say (broken lines skipped, a lower-bound count) until the next note."""
+    state = session.get(SourceState, name)
+    if state is None:
+        state = SourceState(name=name)
+        session.add(state)
+    state.last_note = note[:4000]
+    state.last_note_at = at
+    session.flush()
+
+
+def seen_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
+    """Those of `event_ids` already counted (a read: claim with `claim_event_ids`)."""
+    found: set[str] = set()
+    ids = sorted(event_ids)
+    for chunk in _chunks(ids, CLAIM_BATCH):
+        found.update(session.scalars(select(SeenEvent.event_id).where(SeenEvent.event_id.in_(chunk))))
+    return found
+
+
 def bucket_count(session: Session) -> int:
     """How many bucket rows the ledger holds."""
     return int(session.scalar(select(func.count()).select_from(UsageBucket)) or 0)

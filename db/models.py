@@ -145,6 +145,9 @@ class SourceState(Base):
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # first failure in a row
     # Newest bucket that held usage; before any, the first successful pull.
     last_data_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # What the last pull that had something to say said (e.g. broken lines skipped), and when.
+    last_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_note_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SyncedPrice(Base):

@@ -12,12 +12,15 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import record_source_cursor, record_source_outcome
+from db.ledger import record_source_cursor, record_source_note, record_source_outcome
 from jobs.settings import Settings, Source
 from jobs.sources import PullResult, RetryPolicy, SourceError
 from jobs.sources.generic_json import pull_generic_json
 from jobs.sources.openai_usage import pull_openai_usage
+from jobs.sources.together_batches import pull_together_batches
+from jobs.sources.together_clusters import pull_together_clusters
 from jobs.sources.together_endpoints import pull_together_endpoints
+from jobs.sources.together_fine_tunes import pull_together_fine_tunes
 from pricing.catalog import Catalog
 
 log = logging.getLogger("budget_guard.pull")
@@ -27,6 +30,9 @@ PULLERS: dict[str, Puller] = {
     "openai_usage": pull_openai_usage,
     "generic_json": pull_generic_json,
     "together_endpoints": pull_together_endpoints,
+    "together_batches": pull_together_batches,
+    "together_fine_tunes": pull_together_fine_tunes,
+    "together_clusters": pull_together_clusters,
 }
 
 
@@ -98,5 +104,9 @@ def pull_one(
     with transaction(sessions) as session:
         record_source_cursor(session, source.name, result.until)
         record_source_outcome(session, source.name, now, newest=result.newest)
+        if result.notes:
+            record_source_note(session, source.name, "; ".join(result.notes), now)
     log.info("pulled %s: %d page(s), %d bucket row(s)", source.name, result.pages, result.rows)
+    for note in result.notes:
+        log.warning("pull of %s: %s", source.name, note)
     return PullOutcome(source.name, result=result)

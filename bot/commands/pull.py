@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{outcome.source}: ok, {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} UTC, "
                 f"{r.pages} page(s), {r.rows} bucket row(s)"
             )
+            for note in r.notes:
+                print(f"  note: {note}")
         else:
             print(f"{outcome.source}: FAILED: {outcome.error}")
     return 0 if all(o.ok for o in outcomes) else 1

@@ -33,6 +33,7 @@ class PullResult:
     pages: int
     rows: int
     newest: datetime | None = None  # start of the newest bucket that held any usage
+    notes: tuple[str, ...] = ()  # what the operator should know (kept in source_state.last_note)
 
 
 def align_down(moment: datetime, width: str) -> datetime:
