@@ -58,6 +58,13 @@ class Hardware(_Strict):
     hourly: Decimal = Field(gt=0)
 
 
+class ClusterRate(_Strict):
+    """What one GPU of a together.ai GPU cluster costs an hour (`gpu_type` as the API names it)."""
+
+    gpu_type: str = Field(min_length=1, max_length=64)
+    hourly: Decimal = Field(gt=0, le=Decimal(10_000))
+
+
 class Throughput(_Strict):
     """Tokens per second one GPU of `gpu` serves for `model`."""
 
@@ -88,7 +95,10 @@ class Source(_Strict):
     """A usage source pulled on a schedule."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    kind: Literal["openai_usage", "generic_json", "together_endpoints"]
+    kind: Literal[
+        "openai_usage", "generic_json", "together_endpoints",
+        "together_batches", "together_fine_tunes", "together_clusters",
+    ]
     base_url: str
     api_key_env: str | None = None
     bucket_width: Literal["1h", "1d"] = "1h"
@@ -103,7 +113,8 @@ class Source(_Strict):
 
 
 SCOPE_KEYS = ("model", "project", "feature", "tag", "mode")
-MODES = ("serverless", "batch", "dedicated")
+MODES = ("serverless", "batch", "dedicated", "cluster", "training")
+"""Ledger modes: token usage (serverless, batch), uptime (dedicated endpoints, GPU clusters), fine-tuning jobs."""
 CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]+$")
 MENTION_RE = re.compile(r"^<(?:@[UW][A-Z0-9]+(?:\|[^>]*)?|!subteam\^S[A-Z0-9]+(?:\|[^>]*)?|!here|!channel)>$")
 
@@ -192,6 +203,7 @@ class Settings(BaseSettings):
 
     prices: list[PriceOverride] = []
     hardware: list[Hardware] = []
+    cluster_rates: list[ClusterRate] = []
     throughput: list[Throughput] = []
     default_gpu: str = "h100"
     sources: list[Source] = []
