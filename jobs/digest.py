@@ -111,6 +111,22 @@ class EndpointRun:
 
 
 @dataclass(frozen=True)
+class ClusterRun:
+    """A GPU cluster that was up on the digest's day."""
+
+    name: str
+    gpu_type: str
+    gpu_minutes: int
+    cost: Decimal
+    month_cost: Decimal  # its spend in that day's month, up to and including that day
+
+    @property
+    def unpriced(self) -> bool:
+        """Up without a cost: its gpu_type has no GPU-hour rate (every rate is above zero)."""
+        return self.gpu_minutes > 0 and self.cost == 0
+
+
+@dataclass(frozen=True)
 class Overview:
     """This month at a glance: the App Home shows it, the digest starts from it."""
 
@@ -164,6 +180,7 @@ class Digest:
     daily: dict[str, dict[date, Decimal]] = field(default_factory=dict)  # this month, per model per day
     forecast_days: list[ForecastDay] = field(default_factory=list)
     last_month_spend: Decimal = Decimal(0)  # the calendar month before this one, in full
+    clusters: list[ClusterRun] = field(default_factory=list)
 
     @property
     def yesterday(self) -> date:
@@ -301,6 +318,23 @@ class _Month:
                for (name, model), acc in runs.items() if acc[0] > 0 or acc[1] > 0]
         return sorted(ran, key=lambda e: (-e.cost, e.name))
 
+    def clusters(self, day: date) -> list[ClusterRun]:
+        """GPU clusters up on `day`, with their spend in `day`'s month up to `day`."""
+        first = day.replace(day=1)
+        runs: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        for key, series in self.series.items():
+            if series.mode != "cluster":
+                continue
+            row = self.examples[key]
+            tags = _tags(row.tags)
+            acc = runs[(tags.get("cluster") or row.model, tags.get("gpu_type") or row.model)]
+            acc[0] += self.uptime.get((key, day), 0)
+            acc[1] += series.cost.get(day, 0)
+            acc[2] += sum(v for d, v in series.cost.items() if first <= d <= day)
+        ran = [ClusterRun(name, gpu_type, acc[0], from_nanos(acc[1]), from_nanos(acc[2]))
+               for (name, gpu_type), acc in runs.items() if acc[0] > 0 or acc[1] > 0]
+        return sorted(ran, key=lambda c: (-c.cost, c.name))
+
     def daily_by_model(self) -> dict[str, dict[date, Decimal]]:
         """This month's spend per model per day (for the chart)."""
         daily: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
@@ -312,11 +346,13 @@ class _Month:
 
 
 def _endpoint_name(tags: str) -> str | None:
-    for tag in tags.split(",") if tags else []:
-        key, _, value = tag.partition("=")
-        if key == "endpoint" and value:
-            return value
-    return None
+    return _tags(tags).get("endpoint")
+
+
+def _tags(tags: str) -> dict[str, str]:
+    """The ledger's "k=v,k2=v2" tags as a dict (empty values left out)."""
+    pairs = (tag.partition("=") for tag in tags.split(",")) if tags else ()
+    return {key: value for key, _, value in pairs if key and value}
 
 
 def _forecast_days(total: Projection) -> list[ForecastDay]:
@@ -410,6 +446,7 @@ def build_digest(context: Context, *, due_at: datetime | None = None, now: datet
         daily=month.daily_by_model(),
         forecast_days=_forecast_days(total),
         last_month_spend=month.last_month(),
+        clusters=month.clusters(yesterday),
     )
 
 

@@ -3,8 +3,9 @@
 A model's daily tokens are turned into a cost series at today's price for the forecaster
 (so the shape, not past prices, drives it); each remaining day's expected tokens are then
 priced at the price in effect on that day, so a start-dated price change moves the forecast
-the right way. Dedicated endpoints bill uptime, not tokens: their cost series is forecast
-as it is. Series whose price stays put are summed and forecast together; groups (per
+the right way. Dedicated endpoints and GPU clusters bill uptime, not tokens: their cost series
+is forecast as it is. Training (fine-tuning jobs) is a one-off purchase: it counts in
+month-to-date and is not extrapolated (a $500 job is not $500 a day from now on). Series whose price stays put are summed and forecast together; groups (per
 model, project, feature, or a budget scope) sum their parts, so totals match.
 
 Rows are first indexed into integer `Series` (tokens and nano-dollars per day); a caller
@@ -24,6 +25,7 @@ from jobs.forecast import MonthForecast, forecast_month, forecast_total
 from pricing.catalog import Catalog, Price
 from pricing.costs import token_cost
 
+ONE_OFF_MODES = frozenset({"training"})
 MIX_DAYS = 14  # the token mix (input, cached, output) that prices a model's expected tokens
 HISTORY_DAYS = 63  # days before the month that a projection reads (weekday pattern, calibration)
 
@@ -174,11 +176,15 @@ def project_series(
     for group, series_list in groups.items():
         steady: dict[date, float] = defaultdict(float)
         group_actual: dict[date, int] = defaultdict(int)
+        one_off_days: set[date] = set()
         unpriced[group] = 0
         for series in series_list:
             for day, nanos in series.cost.items():
                 group_actual[day] += nanos
             unpriced[group] += series.unpriced
+            if series.mode in ONE_OFF_MODES:
+                one_off_days.update(series.cost)
+                continue
             today_rate = _cost_per_token(prices(series.model, series.mode, today), series)
             if series.mode == "dedicated" or not today_rate:
                 daily = _zero_filled({d: v / 1e9 for d, v in series.cost.items()}, today)
@@ -193,6 +199,8 @@ def project_series(
             for day, value in daily.items():
                 steady[day] += value
         actual[group] = group_actual
+        if not steady and one_off_days and group not in owners.values():
+            steady = defaultdict(float, _zero_filled(dict.fromkeys(one_off_days, 0.0), today))  # nothing to come
         if steady:
             name = f"{group}\x1fsteady"
             parts[name], repricing[name], owners[name] = dict(steady), _unchanged, group

@@ -27,13 +27,14 @@ from bot.views.spend import (
     short_date,
     unpriced_note,
 )
-from jobs.digest import Digest, EndpointRun, Mover
+from jobs.digest import ClusterRun, Digest, EndpointRun, Mover
 from pricing.money import count, percent, usd
 
 TOP_MODELS = 10
 TOP_MOVERS = 5
 TOP_SAVINGS = 3
 TOP_ENDPOINTS = 10
+TOP_CLUSTERS = 10
 BUDGET_BLOCKS = 8  # sections for budgets; 50 budgets of two lines each fit in about four
 
 
@@ -142,10 +143,19 @@ def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
         blocks.extend(line_sections([f"*Dedicated endpoints* ({short_date(digest.yesterday)})", *lines],
                                     max_blocks=1, more_label="more endpoints"))
 
+    if digest.clusters:
+        month = "this month" if digest.yesterday.month == o.today.month else f"in {digest.yesterday:%B}"
+        lines = [_cluster_line(c, month) for c in digest.clusters[:TOP_CLUSTERS]]
+        if len(digest.clusters) > TOP_CLUSTERS:
+            rest = digest.clusters[TOP_CLUSTERS:]
+            lines.append(f"…and {len(rest)} more clusters: {usd(sum((c.cost for c in rest), Decimal(0)))}")
+        blocks.extend(line_sections([f"*GPU clusters* ({short_date(digest.yesterday)})", *lines],
+                                    max_blocks=1, more_label="more clusters"))
+
     chart = "The chart shows daily spend per model this month and the forecast to month-end. " \
         if chart_data(digest) is not None else ""
     blocks.append(context(f"{chart}Times in {escape(o.zone)}; `budget-guard digest --dry-run` shows this any time."))
-    # At most 19 blocks by construction (8 for budgets, 2 for models, 1 per other list); the cut is a backstop.
+    # At most 20 blocks by construction (8 for budgets, 2 for models, 1 per other list); the cut is a backstop.
     return to_dicts(blocks[:MAX_BLOCKS])
 
 
@@ -175,6 +185,14 @@ def _endpoint_line(endpoint: EndpointRun, month: str) -> str:
     model = f" ({escape(endpoint.model)})" if endpoint.model != endpoint.name else ""
     return (f"• *{name}*{model}: up {hours:.1f} h, {usd(endpoint.cost)}{served}{effective} · "
             f"{usd(endpoint.month_cost)} {month}")
+
+
+def _cluster_line(cluster: ClusterRun, month: str) -> str:
+    """`• *name* (H100_SXM): 192.0 GPU-hours, $766.08 · $1,532.16 this month` (unpriced: said so)."""
+    hours = cluster.gpu_minutes / 60
+    cost = "no rate for this GPU (set [[cluster_rates]])" if cluster.unpriced else usd(cluster.cost)
+    return (f"• *{escape(cluster.name)}* ({escape(cluster.gpu_type)}): {hours:.1f} GPU-hours, {cost} · "
+            f"{usd(cluster.month_cost)} {month}")
 
 
 def terminal_text(text: str, blocks: list[dict[str, Any]]) -> str:
