@@ -14,9 +14,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -69,6 +71,13 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    body_path: Path | None = None  # stream this file as the body (a large download), not `body`
+    cut_after: int | None = None  # send only this many body bytes, then close (a download cut short)
+
+    @classmethod
+    def file(cls, path: Path, content_type: str = "application/octet-stream") -> Response:
+        """The file at `path` as the body, streamed from disk."""
+        return cls(200, b"", {"Content-Type": content_type}, body_path=path)
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -90,13 +99,15 @@ class Fault:
     `delay` holds the answer back (bounded by the server's `max_delay`, cut short by
     `stop()`); `drop` closes the connection without answering; `lose_answer` does what
     the request asked, then closes the connection without answering (the client cannot
-    tell whether it took effect).
+    tell whether it took effect); `cut_after` answers normally but closes the connection
+    after that many bytes of the body.
     """
 
     response: Response | None = None
     delay: float = 0.0
     drop: bool = False
     lose_answer: bool = False
+    cut_after: int | None = None
     path: str | None = None
     times: int = 1
 
@@ -249,6 +260,10 @@ class FakeHTTPServer:
         """Carry out the next requests, then close their connections without answering."""
         self.add_fault(Fault(lose_answer=True, path=self._path_of(target), times=times))
 
+    def cut_body_next(self, target: str | None = None, *, after_bytes: int, times: int = 1) -> None:
+        """Answer the next requests normally but close the connection after `after_bytes` of the body."""
+        self.add_fault(Fault(cut_after=after_bytes, path=self._path_of(target), times=times))
+
     def garbage_next(self, target: str | None = None, *, times: int = 1) -> None:
         """Answer the next requests with 200 and an HTML body that is not JSON."""
         garbage = Response(200, GARBAGE_BODY, {"Content-Type": "text/html"})
@@ -334,6 +349,9 @@ class FakeHTTPServer:
                 return None
             if fault.response is not None:
                 return fault.response
+            if fault.cut_after is not None:
+                with self._lock:
+                    return replace(self.handle(request), cut_after=fault.cut_after)
         with self._lock:
             return self.handle(request)
 
@@ -384,11 +402,23 @@ class FakeHTTPServer:
                 self.send_response(response.status)
                 for name, value in response.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(response.body)))
+                path = response.body_path
+                length = path.stat().st_size if path is not None else len(response.body)
+                self.send_header("Content-Length", str(length))
                 self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(response.body)
+                budget = length if response.cut_after is None else min(length, response.cut_after)
+                if path is None:
+                    self.wfile.write(response.body[:budget])
+                else:
+                    with path.open("rb") as handle:
+                        while budget > 0 and (chunk := handle.read(min(budget, 1 << 20))):
+                            self.wfile.write(chunk)
+                            budget -= len(chunk)
                 self.close_connection = True
+                if response.cut_after is not None and response.cut_after < length:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -1,34 +1,61 @@
-"""A fake together.ai API: `GET /v1/models`, `/v1/hardware`, `/v1/endpoints[/{id}]`.
+"""A fake together.ai API: models, hardware, endpoints, files, batches, fine-tunes, GPU clusters.
 
 Shapes follow `shared/specs/together-openapi.yaml`: `/models` is a bare JSON array of
 `ModelInfo`; `/hardware` and `/endpoints` are `{"object": "list", "data": [...]}` of
 `HardwareWithStatus` and `ListEndpoint`; `/endpoints/{id}` is a `DedicatedEndpoint`
-(the only one that names the endpoint's `hardware`). A bad key gets the spec's status:
-401 on `/models`, 403 on `/hardware` and `/endpoints`.
+(the only one that names the endpoint's `hardware`). `/batches` is a bare array of `BatchJob`
+(`POST` answers 201 with `BatchJobWithWarning`); `/files[/{id}]` are `FileList` and
+`FileResponse`, `/files/{id}/content` the file's bytes as `text/plain`; `/fine-tunes` is a
+`FinetuneTruncatedList`; `/compute/clusters` is `GPUClusters`. A bad key gets the spec's
+status: 401 on `/models`, `/batches` (with the spec's `BatchErrorResponse`, `{"error": "..."}`),
+`/files`, `/fine-tunes` and `/compute`; 403 on `/hardware` and `/endpoints`.
 
-Data is test-settable through the `models`, `hardware` and `endpoints` attributes. Items
-are the dataclasses below, or plain dicts served verbatim (to serve off-spec data).
-The sample defaults are made-up figures, not Together's real prices.
+Uploads: the spec's `POST /files/upload` (multipart with the file) works, and so does the flow
+the `together` SDK really uses, which the spec does not describe: `POST /files` (form fields,
+no file) answers 302 with `Location` (a storage URL, here this fake's `/_storage/{id}`, which
+like a presigned URL needs no key) and `X-Together-File-Id`; the SDK PUTs the bytes there, then
+`POST /files/{id}/preprocess` answers the `FileResponse`. A created batch stays IN_PROGRESS
+until the test calls `complete_batch()`, which answers each request line of its input file
+(usage from `sample_usage()`) in an output file, the way a batch output file is written.
+
+Data is test-settable through the `models`, `hardware`, `endpoints`, `batches`, `fine_tunes`,
+`clusters` and `files` attributes. Items are the dataclasses below, or plain dicts served
+verbatim (to serve off-spec data). The sample defaults are made-up figures, not Together's
+real prices.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+import time
+import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from decimal import Decimal
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.http_server import FakeHTTPServer, RecordedRequest, Response, api_error
 
 __all__ = [
+    "BatchJob",
     "Endpoint",
     "FakeTogether",
+    "FineTune",
+    "GpuCluster",
     "Hardware",
     "SAMPLE_ENDPOINTS",
     "SAMPLE_HARDWARE",
     "SAMPLE_MODELS",
+    "StoredFile",
     "TogetherModel",
+    "batch_output_line",
+    "sample_usage",
 ]
 
 Number = int | float | Decimal
@@ -149,6 +176,167 @@ class Endpoint:
         }
 
 
+def _iso(moment: datetime | str | None) -> str | None:
+    if moment is None or isinstance(moment, str):
+        return moment
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class StoredFile:
+    """An uploaded or generated file: its bytes in memory, or a file on disk (large downloads)."""
+
+    id: str
+    filename: str
+    purpose: str
+    content: bytes = b""
+    path: Path | None = None
+    created_at: int = 1_700_000_000
+    file_type: str = "jsonl"
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path is not None else len(self.content)
+
+    def to_json(self) -> dict[str, Any]:
+        """A `FileResponse`."""
+        return {"id": self.id, "object": "file", "created_at": self.created_at, "filename": self.filename,
+                "bytes": self.size, "purpose": self.purpose, "Processed": True, "FileType": self.file_type}
+
+
+@dataclass
+class BatchJob:
+    """A `BatchJob`; `completed_at` and the file ids are served only when set."""
+
+    id: str
+    status: str = "COMPLETED"
+    input_file_id: str = "file-input"
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    model_id: str | None = None
+    endpoint: str = "/v1/chat/completions"
+    user_id: str = "user_devuser"
+    created_at: datetime | str = "2026-11-19T08:00:00Z"
+    completed_at: datetime | str | None = None
+    job_deadline: datetime | str | None = None
+    progress: float = 100.0
+    file_size_bytes: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        job: dict[str, Any] = {
+            "id": self.id, "user_id": self.user_id, "input_file_id": self.input_file_id,
+            "file_size_bytes": self.file_size_bytes, "status": self.status, "created_at": _iso(self.created_at),
+            "endpoint": self.endpoint, "progress": self.progress,
+        }
+        optional = {"job_deadline": _iso(self.job_deadline), "model_id": self.model_id,
+                    "output_file_id": self.output_file_id, "error_file_id": self.error_file_id,
+                    "error": self.error, "completed_at": _iso(self.completed_at)}
+        job.update({k: v for k, v in optional.items() if v is not None})
+        return job
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """A `FinetuneResponseTruncated`; `total_price` is served as given (nano-dollars, as the SDK reads it)."""
+
+    id: str
+    model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    status: str = "completed"
+    total_price: int | None = 0
+    created_at: datetime | str = "2026-11-18T09:00:00Z"
+    updated_at: datetime | str = "2026-11-18T12:00:00Z"
+    completed_event_at: datetime | str | None = None  # a `job_complete` event at this time
+    token_count: int = 1_000_000
+    n_epochs: int = 3
+    training_file: str = "file-train"
+    model_output_name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        events = []
+        if self.completed_event_at is not None:
+            events.append({
+                "object": "fine-tune-event", "created_at": _iso(self.completed_event_at), "level": "info",
+                "message": "Job finished", "type": "job_complete", "param_count": 0, "token_count": 0,
+                "total_steps": 0, "wandb_url": "", "step": 0, "checkpoint_path": "", "model_path": "",
+                "training_offset": 0, "hash": "",
+            })
+        job: dict[str, Any] = {
+            "id": self.id, "status": self.status, "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at), "user_id": "user_devuser", "owner_address": "dev@example.com",
+            "token_count": self.token_count, "events": events, "model": self.model,
+            "model_output_name": self.model_output_name or f"devuser/{self.model.rpartition('/')[2]}-{self.id[-6:]}",
+            "n_epochs": self.n_epochs, "training_file": self.training_file,
+        }
+        if self.total_price is not None:
+            job["total_price"] = self.total_price
+        return job
+
+
+@dataclass(frozen=True)
+class GpuCluster:
+    """A `GPUClusterInfo` (`created_at` served only when set)."""
+
+    cluster_id: str
+    gpu_type: str = "H100_SXM"
+    num_gpus: int = 8
+    status: str = "Ready"
+    cluster_name: str | None = None
+    region: str = "us-central-8"
+    cluster_type: str = "KUBERNETES"
+    created_at: datetime | str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        cluster: dict[str, Any] = {
+            "cluster_id": self.cluster_id, "cluster_type": self.cluster_type, "region": self.region,
+            "gpu_type": self.gpu_type, "cluster_name": self.cluster_name or self.cluster_id, "cuda_version": "12.6",
+            "nvidia_driver_version": "560", "volumes": [], "status": self.status,
+            "control_plane_nodes": [], "gpu_worker_nodes": [
+                {"node_id": f"{self.cluster_id}-n{i}", "node_name": f"gpu-{i}", "status": "Ready",
+                 "host_name": f"gpu-{i}.internal", "num_cpu_cores": 96, "num_gpus": 8, "memory_gib": 1024,
+                 "networks": ["ib0"]}
+                for i in range(max(1, self.num_gpus // 8))
+            ],
+            "kube_config": "", "num_gpus": self.num_gpus,
+        }
+        if self.created_at is not None:
+            cluster["created_at"] = _iso(self.created_at)
+        return cluster
+
+
+def sample_usage(body: dict[str, Any]) -> tuple[int, int]:
+    """The fake's (prompt_tokens, completion_tokens) for a request body: fixed by its text."""
+    text = json.dumps(body.get("messages") or body.get("prompt") or "", sort_keys=True)
+    prompt = 8 + len(text) // 4
+    completion = min(int(body.get("max_tokens") or 256), 16 + len(text) % 97)
+    return prompt, completion
+
+
+def batch_output_line(custom_id: str, model: str, prompt: int, completion: int, created: int,
+                      cached: int | None = None) -> dict[str, Any]:
+    """One line of a batch output file: the request's id and the completion it got."""
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return {
+        "id": f"batch_req_{hashlib.sha1(custom_id.encode()).hexdigest()[:20]}",
+        "custom_id": custom_id,
+        "response": {
+            "status_code": 200,
+            "request_id": hashlib.sha1(f"r{custom_id}".encode()).hexdigest()[:24],
+            "body": {
+                "id": f"chatcmpl-{hashlib.sha1(f'c{custom_id}'.encode()).hexdigest()[:16]}",
+                "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "ok"}}],
+                "usage": usage,
+            },
+        },
+        "error": None,
+    }
+
+
 SAMPLE_MODELS: tuple[TogetherModel, ...] = (
     TogetherModel(
         "meta-llama/Llama-3.3-70B-Instruct-Turbo",
@@ -220,11 +408,19 @@ class FakeTogether(FakeHTTPServer):
         models: Iterable[TogetherModel | dict[str, Any]] | None = None,
         hardware: Iterable[Hardware | dict[str, Any]] | None = None,
         endpoints: Iterable[Endpoint | dict[str, Any]] | None = None,
+        batches: Iterable[BatchJob | dict[str, Any]] = (),
+        fine_tunes: Iterable[FineTune | dict[str, Any]] = (),
+        clusters: Iterable[GpuCluster | dict[str, Any]] = (),
         account: str = "devuser",
     ) -> None:
         super().__init__()
         self.api_key = api_key
         self.account = account
+        self.batches: list[BatchJob | dict[str, Any]] = list(batches)
+        self.fine_tunes: list[FineTune | dict[str, Any]] = list(fine_tunes)
+        self.clusters: list[GpuCluster | dict[str, Any]] = list(clusters)
+        self.files: dict[str, StoredFile] = {}
+        self._ids = itertools.count(1)
         self.models: list[TogetherModel | dict[str, Any]] = list(
             SAMPLE_MODELS if models is None else models
         )
@@ -240,13 +436,71 @@ class FakeTogether(FakeHTTPServer):
         """The API base URL, `http://127.0.0.1:PORT/v1`."""
         return f"{self.origin}/v1"
 
+    # -- test helpers --------------------------------------------------------------------
+
+    def add_file(self, content: bytes | Path, *, purpose: str = "batch-generated",
+                 filename: str = "output.jsonl") -> StoredFile:
+        """Store a file (bytes, or a file on disk streamed when downloaded) and return it."""
+        stored = StoredFile(self._new_id("file"), filename, purpose, created_at=int(time.time()),
+                            **({"path": content} if isinstance(content, Path) else {"content": content}))
+        with self._lock:
+            self.files[stored.id] = stored
+        return stored
+
+    def complete_batch(self, batch_id: str, *, at: datetime, extra_lines: Iterable[bytes] = ()) -> BatchJob:
+        """Run a created batch: answer each request line of its input file in an output file
+        (`extra_lines`, e.g. broken ones, appended), and mark it COMPLETED at `at`."""
+        with self._lock:
+            index, job = next((i, b) for i, b in enumerate(self.batches)
+                              if isinstance(b, BatchJob) and b.id == batch_id)
+            lines = []
+            for raw in self.files[job.input_file_id].content.splitlines():
+                if not raw.strip():
+                    continue
+                request = json.loads(raw)
+                body = request.get("body") or {}
+                prompt, completion = sample_usage(body)
+                model = body.get("model") or job.model_id or "unknown"
+                lines.append(json.dumps(batch_output_line(request["custom_id"], model, prompt, completion,
+                                                          int(at.timestamp()))).encode())
+            output = self.add_file(b"\n".join([*lines, *extra_lines]) + b"\n", filename=f"{batch_id}-output.jsonl")
+            done = replace(job, status="COMPLETED", output_file_id=output.id, completed_at=at, progress=100.0)
+            self.batches[index] = done
+            return done
+
+    def _new_id(self, kind: str) -> str:
+        return f"{kind}-{uuid.UUID(int=next(self._ids))}"
+
+    # -- serving ----------------------------------------------------------------------------
+
     def handle(self, request: RecordedRequest) -> Response:
+        if request.path.startswith("/_storage/"):
+            return self._store_upload(request)
         if request.bearer_token != self.api_key:
-            status = 401 if request.path.startswith("/v1/models") else 403
-            message = "Invalid API key provided. You can find your API key in your account settings."
-            return Response.json(api_error(status, "invalid_api_key", message), status)
+            return self._unauthorized(request.path)
+        if request.method == "POST" and request.path == "/v1/batches":
+            return self._create_batch(request)
+        if request.method == "POST" and request.path == "/v1/files":
+            return self._start_upload(request)
+        if request.method == "POST" and request.path == "/v1/files/upload":
+            return self._upload(request)
+        if request.method == "POST" and request.path.startswith("/v1/files/") and request.path.endswith("/preprocess"):
+            return self._preprocess(request.path.removeprefix("/v1/files/").removesuffix("/preprocess"))
         if request.method != "GET":
             return Response.json(api_error(405, None, f"Method {request.method} not allowed."), 405)
+        if request.path == "/v1/batches":
+            return Response.json([b.to_json() if isinstance(b, BatchJob) else b for b in self.batches])
+        if request.path.startswith("/v1/batches/"):
+            return self._batch(request.path.removeprefix("/v1/batches/"))
+        if request.path == "/v1/files":
+            return Response.json({"data": [f.to_json() for f in self.files.values()]})
+        if request.path.startswith("/v1/files/"):
+            return self._file(request.path.removeprefix("/v1/files/"))
+        if request.path == "/v1/fine-tunes":
+            return Response.json({"data": [f.to_json() if isinstance(f, FineTune) else f for f in self.fine_tunes]})
+        if request.path == "/v1/compute/clusters":
+            return Response.json({"clusters": [c.to_json() if isinstance(c, GpuCluster) else c
+                                               for c in self.clusters]})
         if request.path == "/v1/models":
             return Response.json(self._models(request))
         if request.path == "/v1/hardware":
@@ -288,6 +542,90 @@ class FakeTogether(FakeHTTPServer):
             and (usage_type is None or _field(e, "usage_type", "on-demand") == usage_type)
             and (not mine or _field(e, "owner") == self.account)
         ]
+
+    def _unauthorized(self, path: str) -> Response:
+        message = "Invalid API key provided. You can find your API key in your account settings."
+        if path.startswith("/v1/batches"):
+            return Response.json({"error": message}, 401)  # BatchErrorResponse
+        status = 403 if path.startswith(("/v1/hardware", "/v1/endpoints")) else 401
+        return Response.json(api_error(status, "invalid_api_key", message), status)
+
+    def _batch(self, batch_id: str) -> Response:
+        for b in self.batches:
+            if _field(b, "id") == batch_id:
+                return Response.json(b.to_json() if isinstance(b, BatchJob) else b)
+        return Response.json({"error": f"batch job {batch_id} not found"}, 404)
+
+    def _create_batch(self, request: RecordedRequest) -> Response:
+        try:
+            body = request.json()
+        except ValueError:
+            return Response.json({"error": "the body is not JSON"}, 400)
+        if not isinstance(body, dict) or not body.get("endpoint") or not body.get("input_file_id"):
+            return Response.json({"error": "endpoint and input_file_id are required"}, 400)
+        stored = self.files.get(body["input_file_id"])
+        if stored is None:
+            return Response.json({"error": f"input file {body['input_file_id']} not found"}, 400)
+        job = BatchJob(str(uuid.uuid4()), status="IN_PROGRESS", input_file_id=stored.id, model_id=body.get("model_id"),
+                       endpoint=body["endpoint"], created_at=datetime.now(timezone.utc), progress=0.0,
+                       file_size_bytes=stored.size)
+        self.batches.append(job)
+        return Response.json({"job": job.to_json()}, 201)
+
+    def _form(self, request: RecordedRequest) -> dict[str, bytes]:
+        """The fields of a multipart/form-data body (empty if it is not one)."""
+        content_type = request.header("Content-Type") or ""
+        if not content_type.startswith("multipart/form-data"):
+            return {}
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n"
+                                                      + request.body)
+        fields = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                fields[str(name)] = part.get_payload(decode=True) or b""
+        return fields
+
+    def _upload(self, request: RecordedRequest) -> Response:
+        """The spec's `POST /files/upload`: purpose, file_name and the file in one multipart body."""
+        form = self._form(request)
+        if not {"purpose", "file_name", "file"} <= form.keys():
+            return Response.json(api_error(400, None, "purpose, file_name and file are required"), 400)
+        stored = self.add_file(form["file"], purpose=form["purpose"].decode(), filename=form["file_name"].decode())
+        return Response.json(stored.to_json())
+
+    def _start_upload(self, request: RecordedRequest) -> Response:
+        """The SDK's `POST /files`: answer with where to PUT the bytes."""
+        form = self._form(request)
+        if not {"purpose", "file_name"} <= form.keys():
+            return Response.json(api_error(400, None, "purpose and file_name are required"), 400)
+        stored = self.add_file(b"", purpose=form["purpose"].decode(), filename=form["file_name"].decode())
+        return Response(302, b"", {"Location": f"{self.origin}/_storage/{stored.id}?signature=fake",
+                                   "X-Together-File-Id": stored.id})
+
+    def _store_upload(self, request: RecordedRequest) -> Response:
+        stored = self.files.get(request.path.removeprefix("/_storage/"))
+        if request.method != "PUT" or stored is None or request.query_value("signature") != "fake":
+            return Response.text("no such upload", 403)
+        stored.content = request.body
+        return Response.text("")
+
+    def _preprocess(self, file_id: str) -> Response:
+        stored = self.files.get(file_id)
+        if stored is None:
+            return Response.json(api_error(404, None, f"File {file_id} not found"), 404)
+        return Response.json(stored.to_json())
+
+    def _file(self, rest: str) -> Response:
+        file_id, _, tail = rest.partition("/")
+        stored = self.files.get(file_id)
+        if stored is None or tail not in ("", "content"):
+            return Response.json(api_error(404, None, f"File {file_id} not found"), 404)
+        if not tail:
+            return Response.json(stored.to_json())
+        if stored.path is not None:
+            return Response.file(stored.path, "text/plain; charset=utf-8")
+        return Response(200, stored.content, {"Content-Type": "text/plain; charset=utf-8"})
 
     def _endpoint(self, endpoint_id: str) -> Response:
         for e in self.endpoints:
