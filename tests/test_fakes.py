@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.error
@@ -441,3 +442,71 @@ def test_history_returns_metadata_only_when_asked(slack: FakeSlack, client: WebC
     full = client.conversations_history(channel="C0HIST", include_all_metadata=True, oldest=f"{time.time() - 60:.6f}")
     assert full["messages"][0]["metadata"]["event_payload"]["key"] == "alert:x"
     assert client.conversations_history(channel="C0HIST", oldest=posted["ts"])["messages"] == []
+
+
+# -- fake together.ai: batches, files, fine-tunes, clusters against the spec's schemas ---------------
+
+
+def spec_schema(name: str) -> tuple[set[str], set[str]]:
+    """(properties, required) of a component schema of the together.ai spec."""
+    spec = (SPECS / "together-openapi.yaml").read_text()
+    match = re.search(rf"^    {name}:\n(.*?)(?=^    \S)", spec, re.MULTILINE | re.DOTALL)
+    assert match, name
+    block = match.group(1)
+    properties = set(re.findall(r"^        (\w+):$", block.split("      properties:\n")[1], re.MULTILINE))
+    required = set()
+    if "      required:\n" in block:
+        required = set(re.findall(r"^        - (\w+)$", block.split("      required:\n")[1].split("      properties:")[0],
+                                  re.MULTILINE))
+    return properties, required
+
+
+@pytest.mark.skipif(not (SPECS / "together-openapi.yaml").exists(), reason="needs ../shared/specs beside the checkout")
+def test_batches_files_fine_tunes_and_clusters_carry_the_spec_fields(together: FakeTogether) -> None:
+    from datetime import datetime, timezone
+
+    from tests.fakes.together_api import BatchJob, FineTune, GpuCluster
+
+    stored = together.add_file(b'{"custom_id": "a", "body": {"model": "x/m", "messages": []}}\n', purpose="batch-api")
+    together.batches = [BatchJob("b-1", output_file_id=stored.id, model_id="x/m",
+                                 completed_at=datetime(2026, 11, 1, tzinfo=timezone.utc))]
+    together.fine_tunes = [FineTune("ft-1", total_price=10, completed_event_at="2026-11-01T00:00:00Z")]
+    together.clusters = [GpuCluster("c-1", created_at="2026-11-01T00:00:00Z")]
+    served = {
+        "BatchJob": get_together(together, "/batches").json()[0],
+        "FileResponse": get_together(together, f"/files/{stored.id}").json(),
+        "FinetuneResponseTruncated": get_together(together, "/fine-tunes").json()["data"][0],
+        "GPUClusterInfo": get_together(together, "/compute/clusters").json()["clusters"][0],
+        "FineTuneEvent": get_together(together, "/fine-tunes").json()["data"][0]["events"][0],
+    }
+    for name, item in served.items():
+        properties, required = spec_schema(name)
+        assert required <= set(item) <= properties, (name, set(item) - properties, required - set(item))
+    assert get_together(together, "/files").json()["data"][0]["id"] == stored.id
+    content = get_together(together, f"/files/{stored.id}/content")
+    assert content.headers["content-type"].startswith("text/plain") and content.content.startswith(b'{"custom_id"')
+    denied = get_together(together, "/batches", key="nope")
+    assert denied.status_code == 401 and isinstance(denied.json()["error"], str)  # BatchErrorResponse
+    for path in ("/files", "/fine-tunes", "/compute/clusters"):
+        assert get_together(together, path, key="nope").status_code == 401
+
+
+def test_a_batch_created_over_http_completes_with_an_output_file(together: FakeTogether) -> None:
+    from datetime import datetime, timezone
+
+    upload = httpx.post(together.url + "/files/upload", headers={"Authorization": "Bearer tg-key"}, timeout=5,
+                        data={"purpose": "batch-api", "file_name": "in.jsonl"},
+                        files={"file": ("in.jsonl", b'{"custom_id": "q1", "body": {"model": "x/m", "messages": '
+                                                    b'[{"role": "user", "content": "hi"}]}}\n')})
+    assert upload.status_code == 200 and upload.json()["purpose"] == "batch-api"
+    created = httpx.post(together.url + "/batches", headers={"Authorization": "Bearer tg-key"}, timeout=5,
+                         json={"endpoint": "/v1/chat/completions", "input_file_id": upload.json()["id"]})
+    assert created.status_code == 201 and created.json()["job"]["status"] == "IN_PROGRESS"
+    job = together.complete_batch(created.json()["job"]["id"], at=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    [line] = get_together(together, f"/files/{job.output_file_id}/content").content.splitlines()
+    result = json.loads(line)
+    assert result["custom_id"] == "q1" and result["response"]["status_code"] == 200
+    assert result["response"]["body"]["usage"]["prompt_tokens"] > 0 and result["response"]["body"]["model"] == "x/m"
+    missing = httpx.post(together.url + "/batches", headers={"Authorization": "Bearer tg-key"}, timeout=5,
+                         json={"endpoint": "/v1/chat/completions", "input_file_id": "file-nope"})
+    assert missing.status_code == 400 and "not found" in missing.json()["error"]

@@ -371,3 +371,44 @@ def test_fine_tune_and_cluster_sources_fail_cleanly(
     hung = pull(sessions, src, catalog, retry)
     assert not hung.ok and "timed out" in (hung.error or "")
     assert ledger(sessions) == [] and state(sessions, src.name).last_error == hung.error
+
+
+# -- what the digest, budgets and forecasts make of it ----------------------------------------------
+
+
+def test_the_digest_has_a_cluster_line_and_training_is_spent_not_extrapolated(
+    database_url: str, catalog: Catalog, together: FakeTogether, retry: RetryPolicy
+) -> None:
+    from bot.views.digest import digest_blocks
+    from jobs.context import Context
+    from jobs.digest import ClusterRun, build_digest
+    from jobs.settings import BudgetConfig
+
+    clusters, fine_tunes = source(together, "together_clusters", start=None), source(together, "together_fine_tunes")
+    settings = Settings(database_url=database_url, sources=[clusters, fine_tunes], alert_channel="C0ALERTS",
+                        budgets=[BudgetConfig(name="training", amount=Decimal(1000), scope={"mode": "training"})])
+    context = Context.open(settings)
+    try:
+        together.clusters = [GpuCluster("c-1", gpu_type="H100_SXM", num_gpus=8, cluster_name="train-a")]
+        together.fine_tunes = [FineTune("ft-1", model=LLAMA, total_price=250 * 10**9,
+                                        updated_at="2026-11-18T15:00:00Z")]
+        yesterday = NOW - timedelta(days=1)
+        for at in (yesterday.replace(hour=8), yesterday.replace(hour=20)):
+            assert pull_one(context.sessions, settings, clusters, catalog, at, retry=retry).ok
+        assert pull_one(context.sessions, settings, fine_tunes, catalog, NOW, retry=retry).ok
+
+        digest = build_digest(context, now=NOW.replace(hour=9))
+    finally:
+        context.close()
+
+    cost = Decimal("3.99") * 8 * 12  # our hardware table's H100_SXM rate, 8 GPUs, 12 hours
+    assert digest.clusters == [ClusterRun("train-a", "H100_SXM", 12 * 60 * 8, cost, cost)]
+    text = json.dumps(digest_blocks(digest), ensure_ascii=False)
+    assert "*GPU clusters* (Thu, Nov 19)" in text
+    assert "• *train-a* (H100_SXM): 96.0 GPU-hours, $383.04 · $383.04 this month" in text
+    [budget] = digest.overview.budgets
+    assert budget.spent == Decimal(250) and budget.forecast is not None and budget.forecast.point == Decimal(250)
+    llama = next(m for m in digest.overview.models if m.key == LLAMA)
+    assert llama.month_to_date == llama.point == Decimal(250)  # a one-off job, not $250 a day from now on
+    gpu = next(m for m in digest.overview.models if m.key == "H100_SXM cluster")
+    assert gpu.month_to_date == cost and gpu.point > cost  # a cluster still up keeps billing
