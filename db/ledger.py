@@ -17,7 +17,7 @@ from sqlalchemy import Select, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import PriceRecord, SeenEvent, SourceState, UsageBucket, from_nanos
+from db.models import PriceRecord, SeenEvent, SourceState, UsageBucket, counted_model, from_nanos
 
 KEY_COLUMNS = (
     "bucket_start", "width", "source", "model", "mode", "project", "feature", "api_key", "environment", "tags",
@@ -53,6 +53,7 @@ class BucketRow:
     uptime_minutes: int = 0
     cost_nanos: int | None = 0
     price_id: int | None = None
+    catalog_model: str | None = None  # the catalog model `model` resolved to; None: none matched
 
     def key(self) -> tuple[Any, ...]:
         """Everything that identifies the bucket within one source."""
@@ -73,6 +74,7 @@ class BucketRow:
         else:
             self.cost_nanos += other.cost_nanos
             self.price_id = other.price_id or self.price_id
+        self.catalog_model = other.catalog_model or self.catalog_model
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class RepriceCandidate:
     output_tokens: int
     cost_nanos: int | None
     price_id: int | None
+    catalog_model: str | None = None
 
 
 def merge_rows(rows: Iterable[BucketRow]) -> list[BucketRow]:
@@ -137,12 +140,13 @@ def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[A
         yield items[start : start + size]
 
 
-WRITE_COLUMNS = (*KEY_COLUMNS, *COUNT_COLUMNS, "cost_nanos", "price_id")
-SET_ON_CONFLICT = ", ".join(f"{c} = excluded.{c}" for c in (*COUNT_COLUMNS, "cost_nanos", "price_id"))
+WRITE_COLUMNS = (*KEY_COLUMNS, *COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model")
+SET_ON_CONFLICT = ", ".join(f"{c} = excluded.{c}" for c in (*COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model"))
 ADD_ON_CONFLICT = ", ".join(
     [f"{c} = usage_buckets.{c} + excluded.{c}" for c in COUNT_COLUMNS]
     + ["cost_nanos = usage_buckets.cost_nanos + excluded.cost_nanos",  # NULL if either is NULL: unpriced
-       "price_id = COALESCE(excluded.price_id, usage_buckets.price_id)"]
+       "price_id = COALESCE(excluded.price_id, usage_buckets.price_id)",
+       "catalog_model = COALESCE(excluded.catalog_model, usage_buckets.catalog_model)"]
 )
 
 
@@ -171,7 +175,7 @@ def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conf
             params += (
                 start, r.width, source, r.model, r.mode, r.project, r.feature, r.api_key, r.environment, r.tags,
                 r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
-                r.cost_nanos, r.price_id,
+                r.cost_nanos, r.price_id, r.catalog_model,
             )
         connection.exec_driver_sql(head + ", ".join([row_marks] * len(chunk)) + tail, tuple(params))
     return len(rows)
@@ -313,10 +317,11 @@ def totals(
     """Totals per group of buckets starting in [since, until) (of one source, if given), most expensive first.
 
     `cost` sums priced buckets only (None when the group has none); tokens of unpriced
-    buckets are in `unpriced_tokens`, so unpriced usage never reads as $0."""
+    buckets are in `unpriced_tokens`, so unpriced usage never reads as $0. Models are
+    grouped under the catalog model their names resolved to."""
     if by not in GROUPS:
         raise ValueError(f"cannot group by {by!r}; use one of {', '.join(GROUPS)}")
-    column = getattr(UsageBucket, by)
+    column = counted_model if by == "model" else getattr(UsageBucket, by)
     unpriced = case(
         (UsageBucket.cost_nanos.is_(None), UsageBucket.input_tokens + UsageBucket.output_tokens), else_=0
     )
@@ -366,7 +371,7 @@ def reprice_candidates(
             select(
                 UsageBucket.id, UsageBucket.bucket_start, UsageBucket.model, UsageBucket.mode,
                 UsageBucket.input_tokens, UsageBucket.cached_input_tokens, UsageBucket.output_tokens,
-                UsageBucket.cost_nanos, UsageBucket.price_id,
+                UsageBucket.cost_nanos, UsageBucket.price_id, UsageBucket.catalog_model,
             )
             .where(UsageBucket.bucket_start >= since, UsageBucket.mode.in_(modes), UsageBucket.id > last_id)
             .order_by(UsageBucket.id)
@@ -378,12 +383,13 @@ def reprice_candidates(
         last_id = rows[-1][0]
 
 
-def set_bucket_costs(session: Session, costs: Sequence[tuple[int, int | None, int | None]]) -> int:
-    """Set (id, cost_nanos, price_id) on existing buckets, as one executemany per batch."""
+def set_bucket_costs(session: Session, costs: Sequence[tuple[int, int | None, int | None, str | None]]) -> int:
+    """Set (id, cost_nanos, price_id, catalog_model) on existing buckets, one executemany per batch."""
     for chunk in _chunks(costs):
         session.execute(
             update(UsageBucket),
-            [{"id": id_, "cost_nanos": cost, "price_id": price_id} for id_, cost, price_id in chunk],
+            [{"id": id_, "cost_nanos": cost, "price_id": price_id, "catalog_model": catalog_model}
+             for id_, cost, price_id, catalog_model in chunk],
         )
     return len(costs)
 

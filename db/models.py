@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -91,7 +92,10 @@ class PriceRecord(Base):
 
 
 class UsageBucket(Base):
-    """Tokens, requests and cost of one model, mode and set of dimensions in one time bucket."""
+    """Tokens, requests and cost of one model, mode and set of dimensions in one time bucket.
+
+    `model` is the name the usage carried (part of the key, so pulls and pushes stay
+    idempotent); `counted_model` below is the name totals, rollups and budgets count it under."""
 
     __tablename__ = "usage_buckets"
     __table_args__ = (
@@ -106,7 +110,9 @@ class UsageBucket(Base):
     bucket_start: Mapped[datetime] = mapped_column(UTCDateTime())
     width: Mapped[str] = mapped_column(String(2))  # "1h" or "1d"
     source: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))  # as the usage named it
+    # The catalog model that name resolved to when last costed; NULL: none matched.
+    catalog_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     mode: Mapped[str] = mapped_column(String(16))
     project: Mapped[str] = mapped_column(String(128), default="")
     feature: Mapped[str] = mapped_column(String(128), default="")
@@ -120,6 +126,10 @@ class UsageBucket(Base):
     uptime_minutes: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_nanos: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: unpriced
     price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"), nullable=True)
+
+
+counted_model = func.coalesce(UsageBucket.catalog_model, UsageBucket.model)
+"""The model a bucket counts under: its catalog model, else the name as recorded."""
 
 
 class SeenEvent(Base):

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import BigInteger, Date, Index, Integer, String, and_, delete, func, insert, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from db.models import Base, UsageBucket, UTCDateTime
+from db.models import Base, UsageBucket, UTCDateTime, counted_model
 
 OFF_HOURS_START, OFF_HOURS_END = 20, 8  # local time; weekends are off-hours all day
 
 
 class DailyUsage(Base):
-    """One local day of one model, mode and set of dimensions, in one zone."""
+    """One local day of one model (as counted: the catalog model), mode and set of dimensions, in one zone."""
 
     __tablename__ = "daily_usage"
     __table_args__ = (
@@ -139,7 +139,7 @@ def _rebuild(session: Session, zone: ZoneInfo, day: date) -> None:
     start, end = local_midnight(day, zone), local_midnight(day + timedelta(days=1), zone)
     b = UsageBucket
     result = session.execute(
-        select(b.bucket_start, b.model, b.mode, b.project, b.feature, b.api_key, b.tags, b.input_tokens,
+        select(b.bucket_start, counted_model, b.mode, b.project, b.feature, b.api_key, b.tags, b.input_tokens,
                b.cached_input_tokens, b.output_tokens, b.requests, b.uptime_minutes, b.cost_nanos)
         .where(b.bucket_start >= start, b.bucket_start < end)
     )

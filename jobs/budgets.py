@@ -226,7 +226,7 @@ def resolve_model(name: str, catalog: Catalog, known_models: set[str]) -> str:
     except UnknownModel as exc:
         hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
         raise BudgetError(f"no model called '{name[:60]}'{hint}") from None
-    return match.model if match.provider == "together" else f"{match.provider}/{match.model}"
+    return match.label
 
 
 def save(session: Session, budget: BudgetConfig, *, user: str, now: datetime | None = None) -> Budget:

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import SyncedPrice
-from jobs.settings import Settings
-from pricing.catalog import DEFAULT_BATCH_DISCOUNT, Catalog, HardwareOption, Price, load_catalog
+from jobs.settings import ConfigError, Settings
+from pricing.catalog import DEFAULT_BATCH_DISCOUNT, Catalog, HardwareOption, Price, UnknownModel, load_catalog
 
 
 def override_prices(settings: Settings) -> list[Price]:
@@ -50,10 +50,18 @@ def synced_prices(session: Session) -> list[Price]:
 
 
 def build_catalog(settings: Settings, session: Session | None = None) -> Catalog:
-    """Base data, our overlay, synced prices (when a session is given), then the operator's overrides."""
-    return load_catalog(
-        overrides=override_prices(settings),
-        synced=synced_prices(session) if session is not None else (),
-        hardware=[HardwareOption(h.gpu.lower(), h.count, h.hourly, f"{h.count}x {h.gpu}") for h in settings.hardware],
-        throughput=[(t.model, t.gpu, t.tokens_per_second) for t in settings.throughput],
-    )
+    """Base data, our overlay, synced prices (when a session is given), then the operator's overrides
+    and aliases; ConfigError names an alias whose model the catalog lacks."""
+    try:
+        return load_catalog(
+            overrides=override_prices(settings),
+            synced=synced_prices(session) if session is not None else (),
+            hardware=[HardwareOption(h.gpu.lower(), h.count, h.hourly, f"{h.count}x {h.gpu}") for h in settings.hardware],
+            throughput=[(t.model, t.gpu, t.tokens_per_second) for t in settings.throughput],
+            aliases=[(a.name, a.model) for a in settings.aliases],
+        )
+    except UnknownModel as exc:
+        alias = next(a.name for a in settings.aliases if a.model == exc.name)
+        hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
+        raise ConfigError(f"aliases {alias!r}.model: no catalog model called {exc.name[:60]!r} "
+                          f"(give its exact id){hint}") from None

@@ -7,6 +7,11 @@ A record is the response object an OpenAI-compatible provider returned, as it is
 Optional: `mode` (serverless, batch, dedicated), `feature`, `api_key`, `environment`,
 `tags` (an object, or "k=v,k2=v2"). Everything else (`choices`, ...) is ignored.
 
+A record's `model` is kept as sent (it keys the bucket) and resolved through the catalog as
+quotes and budgets resolve names (`llama-3.3-70b`, `gpt-4o`, an `[[aliases]]` name); the
+bucket stores the catalog model it resolved to, which totals, rollups and budgets count it
+under. A name nothing matches stays unpriced under its own name; `reprice` resolves again.
+
 A push is all or nothing: one bad line refuses the whole body, naming every bad line.
 An import validates the whole file first, then applies it in chunks.
 """
@@ -36,8 +41,6 @@ MAX_AHEAD = timedelta(days=1)
 EARLIEST = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp())
 MAX_ERRORS = 100
 MAX_COUNT = 10**12  # tokens or requests in one record; more is a bug upstream, and overflows a bucket
-FALLBACK_PROVIDERS = ("openai",)
-"""Where a model not in the catalog under its own name is looked up next (exact id only)."""
 
 LIMITS = {"id": 200, "model": 200, "project": 128, "feature": 128, "api_key": 128, "environment": 64, "tags": 512}
 CSV_FIELDS = (
@@ -375,15 +378,11 @@ def _json_reason(exc: ValueError) -> str:
 def usage_price(catalog: Catalog, model: str, mode: str, at: date | datetime) -> Price | None:
     """The price that applies to usage of `model` in `mode` at `at`, or None (unpriced).
 
-    Exact names only: the name as given, then the same id at a fallback provider (OpenAI's
-    usage API names models without a provider). Batch applies the batch discount; dedicated
-    token usage has no per-token price (its cost is the endpoint's uptime)."""
-    price = catalog.price_of(model, at)
-    if price is None and "/" not in model:
-        for provider in FALLBACK_PROVIDERS:
-            price = catalog.price(provider, model, at)
-            if price is not None:
-                break
+    The name resolves as quotes and budgets resolve it (`Catalog.match`). Batch applies the
+    batch discount; dedicated token usage has no per-token price (its cost is the endpoint's
+    uptime)."""
+    match = catalog.match(model)
+    price = catalog.price(match.provider, match.model, at) if match is not None else None
     if price is not None and mode == "batch":
         price = price.batch()
     return price
@@ -423,7 +422,8 @@ def price_lookup(catalog: Catalog) -> PriceLookup:
 
 
 class Costing:
-    """Costs buckets at the price in effect at their time, and records which price it used.
+    """Costs buckets at the price in effect at their time, and records which price it used and
+    which catalog model the bucket's name resolved to.
 
     Price-row ids are cached for the life of one transaction (an ingest, a pull page, a reprice)."""
 
@@ -449,8 +449,15 @@ class Costing:
             self._ids[key] = price_record_id(self.session, price, mode)
         return self._ids[key]
 
+    def catalog_model(self, model: str) -> str | None:
+        """The catalog's name for `model` (None: nothing matches); the catalog remembers it."""
+        match = self.catalog.match(model)
+        return match.label if match is not None else None
+
     def cost(self, row: BucketRow) -> BucketRow:
-        """Set `row`'s cost and price from its tokens; dedicated token rows cost nothing per token."""
+        """Set `row`'s catalog model, cost and price from its name and tokens; dedicated token
+        rows cost nothing per token."""
+        row.catalog_model = self.catalog_model(row.model)
         if row.mode == "dedicated":
             row.cost_nanos, row.price_id = 0, None
             return row

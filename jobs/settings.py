@@ -50,6 +50,13 @@ class PriceOverride(_Strict):
     start: date | None = None
 
 
+class Alias(_Strict):
+    """Another name for a catalog model: usage, quotes and budgets that say `name` mean `model`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200)
+
+
 class Hardware(_Strict):
     """A dedicated GPU configuration: type, count and its hourly price."""
 
@@ -202,6 +209,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
 
     prices: list[PriceOverride] = []
+    aliases: list[Alias] = []
     hardware: list[Hardware] = []
     cluster_rates: list[ClusterRate] = []
     throughput: list[Throughput] = []
@@ -302,7 +310,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Settings":
-        for label, items in (("budgets", self.budgets), ("sources", self.sources)):
+        for label, items in (("budgets", self.budgets), ("sources", self.sources), ("aliases", self.aliases)):
             seen: set[str] = set()
             for item in items:
                 if item.name in seen:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
 PRIMARY_PROVIDER = "together"
+MAX_REMEMBERED = 50_000  # model names whose match a catalog keeps; past that it starts afresh
+SUGGESTION_CUTOFF = 0.6  # how alike (difflib's ratio) a name must be to be offered as a suggestion
 DEFAULT_BATCH_DISCOUNT = Decimal("50")
 SOURCE_RANK = {"genai-prices": 0, "overlay": 1, "provider-api": 2, "config": 3}
 
@@ -68,6 +70,11 @@ class ModelMatch:
     model: str
     runners_up: tuple[str, ...] = ()
 
+    @property
+    def label(self) -> str:
+        """The name the ledger, budgets and quotes use: together ids bare, others `provider/model`."""
+        return _label(self.provider, self.model)
+
 
 class UnknownModel(LookupError):
     """No model matches; `suggestions` holds the closest names."""
@@ -95,12 +102,25 @@ class Catalog:
     hardware: dict[str, HardwareOption] = field(default_factory=dict)
     throughput: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     not_batch_served: frozenset[str] = frozenset()
+    aliases: dict[str, tuple[str, str]] = field(default_factory=dict)  # normalized name -> (provider, model)
+    _matches: dict[str, ModelMatch | None] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, price: Price) -> None:
         """Add a price; for the same start date a higher-ranked source wins."""
         entries = self.prices.setdefault((price.provider, price.model), [])
         entries.append(price)
         entries.sort(key=lambda p: (p.effective_from or date.min, SOURCE_RANK.get(p.source, 0)))
+        self._matches.clear()
+
+    def alias(self, name: str, target: str) -> None:
+        """Let `name` mean the catalog model `target` (an exact id, `provider/model` for others).
+
+        Raises UnknownModel when `target` is not in the catalog."""
+        provider, model = self.split(target)
+        if (provider, model) not in self.prices:
+            raise UnknownModel(target, self.suggest(target))
+        self.aliases[normalize(name)] = (provider, model)
+        self._matches.clear()
 
     def providers(self) -> set[str]:
         return {provider for provider, _ in self.prices}
@@ -153,50 +173,119 @@ class Catalog:
         return PRIMARY_PROVIDER, name
 
     def resolve(self, name: str) -> ModelMatch:
-        """Find a model forgivingly: exact id, then normalized equality, prefix, substring.
+        """Find a model forgivingly (see `match`); raises UnknownModel with the closest names."""
+        found = self.match(name)
+        if found is None:
+            raise UnknownModel(name, self.suggest(name))
+        return found
 
-        Unprefixed names search together.ai; `provider/model` reaches other providers.
-        Raises UnknownModel with the three closest names."""
+    def match(self, name: str) -> ModelMatch | None:
+        """The model `name` means, or None: the one matching quotes, budgets and recorded usage share.
+
+        In order: an `[[aliases]]` name; an exact id; at together.ai, normalized equality, then
+        prefix, then substring (shorter names first); then genai-prices' own rules for the
+        name as providers' APIs report it (`gpt-4o`, `claude-3-5-sonnet-20241022`); then the same
+        normalized name at another provider. `provider/model` searches that provider only. Remembered per name: the push path asks it once per name."""
+        try:
+            return self._matches[name]
+        except KeyError:
+            pass
+        if len(self._matches) >= MAX_REMEMBERED:
+            self._matches.clear()
+        found = self._matches[name] = self._match(name)
+        return found
+
+    def _match(self, name: str) -> ModelMatch | None:
         query = name.strip()
         if not query:
-            raise UnknownModel(name, [])
+            return None
+        aliased = self.aliases.get(normalize(query))
+        if aliased is not None:
+            return ModelMatch(*aliased)
         provider, model = self.split(query)
         if (provider, model) in self.prices:
             return ModelMatch(provider, model)
         head, sep, rest = query.partition("/")
-        if sep and head.lower() in {p.lower() for p in self.providers()} and head.lower() != PRIMARY_PROVIDER:
-            provider = next(p for p in self.providers() if p.lower() == head.lower())
-            candidates = [(provider, m) for (p, m) in self.prices if p == provider]
-            wanted = normalize(rest)
+        providers = {p.lower(): p for p in self.providers()}
+        if sep and head.lower() in providers and head.lower() != PRIMARY_PROVIDER:
+            provider = providers[head.lower()]
+            ranked = _rank(normalize(rest), [(p, m) for (p, m) in self.prices if p == provider])
+            if not ranked:
+                return self._known_by_genai_prices(rest, provider)
         else:
             if sep and head.lower() == PRIMARY_PROVIDER:
                 query = rest
-            candidates = [(p, m) for (p, m) in self.prices if p == PRIMARY_PROVIDER]
-            wanted = normalize(query)
-        ranked = _rank(wanted, candidates)
-        if ranked:
-            best = ranked[0]
-            others = tuple(_label(p, m) for p, m in ranked[1:4])
-            return ModelMatch(best[0], best[1], others)
-        raise UnknownModel(name, self.suggest(wanted, candidates))
+            ranked = _rank(normalize(query), [(p, m) for (p, m) in self.prices if p == PRIMARY_PROVIDER])
+            if not ranked:
+                return self._known_by_genai_prices(query) or self._same_name_elsewhere(query)
+        best = ranked[0]
+        return ModelMatch(best[0], best[1], tuple(_label(p, m) for p, m in ranked[1:4]))
 
-    def suggest(self, wanted: str, candidates: Iterable[tuple[str, str]], n: int = 3) -> list[str]:
-        """The `n` names closest to `wanted` by edit similarity."""
-        scored: list[tuple[float, str]] = []
-        for provider, model in candidates:
+    def _same_name_elsewhere(self, name: str) -> ModelMatch | None:
+        """A model of exactly this (normalized) name at another provider, the maker's own API first."""
+        wanted = normalize(name)
+        same = [(p, m) for (p, m) in self.prices if wanted in (normalize(m), normalize(m.rpartition("/")[2]))]
+        if not same:
+            return None
+        same.sort(key=lambda pm: (_provider_rank(pm[0]), len(pm[1]), pm))
+        return ModelMatch(*same[0], tuple(_label(p, m) for p, m in same[1:4]))
+
+    def _known_by_genai_prices(self, name: str, provider: str | None = None) -> ModelMatch | None:
+        """The model genai-prices' matching rules find for `name` (at `provider`), if we price it."""
+        from genai_prices.data_snapshot import get_snapshot
+
+        try:
+            found_provider, found = get_snapshot().find_provider_model(name, None, provider, None)
+        except LookupError:
+            return None
+        key = (found_provider.id, found.id)
+        return ModelMatch(*key) if key in self.prices else None
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        """Up to `n` catalog names like `name` (at its provider, if it names one), most alike first;
+        none that are not alike at all."""
+        head, sep, rest = name.strip().partition("/")
+        providers = {p.lower(): p for p in self.providers()}
+        if sep and head.lower() in providers:
+            wanted, only = normalize(rest), providers[head.lower()]
+        else:
+            wanted, only = normalize(name), None
+        if not wanted:
+            return []
+        best: dict[str, tuple[float, int, str]] = {}  # per short name: its best provider's label
+        for provider, model in self.prices:
+            if only is not None and provider != only:
+                continue
             short = normalize(model.rpartition("/")[2])
-            score = max(
-                difflib.SequenceMatcher(None, wanted, short).ratio(),
-                difflib.SequenceMatcher(None, wanted, short[: len(wanted) + 1]).ratio(),
-                difflib.SequenceMatcher(None, wanted, normalize(model)).ratio(),
-            )
-            scored.append((score, _label(provider, model)))
-        scored.sort(key=lambda item: (-item[0], item[1]))
-        return [label for _, label in scored[:n]]
+            score = max(_likeness(wanted, short), _likeness(wanted, short[: len(wanted) + 1]))
+            if score < SUGGESTION_CUTOFF:
+                continue
+            entry = (-score, _provider_rank(provider), _label(provider, model))
+            if short not in best or entry < best[short]:
+                best[short] = entry
+        return [label for _, _, label in sorted(best.values())[:n]]
 
 
 def _label(provider: str, model: str) -> str:
     return model if provider == PRIMARY_PROVIDER else f"{provider}/{model}"
+
+
+def _likeness(a: str, b: str) -> float:
+    """difflib's ratio, skipping the full comparison where its cheap upper bounds rule it out."""
+    matcher = difflib.SequenceMatcher(None, a, b)
+    if matcher.real_quick_ratio() < SUGGESTION_CUTOFF or matcher.quick_ratio() < SUGGESTION_CUTOFF:
+        return 0.0
+    return matcher.ratio()
+
+
+MODEL_MAKERS = ("openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "meta", "cohere", "moonshotai")
+
+
+def _provider_rank(provider: str) -> int:
+    """together.ai first, then the makers' own APIs, then everyone reselling them."""
+    if provider == PRIMARY_PROVIDER:
+        return 0
+    return 1 + MODEL_MAKERS.index(provider) if provider in MODEL_MAKERS else 1 + len(MODEL_MAKERS)
 
 
 def _rank(wanted: str, candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -287,8 +376,10 @@ def load_catalog(
     synced: Iterable[Price] = (),
     hardware: Iterable[HardwareOption] = (),
     throughput: Iterable[tuple[str, str, Decimal]] = (),
+    aliases: Iterable[tuple[str, str]] = (),
 ) -> Catalog:
-    """The full catalog: genai-prices, our overlay, provider-API prices, then operator overrides."""
+    """The full catalog: genai-prices, our overlay, provider-API prices, then operator overrides;
+    `aliases` are (name, catalog id) pairs (UnknownModel for an id the catalog lacks)."""
     overlay = _read_toml("overlay.toml")
     batch = overlay.get("batch", {})
     discount = Decimal(str(batch.get("default_discount", DEFAULT_BATCH_DISCOUNT)))
@@ -322,4 +413,6 @@ def load_catalog(
         catalog.throughput[(entry["model"], entry["gpu"].lower())] = Decimal(entry["tokens_per_second"])
     for model, gpu, tokens_per_second in throughput:
         catalog.throughput[(model, gpu.lower())] = tokens_per_second
+    for name, target in aliases:
+        catalog.alias(name, target)
     return catalog

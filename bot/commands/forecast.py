@@ -95,5 +95,5 @@ def render(result: LedgerForecast) -> str:
     if result.total.unpriced_tokens:
         out.append("")
         out.append(f"{count(result.total.unpriced_tokens)} tokens this month are of models with no known price; "
-                   "they are not in the amounts above (add a [[prices]] entry to cost them).")
+                   "they are not in the amounts above (add an [[aliases]] or [[prices]] entry, then `budget-guard reprice`).")
     return "\n".join(out)

@@ -11,7 +11,10 @@ from pricing.money import usd
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("reprice", help="re-cost usage since DATE with the current prices")
+    parser = subparsers.add_parser("reprice", help="re-cost usage since DATE with the current prices and names",
+                                   description="Re-cost recorded token usage since DATE with the prices in effect "
+                                               "at its time, resolving its model names again (after a [[prices]] "
+                                               "correction, or an [[aliases]] entry for a name that did not resolve).")
     parser.add_argument("--since", required=True, help="first day to re-cost (YYYY-MM-DD in TZ, or an ISO time)")
     parser.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
     add_database_option(parser)
@@ -38,4 +41,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.newly_priced or result.newly_unpriced:
         print(f"{result.newly_priced:,} row(s) newly priced, {result.newly_unpriced:,} now unpriced")
+    for name, counted_as in sorted(result.renamed.items())[:20]:
+        print(f"{name} {'would count' if args.dry_run else 'now counts'} as {counted_as}")
+    if len(result.renamed) > 20:
+        print(f"...and {len(result.renamed) - 20:,} more names")
     return 0

@@ -37,7 +37,10 @@ def settings_from_args(args: object) -> Settings:
 def open_context(args: object, *, require_schema: bool = True) -> Context:
     """Settings plus a database whose schema is up to date."""
     settings = settings_from_args(args)
-    context = Context.open(settings, with_synced_prices=False)
+    try:
+        context = Context.open(settings, with_synced_prices=False)
+    except ConfigError as exc:
+        raise StartupError(f"configuration: {exc}") from None
     if require_schema:
         try:
             check_up_to_date(context.engine)

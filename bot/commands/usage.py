@@ -113,5 +113,6 @@ def render(by: str, groups: list[GroupTotal], since: datetime, until: datetime |
             lines.append("  ".join("-" * w for w in widths))
         lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     if unpriced:
-        lines.append(f"{unpriced:,} tokens have no known price and are not in the cost: add a [[prices]] entry, then `budget-guard reprice`")
+        lines.append(f"{unpriced:,} tokens have no known price and are not in the cost: for another name of a known "
+                     "model add an [[aliases]] entry, else a [[prices]] entry; then `budget-guard reprice --since DATE`")
     return "\n".join(lines)

@@ -108,7 +108,7 @@ def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
         newest = o.last_usage_at.astimezone(o.zone_info)
         notes.append(f":satellite_antenna: The newest usage is from {newest:%b} {newest.day}, {newest:%H:%M}; "
                      "if a source stopped, these numbers are low.")
-    if (note := unpriced_note(total)) is not None:
+    if (note := unpriced_note(total, o.models)) is not None:
         notes.append(note)
     if notes:
         blocks.append(context(*notes))

@@ -51,7 +51,7 @@ def home_blocks(overview: Overview) -> list[dict[str, Any]]:
         notes = [as_of]
         if total.note:
             notes.append(f"Forecast: {escape(total.note)}.")
-        if (note := unpriced_note(total)) is not None:
+        if (note := unpriced_note(total, o.models)) is not None:
             notes.append(note)
         blocks.append(context(*notes))
 

@@ -3,6 +3,7 @@ their bars and forecasts, models with their outlook, batch suggestions, and how 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -10,6 +11,8 @@ from bot.views.alerts import progress_bar
 from bot.views.blocks import escape
 from jobs.digest import BatchSaving, BudgetStatus, Outlook
 from pricing.money import count, percent, usd
+
+UNPRICED_NAMED = 5  # unpriced models named in the note; the rest are counted
 
 def how_to_get_usage_in(pull_cron: str) -> str:
     """The three ways in, with the configured pull schedule (`PULL_CRON`)."""
@@ -116,8 +119,15 @@ def rest_of_models(models: list[Outlook]) -> str:
     return f"…and {len(models)} more models: {usd(so_far)} so far → {usd(point)}"
 
 
-def unpriced_note(outlook: Outlook) -> str | None:
+def unpriced_note(outlook: Outlook, models: Sequence[Outlook] = ()) -> str | None:
+    """Unpriced tokens this month, naming the models they are of (the largest five)."""
     if not outlook.unpriced_tokens:
         return None
-    return (f":grey_question: {count(outlook.unpriced_tokens)} tokens this month are of models with no known price "
-            "and are not in these dollars; add them under `[[prices]]` in `budget-guard.toml`.")
+    named = sorted((m for m in models if m.unpriced_tokens), key=lambda m: (-m.unpriced_tokens, m.key))
+    which = ", ".join(f"`{escape(m.key)}` ({count(m.unpriced_tokens)})" for m in named[:UNPRICED_NAMED])
+    if len(named) > UNPRICED_NAMED:
+        which += f" and {len(named) - UNPRICED_NAMED} more"
+    return (f":grey_question: {count(outlook.unpriced_tokens)} tokens this month are of models with no known price"
+            + (f": {which}" if which else "") + "; they are not in these dollars. If a name is another name for a "
+            "known model, add it under `[[aliases]]` in `budget-guard.toml`, else its rates under `[[prices]]`; "
+            "then `budget-guard reprice --since` the month's first day.")
