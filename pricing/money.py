@@ -1,4 +1,5 @@
-"""Showing amounts: dollars to the cent, sub-cent amounts to 4 significant digits."""
+"""Showing amounts: totals to the cent (sub-cent ones to 4 significant digits); amounts per
+request or per 1M tokens keep at least 3 significant digits below $1."""
 
 from __future__ import annotations
 
@@ -23,9 +24,25 @@ def usd(amount: Decimal) -> str:
     return f"{sign}${whole}.{fraction}"
 
 
+def unit_usd(amount: Decimal) -> str:
+    """An amount per request or per 1M tokens: `$0.0175`, `$0.024`, `$0.90`, `$0.00875`, `$12.50`.
+
+    From $1 up, to the cent; from a cent to $1, 3 significant digits (trailing zeros dropped,
+    at least two decimals); below a cent, as `usd` shows it."""
+    if abs(amount) < CENT or abs(amount) >= 1:
+        return usd(amount)
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    rounded = amount.quantize(Decimal(1).scaleb(amount.adjusted() - 2), ROUND_HALF_EVEN)
+    if rounded >= 1:
+        return sign + usd(rounded)
+    whole, _, fraction = f"{rounded:f}".partition(".")
+    return f"{sign}${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
 def per_million(rate: Decimal) -> str:
-    """A rate in USD per 1M tokens, e.g. `$0.90/1M`."""
-    return f"{usd(rate)}/1M"
+    """A rate in USD per 1M tokens, e.g. `$0.90/1M`, `$0.088/1M`."""
+    return f"{unit_usd(rate)}/1M"
 
 
 def count(value: Decimal | int | float) -> str:

@@ -122,6 +122,10 @@ def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None,
     if request.kind == "compare":
         quotes.sort(key=lambda q: (q.monthly_cost, q.label))
     notes: list[str] = []
+    at_input_rate = [q.label for q in quotes if q.cached_input_tokens and q.price.cached_input is None]
+    if at_input_rate:
+        notes.append(f"{', '.join(at_input_rate)} {'has' if len(at_input_rate) == 1 else 'have'} no cached-input rate: "
+                     "the cached tokens are charged at the input rate.")
     if any(q.dedicated and q.dedicated.throughput_is_estimate for q in quotes):
         notes.append("Dedicated throughput is a planning estimate; set [[throughput]] in budget-guard.toml with your own.")
     return QuoteResult(request=request, quotes=quotes, notes=notes)

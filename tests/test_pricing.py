@@ -14,7 +14,7 @@ from jobs.settings import PriceOverride, Settings
 from pricing.catalog import Price, UnknownModel, load_catalog
 from pricing.costs import HOURS_PER_MONTH, cluster_quote, dedicated_quote, token_cost
 from pricing.grammar import EXAMPLES, QuoteSyntaxError, parse
-from pricing.money import usd
+from pricing.money import unit_usd, usd
 from pricing.quote import build_quote, quote_json
 
 
@@ -42,6 +42,31 @@ def test_worked_examples_from_the_together_pricing_guide(catalog):
     assert usd(monthly.batch.monthly) == "$6,000.00"
     assert monthly.batch_saving == Decimal("6000")
     assert monthly.batch_saving_fraction == Decimal("0.5")
+
+
+def test_per_request_amounts_keep_three_significant_digits_and_totals_stay_to_the_cent():
+    assert [unit_usd(Decimal(x)) for x in ("0.0175", "0.024", "0.012", "0.00875", "0.0069", "0.9", "0.12345", "3.3")] \
+        == ["$0.0175", "$0.024", "$0.012", "$0.00875", "$0.0069", "$0.90", "$0.123", "$3.30"]
+    assert [usd(Decimal(x)) for x in ("0.0175", "1598.104", "12000")] == ["$0.02", "$1,598.10", "$12,000.00"]
+
+
+def test_gpt_4o_per_request_shows_its_digits_and_json_stays_exact(catalog, capsys):
+    q = quote("gpt-4o 3k/1k", catalog).quotes[0]  # 3,000 x $2.50 + 1,000 x $10.00 per 1M; batch half
+    assert (q.label, q.serverless.per_request, q.batch.per_request) == ("openai/gpt-4o", Decimal("0.0175"), Decimal("0.00875"))
+    assert main(["quote", "openai/gpt-4o 3k/1k"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("openai/gpt-4o"))
+    assert row.split()[-5:-3] == ["$0.0175", "$0.00875"]
+    assert main(["quote", "openai/gpt-4o 3k/1k", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["per_request"] == {"serverless": "0.0175", "batch": "0.00875"}
+
+
+def test_cached_tokens_on_a_model_without_a_cached_rate_are_charged_at_input_with_a_note(catalog):
+    result = quote("maestro 3k/1k cached=2k", catalog)
+    assert result.quotes[0].price.cached_input is None
+    assert result.quotes[0].serverless.per_request == quote("maestro 3k/1k", catalog).quotes[0].serverless.per_request
+    assert result.notes == ["arcee-ai/maestro-reasoning has no cached-input rate: the cached tokens are charged at "
+                            "the input rate."]
+    assert quote("maestro 3k/1k", catalog).notes == []
 
 
 def test_request_cost_formula_with_cached_input():

@@ -65,6 +65,13 @@ def test_worked_example_per_request_from_slack(server: ServerThread) -> None:
     assert "$0.0069 / request" in all_text(answer["blocks"])
 
 
+def test_a_per_request_amount_over_a_cent_keeps_its_digits_in_slack(server: ServerThread) -> None:
+    answer = post_slash_command(server.url, "openai/gpt-4o 3k/1k").json()
+    text = all_text(answer["blocks"])
+    assert "$0.0175 / request" in text and "$0.00875 / request" in text and "$0.02" not in text
+    assert "openai/gpt-4o: $0.0175/request serverless, batch $0.00875/request" in answer["text"]
+
+
 def test_public_posts_to_the_channel(server: ServerThread) -> None:
     answer = post_slash_command(server.url, "maestro 3k/1k x 2M/mo public").json()
     assert answer["response_type"] == "in_channel"

@@ -10,7 +10,7 @@ from bot.commands.startup import StartupError, fail, settings_from_args
 from bot.views.quote import error_text, help_text
 from jobs.catalog import build_catalog
 from pricing.grammar import QuoteSyntaxError, parse
-from pricing.money import count, per_million, percent, usd
+from pricing.money import count, per_million, percent, unit_usd, usd
 from pricing.quote import QuoteResult, build_quote, quote_json
 
 
@@ -59,9 +59,9 @@ def render_table(result: QuoteResult) -> str:
     for q in result.quotes:
         rows.append((
             q.label,
-            f"{usd(q.price.input)} / {usd(q.price.output)}",
-            usd(q.serverless.per_request),
-            usd(q.batch.per_request) if q.batch else "n/a",
+            f"{unit_usd(q.price.input)} / {unit_usd(q.price.output)}",
+            unit_usd(q.serverless.per_request),
+            unit_usd(q.batch.per_request) if q.batch else "n/a",
             usd(q.serverless.monthly) if q.serverless.monthly is not None else "-",
             usd(q.batch.monthly) if q.batch and q.batch.monthly is not None else ("-" if q.batch else "n/a"),
             f"{usd(q.dedicated.monthly_cost)} ({q.dedicated.gpus} GPU)" if q.dedicated else "-",

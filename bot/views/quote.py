@@ -17,7 +17,7 @@ from bot.views.blocks import (
     section,
 )
 from pricing.grammar import EXAMPLES
-from pricing.money import count, per_million, percent, usd
+from pricing.money import count, per_million, percent, unit_usd, usd
 from pricing.quote import ModelQuote, QuoteResult
 
 
@@ -34,7 +34,7 @@ def _rates(q: ModelQuote) -> str:
 
 
 def _money_line(per_request: Decimal, monthly: Decimal | None) -> str:
-    line = f"{usd(per_request)} / request"
+    line = f"{unit_usd(per_request)} / request"
     return line + (f"\n{usd(monthly)} / month" if monthly is not None else "")
 
 
@@ -71,7 +71,7 @@ def quote_blocks(result: QuoteResult) -> list[Block]:
         saving = q.batch_saving or Decimal(0)
         fields.append(
             f"*Batch ({percent(q.batch_saving_fraction or Decimal(0))} off)*\n"
-            f"{_money_line(q.batch.per_request, q.batch.monthly)}\nsaves {usd(saving)}"
+            f"{_money_line(q.batch.per_request, q.batch.monthly)}\nsaves {usd(saving) if q.batch.monthly is not None else unit_usd(saving)}"
             + ("/month" if q.batch.monthly is not None else "/request")
         )
     else:
@@ -101,11 +101,10 @@ def compare_blocks(result: QuoteResult) -> list[Block]:
     ]
     lines = []
     for rank, q in enumerate(result.quotes, start=1):
-        cost = usd(q.serverless.monthly) + "/month" if q.serverless.monthly is not None else usd(q.serverless.per_request) + "/request"
+        cost = usd(q.serverless.monthly) + "/month" if q.serverless.monthly is not None else unit_usd(q.serverless.per_request) + "/request"
         batch = ""
         if q.batch is not None:
-            amount = q.batch.monthly if q.batch.monthly is not None else q.batch.per_request
-            batch = f" · batch {usd(amount)}"
+            batch = f" · batch {usd(q.batch.monthly) if q.batch.monthly is not None else unit_usd(q.batch.per_request)}"
         else:
             batch = " · no batch"
         dedicated = ""
@@ -135,13 +134,14 @@ def quote_text(result: QuoteResult) -> str:
         return f"GPU cluster: {c.gpus} GPUs x {count(c.hours)} h = {usd(c.cost)}"
     parts = []
     for q in result.quotes:
-        amount = q.serverless.monthly if q.serverless.monthly is not None else q.serverless.per_request
-        unit = "/month" if q.serverless.monthly is not None else "/request"
+        monthly = q.serverless.monthly is not None
+        show, unit = (usd, "/month") if monthly else (unit_usd, "/request")
+        amount = q.serverless.monthly if monthly else q.serverless.per_request
         batch = ""
         if q.batch is not None:
-            b = q.batch.monthly if q.batch.monthly is not None else q.batch.per_request
-            batch = f", batch {usd(b)}{unit}"
-        parts.append(f"{q.label}: {usd(amount)}{unit} serverless{batch}")
+            b = q.batch.monthly if monthly else q.batch.per_request
+            batch = f", batch {show(b)}{unit}"
+        parts.append(f"{q.label}: {show(amount)}{unit} serverless{batch}")
     return "; ".join(parts)
 
 
