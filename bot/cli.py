@@ -1,4 +1,7 @@
-"""The `budget-guard` command line: one sub-command per module in `bot.commands`."""
+"""The `budget-guard` command line: one sub-command per module in `bot.commands`.
+
+Start-up is kept fast: building the parser imports every command module, and each imports
+at its top only what its parser needs; what a command runs is imported when it runs."""
 
 from __future__ import annotations
 
@@ -7,13 +10,13 @@ import importlib
 import sys
 
 # Each module in bot/commands/ exposes `register(subparsers)`, which adds its parser and
-# sets `func=run`, where `run(args) -> int` is the exit code.
+# sets `func=run`, where `run(args) -> int` is the exit code. A module that fails to import
+# stops the command line with its error: a command is never silently missing.
 COMMAND_MODULES = (
     "quote",
     "serve",
     "db",
     "pull",
-    "push",
     "usage",
     "import_",
     "reprice",
@@ -26,20 +29,34 @@ COMMAND_MODULES = (
 )
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: object, values: object,
+                 option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("budget-guard")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown (not installed)"
+        print(f"budget-guard {number}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="budget-guard",
         description="Quote, record, forecast and guard LLM API spend.",
     )
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"bot.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bot.commands.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"bot.commands.{name}").register(subparsers)
     return parser
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import timezone
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from db.models import SyncedPrice
 from jobs.settings import ConfigError, Settings
 from pricing.catalog import DEFAULT_BATCH_DISCOUNT, Catalog, HardwareOption, Price, UnknownModel, load_catalog
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def override_prices(settings: Settings) -> list[Price]:
@@ -34,6 +34,10 @@ def override_prices(settings: Settings) -> list[Price]:
 
 def synced_prices(session: Session) -> list[Price]:
     """Prices read from together.ai's /v1/models, start-dated from when they were first seen."""
+    from sqlalchemy import select
+
+    from db.models import SyncedPrice
+
     rows = session.scalars(select(SyncedPrice)).all()
     return [
         Price(

@@ -16,9 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+
+from db import EMBEDDED_DATABASE_URL
 
 SECRET_KEYS = (
     "slack_bot_token",
@@ -199,7 +209,7 @@ class Settings(BaseSettings):
     together_api_key: SecretStr | None = None
     ingest_tokens: SecretStr | None = None
 
-    database_url: str = "sqlite:///budget-guard.db"
+    database_url: str = EMBEDDED_DATABASE_URL
     tz: str = "UTC"
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=1, le=65535)
@@ -261,7 +271,11 @@ class Settings(BaseSettings):
 
     @field_validator("pull_cron", "check_cron", "price_sync_cron")
     @classmethod
-    def _cron(cls, value: str) -> str:
+    def _cron(cls, value: str, info: ValidationInfo) -> str:
+        if value == cls.model_fields[info.field_name].default:  # type: ignore[index]
+            return value  # the defaults are valid (tested); parsing them would import APScheduler for every command
+        from apscheduler.triggers.cron import CronTrigger
+
         try:
             CronTrigger.from_crontab(value, timezone="UTC")
         except ValueError as exc:

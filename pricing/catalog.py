@@ -13,6 +13,8 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
+from pricing.base_prices import base_rates
+
 DATA = Path(__file__).resolve().parent / "data"
 PRIMARY_PROVIDER = "together"
 MAX_REMEMBERED = 50_000  # model names whose match a catalog keeps; past that it starts afresh
@@ -316,55 +318,13 @@ def _as_date(at: date | datetime | None) -> date:
     return at
 
 
-def _genai_prices() -> Iterable[Price]:
-    """Every text-token price in the genai-prices package, with its start dates."""
-    from genai_prices import data as genai
-
-    for provider in genai.providers:
-        for info in provider.models:
-            variants = info.prices if isinstance(info.prices, list) else [_Unconditional(info.prices)]
-            for variant in variants:
-                constraint = getattr(variant, "constraint", None)
-                if constraint is not None and not isinstance(constraint, genai.StartDateConstraint):
-                    continue  # time-of-day discounts are not modelled
-                start = constraint.start_date if constraint is not None else None
-                price = _to_price(provider.id, info.id, variant.prices, start)
-                if price is not None:
-                    yield price
-
-
-@dataclass(frozen=True)
-class _Unconditional:
-    prices: object
-    constraint: None = None
-
-
-def _rate(value: object) -> Decimal | None:
-    if value is None:
-        return None
-    base = getattr(value, "base", value)  # tiered prices: the base tier
-    return Decimal(str(base))
-
-
-def _to_price(provider: str, model: str, model_price: object, start: date | None) -> Price | None:
-    input_rate = _rate(getattr(model_price, "input_mtok", None))
-    output_rate = _rate(getattr(model_price, "output_mtok", None))
-    if input_rate is None and output_rate is None:
-        return None
-    return Price(
-        provider=provider,
-        model=model,
-        input=input_rate or Decimal(0),
-        output=output_rate or Decimal(0),
-        cached_input=_rate(getattr(model_price, "cache_read_mtok", None)),
-        source="genai-prices",
-        effective_from=start,
-    )
-
-
 @lru_cache(maxsize=1)
 def _base_prices() -> tuple[Price, ...]:
-    return tuple(_genai_prices())
+    return tuple(
+        Price(provider=r.provider, model=r.model, input=r.input, output=r.output, cached_input=r.cached_input,
+              source="genai-prices", effective_from=r.start)
+        for r in base_rates()
+    )
 
 
 def _read_toml(name: str) -> dict:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from jobs.advice import Advice, Candidate, advise
 from pricing.money import count, usd
+
+if TYPE_CHECKING:
+    from jobs.advice import Advice, Candidate
 
 EMPTY_LEDGER = ("no usage recorded in the last {days} days: nothing to advise on. "
                 "Record usage first (`budget-guard import FILE`, `budget-guard pull`, or POST /v1/usage).")
@@ -28,6 +31,8 @@ def utc_now() -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.advice import advise
+
     if args.days < 1:
         return fail(StartupError("--days must be at least 1, e.g. --days 28"))
     try:

@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from jobs.backtest import SeriesError, format_table, load_series, run_backtest, summarize
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -27,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.backtest import SeriesError, format_table, load_series, run_backtest, summarize
+
     try:
         cases = run_backtest(load_series(args.series))
     except SeriesError as exc:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import uuid
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from bot.runtime import renderers
-from jobs import claims
-from jobs.budget_check import AlertDraft, check_budgets
-from jobs.outbox import send_pending
-from jobs.scheduler import outbox_client
 from pricing.money import usd
+
+if TYPE_CHECKING:
+    from jobs.budget_check import AlertDraft
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +31,12 @@ def render_text(draft: AlertDraft) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.runtime import renderers
+    from jobs import claims
+    from jobs.budget_check import check_budgets
+    from jobs.outbox import send_pending
+    from jobs.scheduler import outbox_client
+
     try:
         context = open_context(args)
     except StartupError as exc:

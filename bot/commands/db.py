@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from bot.commands.startup import StartupError, add_database_option, fail, settings_from_args, upgrade_database
-from db.engine import make_engine
-from db.schema import SchemaOutOfDate, check_up_to_date, head_revision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from db.engine import make_engine
+    from db.schema import SchemaOutOfDate, check_up_to_date, head_revision
+
     try:
         settings = settings_from_args(args)
         if args.db_action == "upgrade":

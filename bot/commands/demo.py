@@ -9,24 +9,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_UP, Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.commands.advise import render as render_advice
-from bot.commands.check import render_text
-from bot.commands.digest import dry_run_digest
-from bot.commands.quote import render_table
-from bot.views.alerts import alert_message
-from bot.views.blocks import to_dicts
-from bot.views.quote import quote_blocks
-from db.rollups import daily_rows, local_midnight
-from db.schema import upgrade
-from jobs.advice import advise
-from jobs.budget_check import check_budgets
-from jobs.context import Context
-from jobs.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
-from jobs.projection import fraction_of_day, project
-from jobs.settings import BudgetConfig, Settings, given_settings
-from pricing.grammar import parse
-from pricing.quote import build_quote
+from bot.commands.startup import instant
+
+if TYPE_CHECKING:
+    from jobs.context import Context
+    from jobs.settings import BudgetConfig
 
 SAMPLE_QUOTE = "compare llama-3.3-70b deepseek-v3 qwen3-235b 3k/1k 100k/day"
 
@@ -35,17 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run every job on a generated month of usage; print what Slack would see")
     parser.add_argument("--dir", default=None, help="folder for the demo ledger (default: a new temporary folder)")
     parser.add_argument("--out", default=None, help="where Block Kit JSON and the chart go (default: DIR/out)")
-    parser.add_argument("--now", type=_instant, default=None, metavar="TIME",
+    parser.add_argument("--now", type=instant, default=None, metavar="TIME",
                         help="run as if it were TIME (ISO 8601, UTC unless it says; default: now)")
     parser.set_defaults(func=run)
-
-
-def _instant(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time such as 2026-12-01T09:00Z, not {text!r}") from None
-    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def banner(title: str) -> None:
@@ -53,6 +34,20 @@ def banner(title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.commands.check import render_text
+    from bot.commands.digest import dry_run_digest
+    from bot.commands.quote import render_table
+    from bot.views.alerts import alert_message
+    from bot.views.blocks import to_dicts
+    from bot.views.quote import quote_blocks
+    from db.schema import upgrade
+    from jobs.budget_check import check_budgets
+    from jobs.context import Context
+    from jobs.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
+    from jobs.settings import given_settings
+    from pricing.grammar import parse
+    from pricing.quote import build_quote
+
     started = time.perf_counter()
     folder = Path(args.dir or tempfile.mkdtemp(prefix="budget-guard-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,6 +102,11 @@ def simulation_note(real_now: datetime, now: datetime) -> str:
 
 def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
     """One budget 90% used (an actual alert), one that the forecast says will be exceeded."""
+    from db.rollups import daily_rows, local_midnight
+    from jobs.demo import ALERT_CHANNEL
+    from jobs.projection import fraction_of_day, project
+    from jobs.settings import BudgetConfig
+
     today = now.date()
     with context.sessions() as session:
         rows = daily_rows(session, local_midnight(today - timedelta(days=62), context.settings.zone),
@@ -127,5 +127,8 @@ def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
 
 
 def show_advice(context: Context, now: datetime) -> str:
+    from bot.commands.advise import render as render_advice
+    from jobs.advice import advise
+
     with context.sessions() as session:
         return render_advice(advise(session, context.settings, context.catalog, now=now))

@@ -12,17 +12,12 @@ import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from bot.views.digest import digest_message, terminal_text
-from db.models import OutboxMessage
-from jobs import claims
-from jobs.context import Context
-from jobs.digest import build_digest, queue_digest
-from jobs.outbox import send_pending
-from jobs.scheduler import outbox_client
+
+if TYPE_CHECKING:
+    from jobs.context import Context
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,12 +47,24 @@ def write_files(out: Path, text: str, blocks: list[dict], chart: bytes | None) -
 
 def dry_run_digest(context: Context, now: datetime, out: Path) -> str:
     """Build the digest, write its files into `out`, and return it as the terminal shows it."""
+    from bot.views.digest import digest_message, terminal_text
+    from jobs.digest import build_digest
+
     text, blocks, chart = digest_message(build_digest(context, now=now))
     written = write_files(out, text, blocks, chart)
     return terminal_text(text, blocks) + f"\nWrote {', '.join(str(p) for p in written)}; nothing was posted."
 
 
 def run(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from bot.views.digest import digest_message
+    from db.models import OutboxMessage
+    from jobs import claims
+    from jobs.digest import build_digest, queue_digest
+    from jobs.outbox import send_pending
+    from jobs.scheduler import outbox_client
+
     try:
         context = open_context(args)
     except StartupError as exc:

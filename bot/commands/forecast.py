@@ -10,12 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from jobs.month_end import GROUPS, LedgerForecast, forecast_month_end
-from jobs.projection import HISTORY_DAYS, Projection
 from pricing.money import count, usd
+
+if TYPE_CHECKING:
+    from jobs.month_end import LedgerForecast
+    from jobs.projection import Projection
+
+GROUPS = ("model", "project", "feature")  # jobs.month_end.GROUPS, without importing it to build the parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +36,9 @@ def utc_now() -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.month_end import forecast_month_end
+    from jobs.projection import HISTORY_DAYS
+
     try:
         context = open_context(args)
     except StartupError as exc:

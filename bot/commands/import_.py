@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from jobs.ingest import CSV_FIELDS, IngestRejected, file_format, import_file
+
+CSV_FIELDS = (  # jobs.ingest.CSV_FIELDS, without importing the ledger to build the parser
+    "id", "created", "timestamp", "model", "prompt_tokens", "completion_tokens", "cached_tokens", "requests",
+    "mode", "project", "feature", "api_key", "environment", "tags",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +68,8 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.ingest import IngestRejected, file_format, import_file
+
     try:
         mapping = parse_mapping(args.map)
         if not args.file.is_file():

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from jobs.pull import UnknownSource, pull_sources
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.pull import UnknownSource, pull_sources
+
     try:
         context = open_context(args)
     except StartupError as exc:

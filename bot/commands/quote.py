@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from bot.commands.startup import StartupError, fail, settings_from_args
-from bot.views.quote import error_text, help_text
-from jobs.catalog import build_catalog
-from pricing.grammar import QuoteSyntaxError, parse
 from pricing.money import count, per_million, percent, unit_usd, usd
-from pricing.quote import QuoteResult, build_quote, quote_json
+
+if TYPE_CHECKING:
+    from pricing.quote import QuoteResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,18 +22,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.catalog import build_catalog
+    from jobs.settings import ConfigError
+    from pricing.grammar import QuoteSyntaxError, parse
+    from pricing.quote import build_quote, quote_json
+
     try:
         settings = settings_from_args(args)
+        catalog = build_catalog(settings)
     except StartupError as exc:
         return fail(exc)
+    except ConfigError as exc:
+        return fail(StartupError(f"configuration: {exc}"))
     text = " ".join(args.text)
     try:
         request = parse(text)
         if request.kind == "help":
+            from bot.views.quote import help_text
+
             print(help_text())
             return 0
-        result = build_quote(request, build_catalog(settings), default_gpu=settings.default_gpu)
+        result = build_quote(request, catalog, default_gpu=settings.default_gpu)
     except QuoteSyntaxError as exc:
+        from bot.views.quote import error_text
+
         print(error_text(exc.message, exc.example), file=sys.stderr)
         return 2
     if args.json:

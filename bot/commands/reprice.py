@@ -6,7 +6,6 @@ import argparse
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
 from bot.commands.usage import parse_moment
-from jobs.reprice import reprice
 from pricing.money import usd
 
 
@@ -22,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.reprice import reprice
+
     try:
         context = open_context(args)
     except StartupError as exc:

@@ -7,7 +7,6 @@ import logging
 import os
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context, settings_from_args, upgrade_database
-from bot.logs import setup_logging
 
 log = logging.getLogger("budget_guard.serve")
 
@@ -23,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.logs import setup_logging
+
     try:
         if args.upgrade_db:
             upgrade_database(settings_from_args(args).database_url)

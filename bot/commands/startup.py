@@ -1,14 +1,20 @@
-"""What every command does first: read settings and open the database, failing in one line."""
+"""What every command does first: read settings and open the database, failing in one line.
+
+Cheap to import (every command module does, to build the parser): what the functions below
+need, they import when called."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from db.schema import SchemaOutOfDate, check_up_to_date, upgrade
-from jobs.budgets import FileBudgetError, file_budgets, ledger_models
-from jobs.context import Context
-from jobs.settings import ConfigError, Settings, load_settings
+from db import EMBEDDED_DATABASE_URL
+
+if TYPE_CHECKING:
+    from jobs.context import Context
+    from jobs.settings import Settings
 
 
 class StartupError(Exception):
@@ -17,14 +23,35 @@ class StartupError(Exception):
 
 def add_database_option(parser: argparse.ArgumentParser) -> None:
     """`--database-url`, whose help says where the database is when it is not given."""
-    default = Settings.model_fields["database_url"].default
     parser.add_argument("--database-url", default=None, metavar="URL",
                         help=f"the database (default: DATABASE_URL, or database_url in budget-guard.toml, "
-                             f"else {default}: a file in the current folder)")
+                             f"else {EMBEDDED_DATABASE_URL}: a file in the current folder)")
+
+
+def instant(text: str) -> datetime:
+    """An `argparse` type: an ISO 8601 time (UTC unless it says otherwise), as an aware UTC datetime."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time such as 2026-12-01T09:00Z, not {text!r}") from None
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def add_now_option(parser: argparse.ArgumentParser) -> None:
+    """`--now TIME`: see the ledger as of TIME (e.g. the demo's day) instead of the clock's now."""
+    parser.add_argument("--now", type=instant, default=None, metavar="TIME",
+                        help="as if it were TIME (ISO 8601, UTC unless it says; default: now)")
+
+
+def now_from(args: object) -> datetime:
+    """`--now` if given, else the current time (UTC)."""
+    return getattr(args, "now", None) or datetime.now(timezone.utc)
 
 
 def settings_from_args(args: object) -> Settings:
     """Settings from the environment and TOML file, with `--database-url` winning if given."""
+    from jobs.settings import ConfigError, load_settings
+
     overrides = {}
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url  # type: ignore[attr-defined]
@@ -36,6 +63,10 @@ def settings_from_args(args: object) -> Settings:
 
 def open_context(args: object, *, require_schema: bool = True) -> Context:
     """Settings plus a database whose schema is up to date."""
+    from db.schema import SchemaOutOfDate, check_up_to_date
+    from jobs.context import Context
+    from jobs.settings import ConfigError
+
     settings = settings_from_args(args)
     try:
         context = Context.open(settings, with_synced_prices=False)
@@ -57,6 +88,8 @@ def open_context(args: object, *, require_schema: bool = True) -> Context:
 
 def _check_file_budgets(context: Context) -> None:
     """Every model a file budget names must be one the catalog or the ledger knows."""
+    from jobs.budgets import FileBudgetError, file_budgets, ledger_models
+
     try:
         with context.sessions() as session:
             file_budgets(context.settings, context.catalog, lambda: ledger_models(session))
@@ -76,6 +109,8 @@ def _first_line(exc: Exception) -> str:
 
 def upgrade_database(url: str) -> None:
     """Apply migrations; a database that cannot be reached is one clear line."""
+    from db.schema import upgrade
+
     try:
         upgrade(url)
     except Exception as exc:

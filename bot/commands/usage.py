@@ -6,11 +6,14 @@ import argparse
 import json
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from db.ledger import GroupTotal, totals
 from pricing.money import usd
+
+if TYPE_CHECKING:
+    from db.ledger import GroupTotal
 
 GROUP_CHOICES = ("model", "project", "feature", "mode", "api_key", "environment", "source")
 
@@ -48,6 +51,8 @@ def month_start(zone: ZoneInfo, now: datetime | None = None) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    from db.ledger import totals
+
     try:
         context = open_context(args)
     except StartupError as exc:
