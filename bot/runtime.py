@@ -17,6 +17,7 @@ from bot.app import create_app
 from bot.commands.startup import StartupError
 from bot.metrics import Metrics
 from bot.server import create_server
+from bot.slack_link import UNREACHABLE, SlackLink, SlackRefused, SlackUnreachable
 from jobs.context import Context
 
 log = logging.getLogger("budget_guard.runtime")
@@ -25,7 +26,7 @@ log = logging.getLogger("budget_guard.runtime")
 @dataclass
 class Runtime:
     context: Context
-    bolt_app: App | None
+    slack: SlackLink
     metrics: Metrics = field(default_factory=Metrics)
     scheduler: Any = None
     socket_mode: Any = None
@@ -34,19 +35,41 @@ class Runtime:
     @classmethod
     def start(cls, context: Context, *, scheduler: bool = True) -> "Runtime":
         """Check Slack's settings and token, and connect Socket Mode when it is configured (one
-        clear line when any of it fails), then start the scheduler."""
+        clear line when a setting is wrong or Slack refuses it), then start the scheduler.
+
+        Slack that cannot be reached is no reason to stop: ingest, health and metrics serve,
+        and Slack is tried again in the background (`SlackLink`)."""
         settings = context.settings
         metrics = Metrics()
-        bolt_app = _bolt_app(context, metrics)
-        runtime = cls(context, bolt_app, metrics)
-        if bolt_app is not None and settings.slack_app_token:
-            runtime.socket_mode = _connect_socket_mode(bolt_app, settings.slack_app_token.get_secret_value())
+        runtime = cls(context, SlackLink(), metrics)
+        if _slack_configured(settings):
+            try:
+                runtime.slack = SlackLink(runtime.connect_slack())
+            except SlackRefused as exc:
+                raise StartupError(str(exc)) from None
+            except SlackUnreachable as exc:
+                runtime.slack = SlackLink(state=UNREACHABLE, detail=str(exc))
+                runtime.slack.keep_trying(runtime.connect_slack)
         if scheduler:
             runtime.scheduler = _start_scheduler(context, runtime.metrics)
         return runtime
 
+    @property
+    def bolt_app(self) -> App | None:
+        return self.slack.app
+
+    def connect_slack(self) -> App:
+        """The Bolt app once Slack accepted the bot token, with Socket Mode connected when it is
+        configured; SlackRefused or SlackUnreachable otherwise."""
+        settings = self.context.settings
+        bolt_app = _bolt_app(self.context, self.metrics)
+        if settings.slack_app_token:
+            self.socket_mode = _connect_socket_mode(bolt_app, settings.slack_app_token.get_secret_value())
+            log.info("connected to Slack in Socket Mode")
+        return bolt_app
+
     def asgi(self) -> Any:
-        return create_server(self.context, self.bolt_app, self.metrics)
+        return create_server(self.context, self.slack, self.metrics)
 
     def run_http(self, host: str, port: int) -> None:
         """Serve until SIGTERM or SIGINT; uvicorn finishes in-flight requests before returning."""
@@ -60,44 +83,50 @@ class Runtime:
         uvicorn.Server(config).run()
 
     def run_socket_mode(self, host: str, port: int) -> None:
-        """Slack over Socket Mode (connected at start); ingest, health and metrics still over HTTP."""
-        log.info("connected to Slack in Socket Mode")
+        """Slack over Socket Mode (connected at start, or once Slack is reachable); ingest, health
+        and metrics over HTTP."""
         try:
             self.run_http(host, port)
         finally:
-            self.socket_mode.close()
+            if self.socket_mode is not None:
+                self.socket_mode.close()
 
     def stop(self) -> None:
         """Stop the scheduler, letting running jobs finish and releasing what they claimed."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.slack.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         log.info("stopped")
 
 
-def _bolt_app(context: Context, metrics: Metrics) -> App | None:
-    """The Bolt app once Slack has accepted the bot token; None when Slack is not configured."""
-    settings = context.settings
+def _slack_configured(settings: Any) -> bool:
+    """Whether Slack is to be used; StartupError when its settings cannot work together."""
     token, secret, app_token = settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token
     if not (token or secret or app_token):
-        return None
+        return False
     if not token:
         other = "SLACK_APP_TOKEN" if app_token else "SLACK_SIGNING_SECRET"
         raise StartupError(f"SLACK_BOT_TOKEN: not set, but {other} is; Slack needs both")
     if not (secret or app_token):
         raise StartupError("SLACK_SIGNING_SECRET: not set; it verifies Slack's requests over HTTP "
                            "(or set SLACK_APP_TOKEN for Socket Mode)")
+    return True
+
+
+def _bolt_app(context: Context, metrics: Metrics) -> App:
+    """The Bolt app once Slack has accepted the bot token (auth.test)."""
     try:
         with _quiet_slack_logs():
             return create_app(context, metrics=metrics)
     except Exception as exc:  # BoltError from auth.test, or the connection error under it
-        where = settings.slack_api_url or "https://slack.com/api/"
+        where = context.settings.slack_api_url or "https://slack.com/api/"
         reason = _reason(exc)
         if reason in _TOKEN_ERRORS:
-            raise StartupError(f"SLACK_BOT_TOKEN: Slack did not accept it ({reason})") from None
-        raise StartupError(f"SLACK_API_URL: cannot reach Slack at {where} to check the bot token ({reason})") from None
+            raise SlackRefused(f"SLACK_BOT_TOKEN: Slack did not accept it ({reason})") from None
+        raise SlackUnreachable(f"SLACK_API_URL: cannot reach Slack at {where} to check the bot token ({reason})") from None
 
 
 def _connect_socket_mode(bolt_app: App, app_token: str) -> Any:
@@ -107,9 +136,12 @@ def _connect_socket_mode(bolt_app: App, app_token: str) -> Any:
     try:
         with _quiet_slack_logs():
             handler.connect()
-    except Exception as exc:  # noqa: BLE001 - any refusal is one line
+    except Exception as exc:  # noqa: BLE001 - a refusal or an unreachable Slack is one line
         handler.close()
-        raise StartupError(f"SLACK_APP_TOKEN: Slack refused the Socket Mode connection ({_reason(exc)})") from None
+        reason = _reason(exc)
+        if _answered(exc):
+            raise SlackRefused(f"SLACK_APP_TOKEN: Slack refused the Socket Mode connection ({reason})") from None
+        raise SlackUnreachable(f"cannot reach Slack to open the Socket Mode connection ({reason})") from None
     return handler
 
 
@@ -148,6 +180,19 @@ def renderers() -> dict[str, Any]:
 
 _TOKEN_ERRORS = ("invalid_auth", "token_revoked", "account_inactive", "not_authed", "token_expired",
                  "not_allowed_token_type")
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether Slack itself answered with an error (rather than not being reached at all)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if response is not None and isinstance(getattr(response, "data", None), dict) and response.get("error"):
+            return getattr(response, "status_code", 200) < 500
+        if any(marker in str(seen) for marker in _TOKEN_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _reason(exc: BaseException) -> str:

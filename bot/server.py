@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.metrics import Metrics
+from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
 from jobs.context import Context
 from jobs.ingest import IngestRejected, IngestResult, parse_body
 from jobs.push_writer import PushWriter
@@ -47,15 +48,22 @@ def too_large(limit: int) -> JSONResponse:
     return JSONResponse({"error": f"request body is larger than {limit:,} bytes"}, status_code=413)
 
 
-def create_server(context: Context, bolt_app: App | None, metrics: Metrics | None = None) -> Starlette:
-    """The ASGI app. `bolt_app` is None when Slack is not configured (ingest and health still work)."""
+def create_server(context: Context, slack: App | SlackLink | None, metrics: Metrics | None = None) -> Starlette:
+    """The ASGI app. `slack` is the Bolt app, or the link that will hold it once Slack is reached;
+    ingest, health and metrics work without it."""
     limit = context.settings.max_body_bytes
     metrics = metrics or Metrics()
+    link = slack if isinstance(slack, SlackLink) else SlackLink(slack)
 
     async def slack_events(request: Request) -> Response:
+        bolt_app = link.app
         if bolt_app is None:
-            return JSONResponse({"error": "Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"},
-                                status_code=503)
+            if link.state == NOT_CONFIGURED:
+                return JSONResponse({"error": "Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"},
+                                    status_code=503)
+            why = "Slack refused the bot token" if link.state == REFUSED else "Slack is not reachable from here yet"
+            return JSONResponse({"error": f"{why}; nothing was done", "slack": link.state}, status_code=503,
+                                headers={} if link.state == REFUSED else {"Retry-After": "30"})
         try:
             body = await read_body(request, limit)
         except BodyTooLarge:
@@ -109,14 +117,18 @@ def create_server(context: Context, bolt_app: App | None, metrics: Metrics | Non
             with context.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
 
+        # Slack down is "degraded", not unhealthy: the process ingests and answers; restarting it
+        # (what an orchestrator does with a failing health check) would not bring Slack back.
         try:
             await run_in_threadpool(check)
         except Exception as exc:
-            return JSONResponse({"status": "unhealthy", "database": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok"})
+            return JSONResponse({"status": "unhealthy", "database": type(exc).__name__, **link.health()},
+                                status_code=503)
+        return JSONResponse({"status": "degraded" if link.degraded else "ok", "database": "ok", **link.health()})
 
     async def metrics_endpoint(request: Request) -> Response:
         text_body = await run_in_threadpool(metrics.render, context)
+        text_body += "".join(line + "\n" for line in link.metrics())
         return PlainTextResponse(text_body, media_type="text/plain; version=0.0.4")
 
     def counted(name: str, endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:

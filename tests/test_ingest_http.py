@@ -93,7 +93,7 @@ def test_oversize_and_malformed_bodies(server: ServerThread, context: Context) -
 
 
 def test_health_and_metrics(server: ServerThread) -> None:
-    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok", "database": "ok"}
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok", "database": "ok", "slack": "not configured"}
     push(server, json.dumps(record("m1")))
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'budget_guard_requests_total{endpoint="usage",status="200"} 1' in metrics

@@ -69,7 +69,7 @@ def test_two_serve_processes_post_each_alert_once(database_url: str, slack: Fake
         time.sleep(3)
         assert len([m for m in slack.messages if m["channel"] == "C0ALERTS"]) == 2
         health = httpx.get(f"{restarted.url}/healthz").json()
-        assert health == {"status": "ok", "database": "ok"}
+        assert health == {"status": "ok", "database": "ok", "slack": "ok"}
         assert restarted.stop(signal.SIGTERM) == 0
     assert len(slack.calls_to("chat.postMessage")) == 2
 

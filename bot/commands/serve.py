@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     settings = context.settings
     setup_logging(settings, level="ERROR")  # quiet until the start-up checks pass: a failure is one line
     from bot.runtime import Runtime
+    from bot.slack_link import NOT_CONFIGURED, UNREACHABLE
 
     try:
         runtime = Runtime.start(context, scheduler=not args.no_scheduler)
@@ -40,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         context.close()
         return fail(exc)
     logging.getLogger().setLevel(settings.log_level)
-    if runtime.bolt_app is None:
+    if runtime.slack.state == NOT_CONFIGURED:
         log.warning("Slack is not configured (no SLACK_BOT_TOKEN): serving usage ingest, health and metrics only")
+    elif runtime.slack.state == UNREACHABLE:
+        log.warning("%s: serving usage ingest, health and metrics; trying Slack again in the background",
+                    runtime.slack.detail)
     host = args.host or settings.host
     port = args.port or settings.port
     try:
