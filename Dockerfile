@@ -37,6 +37,7 @@ EXPOSE 3000
 # Healthy only when /healthz answers 2xx (it checks the database); no curl in the image.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '3000') + '/healthz', timeout=4); sys.exit(0 if 200 <= r.status < 300 else 1)"]
-# --upgrade-db migrates the schema first. With several replicas, run `budget-guard db upgrade`
-# once before starting them and start each with plain `budget-guard serve` (see the README).
+# serve --upgrade-db migrates the schema first. Replicas on one PostgreSQL database may all
+# start this way: each upgrade takes an advisory lock on the schema, so they migrate one at a
+# time and the rest find nothing to do (a separate `budget-guard db upgrade` step works too).
 CMD ["budget-guard", "serve", "--upgrade-db"]

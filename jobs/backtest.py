@@ -191,12 +191,16 @@ def summarize(cases: Sequence[Case]) -> Summary:
 
 
 def format_table(summary: Summary) -> str:
-    """The summary as a fixed-width text table."""
+    """The summary as a fixed-width text table, under a line that says what its figures are."""
     columns = [k for k in summary.median_ape["forecast"]]
+    days = [k for k in columns if isinstance(k, int)]
+    title = ("Median APE (median absolute percentage error; 0.0500 is 5%) of each method's month-end forecast,\n"
+             f"made on day {', '.join(str(d) for d in days[:-1])} and {days[-1]} of the month "
+             f"(d{days[0]} … d{days[-1]}) and over all of them (all):")
     head = f"{'method':<12}" + "".join(
         f"{('d' + str(k)) if isinstance(k, int) else k:>8}" for k in columns
     )
-    lines = [head]
+    lines = [title, head]
     for method, row in summary.median_ape.items():
         lines.append(f"{method:<12}" + "".join(f"{row[k]:>8.4f}" for k in columns))
     lines.append(f"80% interval coverage: {summary.coverage:.3f} over {summary.cases} cases")

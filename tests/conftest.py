@@ -21,6 +21,14 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")
 ENGINES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
+def needs_shared(relative: str) -> pytest.MarkDecorator:
+    """Skip unless `relative` exists in the team's shared folder beside the checkout, saying why."""
+    path = SHARED / relative
+    return pytest.mark.skipif(not path.exists(), reason=(
+        f"needs {relative} from the shared folder beside the checkout ({path} is missing): the real API "
+        "specs and data sets live in ../shared, outside the repository; put or link that folder there to run it"))
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's own configuration or secrets."""

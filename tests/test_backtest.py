@@ -14,13 +14,11 @@ import pytest
 
 from bot.cli import main
 from jobs.backtest import CHECKPOINTS, Case, SeriesError, load_series, run_backtest, summarize
+from tests.conftest import SHARED, needs_shared
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "forecast"
-WIKIPEDIA_R = SHARED / "wikipedia_R_daily.csv"
-needs_shared = pytest.mark.skipif(
-    not WIKIPEDIA_R.exists(), reason=f"shared benchmark series not found at {WIKIPEDIA_R}"
-)
+WIKIPEDIA_R = SHARED / "data" / "forecast" / "wikipedia_R_daily.csv"
+needs_series = needs_shared("data/forecast/wikipedia_R_daily.csv")
 
 
 def write_series(path: Path, start: date, days: int, value=lambda i: 100.0 + i % 7) -> Path:
@@ -116,7 +114,25 @@ def test_cli_json_runs_as_a_real_process(tmp_path):
     assert all(r["low"] <= r["point"] <= r["high"] for r in rows)
 
 
+def test_the_table_says_its_figures_are_median_ape(tmp_path, capsys):
+    path = write_series(tmp_path / "s.csv", date(2023, 11, 1), 152)
+    assert main(["backtest", "--series", str(path)]) == 0
+    title, days, header, *rows = capsys.readouterr().out.splitlines()
+    assert title.startswith("Median APE (median absolute percentage error; 0.0500 is 5%)")
+    assert days == "made on day 5, 10, 15, 20 and 25 of the month (d5 … d25) and over all of them (all):"
+    assert header.split() == ["method", "d5", "d10", "d15", "d20", "d25", "all"]
+    assert [row.split()[0] for row in rows[:3]] == ["forecast", "run-rate", "trailing-7"]
+
+
 # --------------------------------------------------------------------------- shared series
+
+
+def test_tests_that_need_the_shared_folder_say_what_is_missing_and_where_it_goes():
+    mark = needs_shared("data/no-such-series.csv")
+    assert mark.args == (True,)
+    reason = mark.kwargs["reason"]
+    assert str(SHARED / "data" / "no-such-series.csv") in reason and "../shared" in reason
+    assert "put or link that folder there" in reason
 
 
 def protocol_months(path: Path) -> dict[str, float]:
@@ -141,7 +157,7 @@ def shared_cases() -> list[Case]:
     return run_backtest(load_series(WIKIPEDIA_R))
 
 
-@needs_shared
+@needs_series
 def test_json_cases_match_the_protocol_on_the_shared_series(capsys):
     assert main(["backtest", "--series", str(WIKIPEDIA_R), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -153,7 +169,7 @@ def test_json_cases_match_the_protocol_on_the_shared_series(capsys):
         assert r["low"] <= r["point"] <= r["high"]
 
 
-@needs_shared
+@needs_series
 def test_table_output_on_the_shared_series(capsys):
     assert main(["backtest", "--series", str(WIKIPEDIA_R)]) == 0
     out = capsys.readouterr().out
@@ -161,12 +177,12 @@ def test_table_output_on_the_shared_series(capsys):
         assert label in out
 
 
-@needs_shared
+@needs_series
 def test_interval_coverage_on_the_shared_series(shared_cases):
     assert 0.75 <= summarize(shared_cases).coverage <= 0.85
 
 
-@needs_shared
+@needs_series
 @pytest.mark.parametrize("checkpoint", list(CHECKPOINTS) + ["all"])
 def test_forecaster_beats_both_baselines_on_the_shared_series(shared_cases, checkpoint):
     ape = summarize(shared_cases).median_ape

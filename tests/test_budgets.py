@@ -479,6 +479,7 @@ def test_budget_command_admins_only_with_specific_refusals(context: Context, sla
 
     listed = say("list", "U0ANYONE")
     assert "llama-prod" in json.dumps(listed["blocks"]) and listed["response_type"] == "ephemeral"
+    assert listed["text"] == "1 budget"
     before = {n: (b.amount, b.scope) for n, b in budgets().items()}
 
     refused = say("set new-one 500 project=x", "U0ANYONE")
@@ -501,6 +502,7 @@ def test_budget_command_admins_only_with_specific_refusals(context: Context, sla
     team = budgets()["team-a"]
     assert team.amount == Decimal("2500.00") and team.scope == {"model": MODEL, "feature": "chat"}
     assert team.thresholds == [60, 90] and team.channel == "C0TEAM" and team.origin == "slack"
+    assert say("list", "U0ANYONE")["text"] == "2 budgets"
 
     assert "only budget admins" in say("delete team-a", "U0ANYONE")["text"]
     assert "deleted" in say("delete team-a", "U0ADMIN")["text"]

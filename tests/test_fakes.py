@@ -7,7 +7,6 @@ import re
 import time
 import urllib.error
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,11 +16,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from tests.conftest import SHARED, needs_shared
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.together_api import Endpoint, FakeTogether, Hardware, TogetherModel
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+SPECS = SHARED / "specs"
 TOKEN = "xoxb-fake-token"
 DAY = 86_400
 NOV_1 = 1_730_419_200  # 2024-11-01T00:00:00Z
@@ -266,7 +266,7 @@ def test_buckets_group_and_filter(usage: FakeOpenAIUsage) -> None:
     assert total["input_tokens"] == 500 and total["model"] is None
 
 
-@pytest.mark.skipif(not (SPECS / "openai-usage-costs.yaml").exists(), reason="needs ../shared/specs beside the checkout")
+@needs_shared("specs/openai-usage-costs.yaml")
 def test_results_carry_every_field_the_spec_lists(usage: FakeOpenAIUsage) -> None:
     spec = (SPECS / "openai-usage-costs.yaml").read_text()
     schema = spec.split("    UsageCompletionsResult:")[1].split("      required:")[0]

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from bot.commands.startup import StartupError, add_database_option, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, add_now_option, fail, open_context
 from pricing.money import count, usd
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--days", type=int, default=28, metavar="N",
                         help="complete days of usage to read (default: 28)")
     parser.add_argument("--json", action="store_true", help="JSON with exact amounts as decimal strings")
+    add_now_option(parser)
     add_database_option(parser)
     parser.set_defaults(func=run)
 
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(exc)
     try:
         with context.sessions() as session:
-            advice = advise(session, context.settings, context.catalog, now=utc_now(), window_days=args.days)
+            advice = advise(session, context.settings, context.catalog, now=args.now or utc_now(),
+                            window_days=args.days)
     finally:
         context.close()
     if not advice.usage_seen:

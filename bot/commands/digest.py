@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.commands.startup import StartupError, add_database_option, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, add_now_option, fail, now_from, open_context
 
 if TYPE_CHECKING:
     from jobs.context import Context
@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="print the digest and write its Block Kit JSON and chart into --out; post nothing")
     parser.add_argument("--out", type=Path, default=Path("digest-out"), metavar="DIR",
                         help="where --dry-run writes digest.json and chart.png (default: ./digest-out)")
+    add_now_option(parser)
     add_database_option(parser)
     parser.set_defaults(func=run)
 
@@ -56,6 +57,9 @@ def dry_run_digest(context: Context, now: datetime, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.now is not None and not args.dry_run:
+        return fail(StartupError("--now needs --dry-run: a digest is posted as of now; --dry-run --now TIME shows "
+                                 "the one of another day"))
     from sqlalchemy import select
 
     from bot.views.digest import digest_message
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         return fail(exc)
     try:
-        now = datetime.now(timezone.utc)
+        now = now_from(args)
         if args.dry_run:
             try:
                 print(dry_run_digest(context, now, args.out))

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.commands.startup import StartupError, add_database_option, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, add_now_option, fail, open_context
 from pricing.money import count, usd
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("forecast", help="month-to-date spend and the month-end forecast per group")
     parser.add_argument("--by", choices=GROUPS, default="model", help="group by (default: model)")
     parser.add_argument("--json", action="store_true", help="JSON with exact amounts as decimal strings")
+    add_now_option(parser)
     add_database_option(parser)
     parser.set_defaults(func=run)
 
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(exc)
     try:
         with context.sessions() as session:
-            result = forecast_month_end(session, context.settings, context.catalog, by=args.by, now=utc_now())
+            result = forecast_month_end(session, context.settings, context.catalog, by=args.by,
+                                        now=args.now or utc_now())
     finally:
         context.close()
     if result is None:

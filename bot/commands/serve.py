@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context, settings_from_args, upgrade_database
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.commands.startup import StartupError, add_database_option, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, add_now_option, fail, open_context
 from pricing.money import usd
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--until", help="last day, included (YYYY-MM-DD), or an ISO time (excluded); default: now")
     parser.add_argument("--by", choices=GROUP_CHOICES, default="model", help="group by (default: model)")
     parser.add_argument("--json", action="store_true", help="a JSON list with exact amounts as decimal strings")
+    add_now_option(parser)
     add_database_option(parser)
     parser.set_defaults(func=run)
 
@@ -59,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(exc)
     try:
         zone = context.settings.zone
-        since = parse_moment(args.since, zone) if args.since else month_start(zone)
-        until = parse_moment(args.until, zone, end=True) if args.until else None
+        since = parse_moment(args.since, zone) if args.since else month_start(zone, args.now)
+        until = parse_moment(args.until, zone, end=True) if args.until else args.now
         if until is not None and until <= since:
             raise StartupError("--until is before --since")
         with context.sessions() as session:

@@ -51,7 +51,8 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
             with context.sessions() as session:
                 specs = budget_store.current_budgets(session, context.settings, context.catalog)
             blocks = budget_list_blocks(month_spend(context, specs))
-            return {"blocks": blocks, "text": f"{len(specs)} budgets", "response_type": "ephemeral"}
+            text = f"{len(specs)} budget{'' if len(specs) == 1 else 's'}"
+            return {"blocks": blocks, "text": text, "response_type": "ephemeral"}
         if verb not in {"set", "delete"}:
             raise BudgetError(f"unknown action '{verb[:20]}'", USAGE)
         if not is_admin(user_id, context.settings.admins, client):

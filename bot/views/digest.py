@@ -61,7 +61,8 @@ def digest_text(digest: Digest) -> str:
             f"(80% interval {interval(total)}).")
     over = [b for b in o.budgets if b.forecast is not None and b.forecast.point > b.amount]
     if over:
-        text += f" {len(over)} of {len(o.budgets)} budgets are forecast to go over."
+        text += (f" {len(over)} of {len(o.budgets)} budget{'' if len(o.budgets) == 1 else 's'} "
+                 f"{'is' if len(over) == 1 else 'are'} forecast to go over.")
     return text[:3000]
 
 
