@@ -2,14 +2,14 @@
 short or provider-style names count under the model budgets and quotes mean
 
 Revision ID: 0009
-Revises: 0003
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
