@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "check",
     "digest",
     "demo",
+    "runway",
 )
 
 

@@ -3,12 +3,14 @@ their bars and forecasts, models with their outlook, batch suggestions, and how 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from bot.views.alerts import progress_bar
 from bot.views.blocks import escape
 from jobs.digest import BatchSaving, BudgetStatus, Outlook
+from jobs.runway import Runway
 from pricing.money import count, percent, usd
 
 def how_to_get_usage_in(pull_cron: str) -> str:
@@ -121,3 +123,27 @@ def unpriced_note(outlook: Outlook) -> str | None:
         return None
     return (f":grey_question: {count(outlook.unpriced_tokens)} tokens this month are of models with no known price "
             "and are not in these dollars; add them under `[[prices]]` in `budget-guard.toml`.")
+
+
+def _local_day(moment: datetime | None, zone: str, *, weekday: bool = True) -> str:
+    if moment is None:
+        return "more than a year"
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%a, %b} {local.day}" if weekday else f"{local:%b} {local.day}"
+
+
+def runway_line(runway: Runway) -> str:
+    """`:fuelpump: *Prepaid balance* $608.00 left … runs out around *Sat, Nov 21* (80%: Nov 20–Nov 23)`."""
+    stated = runway.stated.at.astimezone(ZoneInfo(runway.zone))
+    topped = f" + {usd(runway.topped_up)} topped up" if runway.topped_up else ""
+    basis = f"of {usd(runway.stated.amount)} on {stated:%b} {stated.day}{topped}, {usd(runway.spent)} spent since"
+    if runway.left <= 0:
+        return f":rotating_light: *Prepaid balance used up*: {usd(-runway.left)} more spent than it held ({basis})"
+    head = f":fuelpump: *Prepaid balance* {usd(runway.left)} left ({basis})"
+    if runway.empty_at is None:
+        pace = f"about {usd(runway.per_day)}/day" if runway.per_day else "nothing is drawing it down"
+        return f"{head}\n{pace}: lasts more than a year at this pace"
+    earliest = _local_day(runway.earliest, runway.zone, weekday=False)
+    latest = _local_day(runway.latest, runway.zone, weekday=False)
+    return (f"{head}\nabout {usd(runway.per_day)}/day: runs out around *{_local_day(runway.empty_at, runway.zone)}* "
+            f"(80%: {earliest}–{latest})")
