@@ -75,7 +75,7 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
             created = session.get(Budget, config.name) is None
             budget_store.save(session, config, user=user_id)
         spec = BudgetSpec(config.name, config.amount, dict(config.scope), tuple(config.thresholds), config.forecast,
-                          config.channel, config.mention)
+                          config.channel, config.mention, config.on_exceed)
         return {"blocks": budget_saved_blocks(spec, created), "text": f"Budget {config.name} saved.",
                 "response_type": "ephemeral"}
     except BudgetError as exc:
