@@ -347,7 +347,7 @@ def _runway_alerts(session: Session, context: Context, ledger: _Ledger, now: dat
     if outlook.left <= 0:
         headline = f"The prepaid balance is used up: {usd(-outlook.left)} over"
     elif days < 1:
-        headline = f"The prepaid balance runs out today, around {empty:%H:%M}"
+        headline = f"The prepaid balance runs out within a day, around {empty:%a} {empty:%H:%M}"
     else:
         headline = f"The prepaid balance runs out in about {days:.0f} days, around {empty:%a, %b} {empty.day}"
     details = [runway.summary(outlook)]

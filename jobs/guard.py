@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
@@ -156,10 +156,3 @@ def stop_from_alert(context: Context, alert_id: int, endpoint_id: str, *, user: 
 
 def budget_stop_key(alert_id: int, endpoint_id: str) -> str:
     return f"budget:{alert_id}:{endpoint_id}"[:64]
-
-
-def outcome_json(outcome: StopOutcome) -> dict[str, Any]:
-    """A stop's outcome for logs and `--json`."""
-    return {"status": outcome.status, "reason": outcome.reason, "state": outcome.state, "by": outcome.by,
-            "at": outcome.at.isoformat() if outcome.at else None,
-            "endpoint": outcome.endpoint.id if outcome.endpoint else None}

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -240,6 +241,7 @@ def test_a_refused_or_unanswered_stop_says_why_in_the_thread_and_changes_nothing
 
     together.hang_next(3, f"/v1/endpoints/{IDLE}")  # the source's timeout is 1 s
     assert click(server, slack, "U0ADMIN", "timeout").status_code == 200
+    assert len(thread_replies()) == 1  # acknowledged while together.ai still holds the PATCH
     assert wait_until(lambda: len(thread_replies()) == 2, timeout=20)
     assert "did not answer within 1 s; the endpoint may or may not be stopping" in thread_replies()[1]["text"]
 
@@ -259,7 +261,7 @@ def test_a_budget_that_stops_endpoints_stops_them_once_across_two_replicas(datab
         BudgetConfig(name="gpus", amount=Decimal(500), scope={"mode": "dedicated"}, thresholds=[80],
                      forecast=False, on_exceed="stop-endpoints"),
         BudgetConfig(name="chat", amount=Decimal(100), scope={"project": "search"}, forecast=False,
-                     on_exceed="stop-endpoints")])  # spent? no: nothing in it
+                     on_exceed="stop-endpoints")])  # not spent: stops nothing
     replicas = [Context.open(settings), Context.open(settings)]
     observe(replicas[0])  # two endpoints, 12 h each at $40/h: $960 of $500
 
@@ -325,4 +327,55 @@ def test_budget_status_answers_allow_or_deny_from_the_last_check(database_url: s
         assert status("?project=other").status_code == 403
         with context.sessions() as session:  # served from the stored figures, not the ledger
             assert session.scalar(select(BudgetSnapshot.spent_nanos).where(BudgetSnapshot.name == "search")) == 60 * 10**9
+    context.close()
+
+
+def test_the_readmes_litellm_hook_refuses_a_call_over_budget(database_url: str, slack: FakeSlack,
+                                                               together: FakeTogether,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook as the README prints it, run against the real server. LiteLLM is not a dependency:
+    its base class and FastAPI's HTTPException are stood in for (neither has behaviour the hook uses)."""
+    import asyncio
+    import re
+    import sys
+    import types
+
+    from starlette.exceptions import HTTPException
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [hook] = re.findall(r"```python\n(# budget_guard_hook\.py.*?)```", readme, re.S)
+    litellm = types.ModuleType("litellm.integrations.custom_logger")
+    litellm.CustomLogger = type("CustomLogger", (), {})  # type: ignore[attr-defined]
+    fastapi = types.ModuleType("fastapi")
+    fastapi.HTTPException = HTTPException  # type: ignore[attr-defined]
+    for name, module in {"litellm": types.ModuleType("litellm"), "litellm.integrations": types.ModuleType("x"),
+                         "litellm.integrations.custom_logger": litellm, "fastapi": fastapi}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    context = Context.open(make_settings(database_url, slack, together, sources=[], budgets=[
+        BudgetConfig(name="llama-search", amount=Decimal(50), scope={"project": "search", "model": LLAMA})]))
+    now = datetime.now(timezone.utc)
+    with ServerThread(create_server(context, None)) as server:
+        monkeypatch.setenv("BUDGET_GUARD_URL", server.url)
+        monkeypatch.setenv("BUDGET_GUARD_TOKEN_SEARCH", "tok-search")
+        namespace: dict[str, Any] = {}
+        exec(compile(hook, "budget_guard_hook.py", "exec"), namespace)
+        handler = namespace["proxy_handler_instance"]
+        key = types.SimpleNamespace(team_alias="search")
+        request = {"model": f"together_ai/{LLAMA}", "messages": []}
+
+        async def scenario() -> None:  # one event loop, as in the proxy
+            check(context, now)
+            assert await handler.async_pre_call_hook(key, None, request, "completion") is request  # under budget
+            month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            add_usage(context, bucket_start=max(now - timedelta(hours=1), month_start).replace(minute=0, second=0,
+                                                                                              microsecond=0),
+                      model=LLAMA, project="search", cost_nanos=60 * 10**9)
+            check(context, now)
+            with pytest.raises(HTTPException) as refused:
+                await handler.async_pre_call_hook(key, None, request, "completion")
+            assert refused.value.status_code == 429 and "llama-search" in str(refused.value.detail)
+            await handler.client.aclose()
+
+        asyncio.run(scenario())
     context.close()

@@ -265,7 +265,7 @@ def test_runway_alerts_once_under_a_week_and_again_under_a_day_across_replicas(l
     assert [(d.kind, d.threshold) for d in second] == [("runway", "1")]
     assert check_on_both(later + timedelta(minutes=30)) == []
     alerts = runway_messages()
-    assert len(alerts) == 2 and "runs out today" in alerts[1]["text"]
+    assert len(alerts) == 2 and "runs out within a day, around Thu" in alerts[1]["text"]
     assert alerts[1]["thread_ts"] == alerts[0]["ts"]
 
     with replicas[0].sessions() as session, session.begin():  # a top-up: a new balance, a new episode

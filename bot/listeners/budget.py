@@ -19,7 +19,8 @@ from jobs.budgets import BudgetError, BudgetSpec
 from jobs.context import Context
 
 log = logging.getLogger(__name__)
-USAGE = "/budget list   |   /budget set NAME AMOUNT [model=… project=… feature=… tag=… mode=…] [50,80,100] [#channel]   |   /budget delete NAME"
+USAGE = ("/budget list   |   /budget set NAME AMOUNT [model=… project=… feature=… tag=… mode=…] [50,80,100] [#channel] "
+         "[on_exceed=stop-endpoints]   |   /budget delete NAME   |   /budget credit [set|add AMOUNT]")
 _group_cache: dict[str, tuple[float, set[str]]] = {}
 
 

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.listeners.budget import is_admin
-from bot.views.alerts import StopAction, slack_time, stop_failed_text, stopped_blocks
+from bot.views.alerts import StopAction, already_stopped_text, stop_failed_text, stopped_blocks
 from bot.views.blocks import escape
 from jobs.context import Context
 from jobs.guard import stop_from_alert
@@ -59,9 +59,14 @@ def register(app: App, context: Context) -> None:
         channel, ts = _where(body)
         if outcome.status == "stopped" and outcome.at is not None:
             message = body.get("message") or {}
-            if channel and ts:
+            try:
+                if not (channel and ts):
+                    raise LookupError("no message to edit")
                 client.chat_update(channel=channel, ts=ts, text=message.get("text") or f"{name} stopped",
                                    blocks=stopped_blocks(message.get("blocks") or [], user, outcome.at, outcome.state))
+            except (SlackApiError, LookupError) as exc:
+                log.warning("cannot edit the idle alert (%s); telling the clicker", type(exc).__name__)
+                tell(f"Stopped {escape(name)}: {escape(outcome.reason)}")
         elif outcome.status == "failed":
             text = stop_failed_text(name, outcome.reason)
             try:
@@ -72,10 +77,10 @@ def register(app: App, context: Context) -> None:
                 log.warning("cannot reply in the alert's thread (%s); telling the clicker", type(exc).__name__)
                 tell(text)
         elif outcome.status == "already" and outcome.by and outcome.at:
-            who = (f"budget {escape(outcome.by.removeprefix('budget:'))}" if outcome.by.startswith("budget:")
-                   else f"<@{escape(outcome.by)}>")
-            tell(f"{escape(name)} was already stopped by {who} {slack_time(outcome.at)}; nothing more was sent.")
+            tell(already_stopped_text(name, outcome.by, outcome.at))
+        elif outcome.endpoint is not None:
+            tell(f"{escape(name)}: {escape(outcome.reason)}")
         else:
-            tell(f"{escape(name)}: {escape(outcome.reason)}" if outcome.endpoint else escape(outcome.reason))
+            tell(escape(outcome.reason[:1].upper() + outcome.reason[1:]))
 
     app.action("endpoint_stop")(ack=acknowledge, lazy=[stop])

@@ -93,6 +93,12 @@ def stopped_blocks(original: list[dict[str, Any]], user_id: str, at: datetime, s
     return kept + [context(f":octagonal_sign: Stopped by <@{escape(user_id)}> {slack_time(at)}.{said}").to_dict()]
 
 
+def already_stopped_text(endpoint: str, by: str, at: datetime) -> str:
+    """The private answer to a Stop click on an endpoint already stopped (by a person or a budget)."""
+    who = f"budget {escape(by.removeprefix('budget:'))}" if by.startswith("budget:") else f"<@{escape(by)}>"
+    return f"{escape(endpoint)} was already stopped by {who} {slack_time(at)}; nothing more was sent."
+
+
 def stop_failed_text(endpoint: str, reason: str) -> str:
     """The thread reply when together.ai did not stop the endpoint."""
     return (f":warning: Could not stop *{escape(endpoint)}*: {escape(reason)} Nothing was retried; "
@@ -135,4 +141,6 @@ def budget_saved_blocks(spec: BudgetSpec, created: bool) -> list[dict[str, Any]]
     text = (f"Budget *{escape(spec.name)}* {verb}: {usd(spec.amount)} a month for {escape(spec.describe_scope())}, "
             f"alerting at {', '.join(f'{t}%' for t in spec.thresholds)}"
             + (f" in <#{escape(spec.channel)}>" if spec.channel else "") + ".")
+    if spec.stops_endpoints:
+        text += " When it is spent, the dedicated endpoints in its scope are stopped."
     return to_dicts([section(text)])
