@@ -379,3 +379,19 @@ def test_the_readmes_litellm_hook_refuses_a_call_over_budget(database_url: str, 
 
         asyncio.run(scenario())
     context.close()
+
+
+def test_on_exceed_takes_alert_or_stop_endpoints_only() -> None:
+    from jobs.budgets import BudgetError, parse_set
+    from jobs.settings import ConfigError, load_settings
+    from pricing.catalog import load_catalog
+
+    catalog = load_catalog()
+    assert parse_set(["gpus", "500", "mode=dedicated", "on_exceed=stop-endpoints"], catalog, set()).on_exceed == \
+        "stop-endpoints"
+    with pytest.raises(BudgetError, match="on_exceed= is one of alert, stop-endpoints"):
+        parse_set(["gpus", "500", "on_exceed=shutdown"], catalog, set())
+    config = Path.cwd() / "budget-guard.toml"
+    config.write_text('alert_channel = "C0ALERTS"\n[[budgets]]\nname = "gpus"\namount = 5\non_exceed = "stop"\n')
+    with pytest.raises(ConfigError, match="budgets 'gpus'.on_exceed: Input should be 'alert' or 'stop-endpoints'"):
+        load_settings(config)
