@@ -330,7 +330,7 @@ def test_budget_status_answers_allow_or_deny_from_the_last_check(database_url: s
     context.close()
 
 
-def test_the_readmes_litellm_hook_refuses_a_call_over_budget(database_url: str, slack: FakeSlack,
+def test_the_readmes_litellm_hook_refuses_a_call_over_budget(sqlite_url: str, slack: FakeSlack,
                                                                together: FakeTogether,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The hook as the README prints it, run against the real server. LiteLLM is not a dependency:
@@ -352,7 +352,7 @@ def test_the_readmes_litellm_hook_refuses_a_call_over_budget(database_url: str, 
                          "litellm.integrations.custom_logger": litellm, "fastapi": fastapi}.items():
         monkeypatch.setitem(sys.modules, name, module)
 
-    context = Context.open(make_settings(database_url, slack, together, sources=[], budgets=[
+    context = Context.open(make_settings(sqlite_url, slack, together, sources=[], budgets=[
         BudgetConfig(name="llama-search", amount=Decimal(50), scope={"project": "search", "model": LLAMA})]))
     now = datetime.now(timezone.utc)
     with ServerThread(create_server(context, None)) as server:

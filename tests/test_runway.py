@@ -62,13 +62,23 @@ def steady_spend(context: Context, first: datetime, until: datetime, hourly: Dec
         session.add_all(rows)
 
 
-@pytest.fixture
-def ledger(database_url: str, slack: FakeSlack) -> Iterator[str]:
+def steady_ledger(database_url: str, slack: FakeSlack) -> str:
     """$105.60 a day, every day, from September 1 to Nov 15 12:00 UTC (NOW)."""
     context = Context.open(make_settings(database_url, slack))
     steady_spend(context, datetime(2026, 9, 1, tzinfo=timezone.utc), NOW)
     context.close()
-    yield database_url
+    return database_url
+
+
+@pytest.fixture
+def ledger(database_url: str, slack: FakeSlack) -> str:
+    return steady_ledger(database_url, slack)
+
+
+@pytest.fixture
+def sqlite_ledger(sqlite_url: str, slack: FakeSlack) -> str:
+    """The same ledger on SQLite only, for tests of the arithmetic and the views."""
+    return steady_ledger(sqlite_url, slack)
 
 
 def test_runway_of_a_steady_ledger_lands_on_the_known_date(ledger: str, slack: FakeSlack) -> None:
@@ -89,14 +99,14 @@ def test_runway_of_a_steady_ledger_lands_on_the_known_date(ledger: str, slack: F
     assert runway.latest - runway.earliest < timedelta(days=3)
 
 
-def test_runway_past_the_month_end_counts_top_ups_on_their_day(ledger: str, slack: FakeSlack) -> None:
+def test_runway_past_the_month_end_counts_top_ups_on_their_day(sqlite_ledger: str, slack: FakeSlack) -> None:
     # $5,000 from Nov 1 and $211.20 (two days) topped up on Nov 25, one already on Nov 10:
     # $5,000 + $300 - $1,531.20 = $3,768.80; the rest of November takes $52.80 + 15 x $105.60;
     # $2,132.00 is 20.19 days into December, and the top-up ahead two more: Dec 23.
     prepaid = Prepaid(balance=Decimal(5000), since=date(2026, 11, 1),
                       topups=[Topup(amount=Decimal(300), on=date(2026, 11, 10)),
                               Topup(amount=Decimal("211.20"), on=date(2026, 11, 25))])
-    context = Context.open(make_settings(ledger, slack, prepaid=prepaid))
+    context = Context.open(make_settings(sqlite_ledger, slack, prepaid=prepaid))
     runway = current_runway(context, now=NOW)
     context.close()
     assert runway is not None and runway.topped_up == Decimal(300) and runway.left == Decimal("3768.80")
@@ -107,8 +117,8 @@ def test_runway_past_the_month_end_counts_top_ups_on_their_day(ledger: str, slac
     assert runway.local_empty_day == date(2026, 12, 23)
 
 
-def test_a_noisy_ledger_gives_a_range_around_the_date(database_url: str, slack: FakeSlack) -> None:
-    context = Context.open(make_settings(database_url, slack, prepaid=Prepaid(balance=Decimal(3000),
+def test_a_noisy_ledger_gives_a_range_around_the_date(sqlite_url: str, slack: FakeSlack) -> None:
+    context = Context.open(make_settings(sqlite_url, slack, prepaid=Prepaid(balance=Decimal(3000),
                                                                               since=date(2026, 11, 1))))
     day = datetime(2026, 9, 1, tzinfo=timezone.utc)
     while day < NOW:  # alternating cheap and dear days
@@ -122,14 +132,14 @@ def test_a_noisy_ledger_gives_a_range_around_the_date(database_url: str, slack: 
     assert runway.earliest < runway.empty_at < runway.latest
 
 
-def test_the_cli_prints_the_runway_and_its_json(ledger: str, slack: FakeSlack, tmp_path: Path,
+def test_the_cli_prints_the_runway_and_its_json(sqlite_ledger: str, slack: FakeSlack, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import bot.commands.runway as command
 
     config = tmp_path / "budget-guard.toml"
     config.write_text("[prepaid]\nbalance = 2000\nsince = 2026-11-01\n")
     monkeypatch.setenv("BUDGET_GUARD_CONFIG", str(config))
-    monkeypatch.setenv("DATABASE_URL", ledger)
+    monkeypatch.setenv("DATABASE_URL", sqlite_ledger)
     monkeypatch.setattr(command, "utc_now", lambda: NOW)
     assert main(["runway", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -175,8 +185,8 @@ def test_credit_amounts(text: str, fragment: str | None) -> None:
         parse_credit_amount(text, allow_zero=True)
 
 
-def test_budget_credit_admins_only_answers_after_the_ack(ledger: str, slack: FakeSlack) -> None:
-    context = Context.open(make_settings(ledger, slack))
+def test_budget_credit_admins_only_answers_after_the_ack(database_url: str, slack: FakeSlack) -> None:
+    context = Context.open(make_settings(database_url, slack))
     with ServerThread(create_server(context, create_app(context))) as server:
         def say(text: str, user: str, key: str) -> dict[str, Any]:
             response = post_slash_command(server.url, text, command="/budget", user_id=user,
@@ -213,11 +223,12 @@ def test_budget_credit_admins_only_answers_after_the_ack(ledger: str, slack: Fak
     context.close()
 
 
-def test_digest_and_home_show_the_runway(ledger: str, slack: FakeSlack) -> None:
+def test_digest_and_home_show_the_runway(sqlite_ledger: str, slack: FakeSlack) -> None:
     from bot.views.digest import digest_blocks, digest_text
     from bot.views.home import home_blocks
 
-    context = Context.open(make_settings(ledger, slack, prepaid=Prepaid(balance=Decimal(2000), since=date(2026, 11, 1))))
+    context = Context.open(make_settings(sqlite_ledger, slack, prepaid=Prepaid(balance=Decimal(2000),
+                                                                            since=date(2026, 11, 1))))
     digest = build_digest(context, now=NOW)
     overview = build_overview(context, now=NOW)
     context.close()
