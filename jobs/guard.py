@@ -24,7 +24,8 @@ from db.models import Alert, DedicatedEndpoint, JobClaim
 from jobs import claims
 from jobs.context import Context
 from jobs.endpoints import EndpointInfo, get, info
-from jobs.sources import api_root
+from jobs.sources import SourceError, api_root
+from jobs.sources.together import together_key
 
 log = logging.getLogger(__name__)
 STOP_JOB = "stop-endpoint"
@@ -88,11 +89,13 @@ def _credentials(context: Context, source_name: str) -> tuple[str, str | None, f
     """The base URL, key and timeout of the source that saw the endpoint (TOGETHER_API_KEY if it names none)."""
     settings = context.settings
     source = next((s for s in settings.sources if s.name == source_name), None)
-    key = source.api_key() if source is not None else None
-    if not key and settings.together_api_key:
-        key = settings.together_api_key.get_secret_value()
-    base = source.base_url if source is not None else settings.together_api_url
-    return base, key, source.timeout_seconds if source is not None else 20.0
+    if source is None:  # the source is gone from the configuration: the account's key and API
+        key = settings.together_api_key.get_secret_value() if settings.together_api_key else None
+        return settings.together_api_url, key, 20.0
+    try:
+        return source.base_url, together_key(source, settings), source.timeout_seconds
+    except SourceError:  # neither its api_key_env nor TOGETHER_API_KEY is set
+        return source.base_url, None, source.timeout_seconds
 
 
 def _previous(context: Context, key: str) -> JobClaim | None:

@@ -2,7 +2,7 @@
 the budget check's figures kept for /v1/budgets/status
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0006
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import db.models
 
 revision = "0008"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
