@@ -9,12 +9,12 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
-from bot.listeners import alerts, budget, home, quote
+from bot.listeners import alerts, budget, credit, guard, home, quote
 from bot.metrics import Metrics
 from jobs.context import Context
 
 log = logging.getLogger(__name__)
-LISTENER_MODULES = [quote, budget, alerts, home]
+LISTENER_MODULES = [quote, credit, budget, alerts, guard, home]  # credit takes `/budget credit` before budget
 
 
 def web_client(context: Context) -> WebClient:

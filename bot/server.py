@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from bot.metrics import Metrics
 from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
+from jobs.budget_status import answer as status_answer
 from jobs.context import Context
 from jobs.ingest import IngestRejected, IngestResult, parse_body
 from jobs.push_writer import PushWriter
@@ -87,12 +88,13 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
         now = datetime.now(timezone.utc)
         return writer.write(parse_body(body, project=project, now=now), source="push", now=now)
 
-    async def usage(request: Request) -> Response:
+    def token_project(request: Request) -> str | None:
+        """The project of the request's ingest bearer token, or None."""
+        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+        return context.settings.ingest_token_projects().get(secret.strip()) if scheme.lower() == "bearer" else None
 
-        token = request.headers.get("authorization", "")
-        scheme, _, secret = token.partition(" ")
-        projects = context.settings.ingest_token_projects()
-        project = projects.get(secret.strip()) if scheme.lower() == "bearer" else None
+    async def usage(request: Request) -> Response:
+        project = token_project(request)
         if project is None:
             return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -111,6 +113,30 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
             return JSONResponse({"error": "the ledger is unavailable; retry later (nothing was applied)"},
                                 status_code=503, headers={"Retry-After": "5"})
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+
+    async def budget_status(request: Request) -> Response:
+        """Allow or deny for a project (and model, feature, mode), from the last budget check's figures."""
+        project = token_project(request)
+        if project is None:
+            return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        asked = request.query_params.get("project")
+        if asked is not None and asked != project:
+            return JSONResponse({"error": "this token is for another project; ask with that project's token"},
+                                status_code=403)
+        query = {key: request.query_params.get(key, "")[:200] for key in ("model", "feature", "mode")}
+        wanted = {"project": project, **{k: v for k, v in query.items() if v}}
+
+        def read() -> dict[str, Any]:
+            with context.sessions() as session:
+                return status_answer(session, wanted, now=datetime.now(timezone.utc), zone=context.settings.zone)
+
+        try:
+            return JSONResponse(await run_in_threadpool(read))
+        except Exception as exc:
+            log.error("budget status failed: %s", type(exc).__name__)
+            return JSONResponse({"error": "budget status is unavailable; retry later"}, status_code=503,
+                                headers={"Retry-After": "5"})
 
     async def healthz(request: Request) -> Response:
         def check() -> None:
@@ -147,6 +173,7 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
     routes = [
         Route("/slack/events", counted("slack_events", slack_events), methods=["POST"]),
         Route("/v1/usage", counted("usage", usage), methods=["POST"]),
+        Route("/v1/budgets/status", counted("budget_status", budget_status), methods=["GET"]),
         Route("/healthz", counted("healthz", healthz), methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]

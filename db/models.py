@@ -249,6 +249,7 @@ class Budget(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    on_exceed: Mapped[str] = mapped_column(String(32), default="alert")  # alert or stop-endpoints
 
 
 class Alert(Base):
@@ -267,3 +268,49 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PrepaidEntry(Base):
+    """A prepaid balance stated, or a top-up recorded, with `/budget credit` (the file's are settings)."""
+
+    __tablename__ = "prepaid_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # set or topup
+    amount: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class DedicatedEndpoint(Base):
+    """A together.ai dedicated endpoint as the last pull of its source saw it."""
+
+    __tablename__ = "dedicated_endpoints"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # together.ai's endpoint id
+    source: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(200))
+    hardware: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # together.ai's state, or NOT_BILLED
+    up_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # None: not billed now
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # a user, or budget:NAME
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class BudgetSnapshot(Base):
+    """A budget's figures as the last budget check computed them (what /v1/budgets/status serves)."""
+
+    __tablename__ = "budget_snapshots"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16))  # the local month, YYYY-MM
+    scope: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    amount: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+    spent_nanos: Mapped[int] = mapped_column(BigInteger)
+    forecast_nanos: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    low_nanos: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    high_nanos: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    on_exceed: Mapped[str] = mapped_column(String(32), default="alert")
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())

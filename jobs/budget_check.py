@@ -1,6 +1,9 @@
-"""The budget check: thresholds crossed, forecasts over budget, spikes, blind sources and price
-changes become alerts, each recorded once per (budget, period, kind, threshold) and queued in
-the outbox in the same transaction, so replicas and restarts cannot post one twice."""
+"""The budget check: thresholds crossed, forecasts over budget, spikes, blind sources, price
+changes, a prepaid runway running short and idle dedicated endpoints become alerts, each
+recorded once per (budget, period, kind, threshold) and queued in the outbox in the same
+transaction, so replicas and restarts cannot post one twice. It also keeps each budget's
+figures for `/v1/budgets/status`, and stops the endpoints in scope of a budget with
+`on_exceed = "stop-endpoints"` once it is spent (`jobs.guard`: once per endpoint and month)."""
 
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from db.models import Alert, SourceState, SyncedPrice, from_nanos
 from db.rollups import DailyRow, daily_rows, local_midnight, month_bounds
+from jobs import budget_status, claims, guard, runway
 from jobs import budgets as budget_store
 from jobs.budgets import BudgetSpec
 from jobs.context import Context
+from jobs.endpoints import EndpointInfo, endpoint_sources, idle_endpoints, running_endpoints
 from jobs.outbox import enqueue
 from jobs.projection import HISTORY_DAYS, Projection, PriceMemo, combine, fraction_of_day, index_rows, project_series
 from pricing.money import percent, usd
@@ -44,7 +49,7 @@ class AlertDraft:
 
     budget: str
     period: str
-    kind: str  # threshold, forecast, spike, source, price
+    kind: str  # threshold, forecast, spike, source, price, runway, idle, stop
     threshold: str
     channel: str
     headline: str
@@ -56,6 +61,7 @@ class AlertDraft:
     spend: Decimal | None = None
     forecast: Projection | None = None
     covers: tuple[str, ...] = ()  # lower thresholds crossed at the same time: recorded, not posted
+    endpoint: str | None = None  # an idle alert's endpoint id (its Stop button)
 
     @property
     def key(self) -> str:
@@ -83,6 +89,8 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
                     session.scalars(select(Alert).where(Alert.created_at >= month_start - timedelta(days=40)))}
         snoozed = _snoozed(session, now)
         ledger = _Ledger(rows, today, context.catalog)
+        endpoints = running_endpoints(session, endpoint_sources(settings))
+        figures = [ledger.figures(budget, local_now) for budget in budgets]
         drafts: list[AlertDraft] = []
         for budget in budgets:
             if budget.name in snoozed:
@@ -91,17 +99,22 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
             if not channel:
                 log.warning("budget %s has no channel and ALERT_CHANNEL is not set; not alerting", budget.name)
                 continue
-            drafts.extend(_budget_alerts(budget, ledger, channel, now, context))
+            drafts.extend(_budget_alerts(budget, ledger, channel, now, context, endpoints))
         drafts.extend(_source_alerts(session, context, now))
         drafts.extend(_price_alerts(session, context, rows, today))
+        drafts.extend(_runway_alerts(session, context, ledger, now))
+        drafts.extend(_idle_alerts(session, context, now))
 
     fresh = [d for d in drafts if (d.budget, d.period, d.kind, d.threshold) not in recorded and d.budget not in snoozed]
     if dry_run:
         return fresh
+    with context.sessions() as session, session.begin():
+        budget_status.store(session, figures, period=_month_key(today), now=now)
     posted = []
     for draft in fresh:
         if _record(context, draft, now, render):
             posted.append(draft)
+    _stop_exceeded(context, figures, endpoints, _month_key(today), now, render)
     return posted
 
 
@@ -122,6 +135,7 @@ class _Ledger:
         for row in rows:
             self.examples.setdefault(_dimensions(row), row)
         self.prices = PriceMemo(catalog)
+        self._projections: dict[str, Projection | None] = {}
 
     def keys_in(self, budget: BudgetSpec) -> list[Any]:
         return [key for key in self.series if budget.matches(self.examples[key])]
@@ -134,6 +148,29 @@ class _Ledger:
             if total:
                 spend[_label(self.examples[key])] += total
         return spend
+
+    def projection(self, budget: BudgetSpec, local_now: datetime) -> Projection | None:
+        """The budget's month-end projection (computed once per check); None without usage in scope."""
+        if budget.name not in self._projections:
+            keys = self.keys_in(budget)
+            self._projections[budget.name] = project_series(
+                {budget.name: combine(self.series[k] for k in keys)}, today=local_now.date(),
+                day_fraction=fraction_of_day(local_now), catalog=self.prices.catalog, prices=self.prices,
+            )[0] if keys else None
+        return self._projections[budget.name]
+
+    def figures(self, budget: BudgetSpec, local_now: datetime) -> budget_status.Figures:
+        month_start = local_now.date().replace(day=1)
+        spend = from_nanos(sum(v for d, v in self.daily(self.keys_in(budget)).items() if d >= month_start))
+        return budget_status.Figures(budget, spend, self.projection(budget, local_now))
+
+    def total(self, local_now: datetime) -> Projection | None:
+        """All spend's month-end projection (for the prepaid runway)."""
+        if not self.series:
+            return None
+        return project_series({"total": combine(self.series.values())}, today=local_now.date(),
+                              day_fraction=fraction_of_day(local_now), catalog=self.prices.catalog,
+                              prices=self.prices)[0]
 
     def daily(self, keys: list[Any]) -> dict[date, int]:
         totals: dict[date, int] = defaultdict(int)
@@ -164,9 +201,9 @@ def _top(spend: dict[str, int], n: int = 3) -> list[Driver]:
 
 
 def _budget_alerts(budget: BudgetSpec, ledger: _Ledger, channel: str, now: datetime,
-                   context: Context) -> list[AlertDraft]:
+                   context: Context, endpoints: list[EndpointInfo]) -> list[AlertDraft]:
     local_now = now.astimezone(context.settings.zone)
-    today, day_fraction = local_now.date(), fraction_of_day(local_now)
+    today = local_now.date()
     period = _month_key(today)
     month_start = today.replace(day=1)
     keys = ledger.keys_in(budget)
@@ -178,20 +215,22 @@ def _budget_alerts(budget: BudgetSpec, ledger: _Ledger, channel: str, now: datet
               "(`budget-guard advise`)." if saving else "Check the drivers below; `/costquote compare` finds cheaper models.")
     drafts: list[AlertDraft] = []
 
-    crossed = [t for t in budget.thresholds if spend * 100 >= budget.amount * t]
+    thresholds = sorted(set(budget.thresholds) | ({100} if budget.stops_endpoints else set()))
+    crossed = [t for t in thresholds if spend * 100 >= budget.amount * t]
     if crossed:
         top = max(crossed)
         headline = f"Budget {budget.name}: {percent(spend / budget.amount)} used ({usd(spend)} of {usd(budget.amount)})"
         details = [f"Crossed {top}% of the {today:%B} budget for {budget.describe_scope()}."]
         if spend > budget.amount:
             details.append(f"Over by {usd(spend - budget.amount)}.")
+        if budget.stops_endpoints and spend >= budget.amount:
+            details.append(_stop_notice([e for e in endpoints if budget.matches(e.as_row())]))
         lower = tuple(str(t) for t in crossed if t != top)
         drafts.append(AlertDraft(budget.name, period, "threshold", str(top), channel, headline, details,
                                  advice, drivers, budget.mention, budget.amount, spend, covers=lower))
 
-    if budget.forecast and keys and spend < budget.amount:
-        projection, _ = project_series({budget.name: combine(ledger.series[k] for k in keys)}, today=today,
-                                       day_fraction=day_fraction, catalog=context.catalog, prices=ledger.prices)
+    projection = ledger.projection(budget, local_now) if budget.forecast and spend < budget.amount else None
+    if projection is not None:
         if projection.point > budget.amount:
             crossing = projection.crossing(budget.amount)
             when = f" around {crossing:%b} {crossing.day}" if crossing else ""
@@ -242,6 +281,106 @@ def _batch_saving(context: Context, budget: BudgetSpec, now: datetime) -> Decima
     from jobs.advice import saving_in_scope
 
     return saving_in_scope(context, budget.scope, now=now)
+
+
+def _stop_notice(in_scope: list[EndpointInfo]) -> str:
+    rule = "This budget stops the dedicated endpoints in its scope when it is spent"
+    if not in_scope:
+        return f"{rule}; none of them is running."
+    names = ", ".join(e.name for e in in_scope[:10]) + (f" and {len(in_scope) - 10} more" if len(in_scope) > 10 else "")
+    return f"{rule}: stopping {names} now; what together.ai answers follows in this thread."
+
+
+def _stop_exceeded(context: Context, figures: list[budget_status.Figures], endpoints: list[EndpointInfo],
+                   period: str, now: datetime, render: AlertRenderer | None) -> None:
+    """Stop the running endpoints in scope of each spent `stop-endpoints` budget whose 100% alert is
+    recorded (a snoozed budget's stop waits with its alert), once per endpoint and month; each
+    stop or failure replies in the budget's thread. A failed stop is not tried again."""
+    spent = [f.spec for f in figures if f.spec.stops_endpoints and f.spent >= f.spec.amount]
+    if not spent or not endpoints:
+        return
+    with context.sessions() as session:
+        alerts = {a.budget: a.id for a in session.scalars(
+            select(Alert).where(Alert.budget.in_([b.name for b in spent]), Alert.period == period,
+                                Alert.kind == "threshold", Alert.threshold == "100"))}
+    for budget in spent:
+        alert_id = alerts.get(budget.name)
+        channel = budget.channel or context.settings.alert_channel
+        if alert_id is None or not channel:
+            continue
+        for endpoint in (e for e in endpoints if budget.matches(e.as_row())):
+            key = guard.budget_stop_key(alert_id, endpoint.id)
+            with context.sessions() as session:
+                if claims.status(session, guard.STOP_JOB, key) in ("done", "failed"):
+                    continue
+            outcome = guard.stop_endpoint(context, endpoint.id, key=key, by=f"budget:{budget.name}", now=now)
+            if outcome.status == "stopped":
+                headline = f"Stopped endpoint {endpoint.name} ({endpoint.model}): budget {budget.name} is spent"
+                advice = "Start it again in together.ai when the spend is agreed; this budget will not stop it again this month."
+            elif outcome.status == "failed":
+                headline = f"Could not stop endpoint {endpoint.name} for budget {budget.name}"
+                advice = "It is still running and billing. Stop it in together.ai; budget-guard does not retry on its own."
+            else:
+                continue
+            _record(context, AlertDraft(budget.name, period, "stop", endpoint.id[:64], channel, headline,
+                                        [outcome.reason[:1].upper() + outcome.reason[1:]], advice), now, render)
+
+
+def _runway_alerts(session: Session, context: Context, ledger: _Ledger, now: datetime) -> list[AlertDraft]:
+    """The prepaid balance running out within RUNWAY_ALERT_DAYS, and again within a day: once each
+    per balance (setting it or a top-up starts over)."""
+    settings = context.settings
+    channel = settings.alert_channel
+    state = runway.prepaid_state(session, settings) if channel else None
+    if state is None:
+        return []
+    local_now = now.astimezone(settings.zone)
+    spent, unpriced = runway.spent_since(session, state.stated.at)
+    outlook = runway.project_runway(state, spent, ledger.total(local_now), now=now, zone=settings.zone,
+                                    unpriced_tokens=unpriced)
+    days = outlook.days_left
+    if days is None or days >= settings.runway_alert_days:
+        return []
+    limit = str(settings.runway_alert_days)
+    threshold, covers = ("1", (limit,)) if days < 1 else (limit, ())
+    empty = outlook.empty_at.astimezone(settings.zone) if outlook.empty_at else local_now
+    if outlook.left <= 0:
+        headline = f"The prepaid balance is used up: {usd(-outlook.left)} over"
+    elif days < 1:
+        headline = f"The prepaid balance runs out within a day, around {empty:%a} {empty:%H:%M}"
+    else:
+        headline = f"The prepaid balance runs out in about {days:.0f} days, around {empty:%a, %b} {empty.day}"
+    details = [runway.summary(outlook)]
+    if outlook.unpriced_tokens:
+        details.append(f"{outlook.unpriced_tokens:,} tokens of models with no known price are not counted.")
+    advice = ("Top up at together.ai, then record it with `/budget credit add AMOUNT`; "
+              "or slow the spend named below.")
+    today = local_now.date()
+    week = today - timedelta(days=7)
+    drivers = _top(ledger.spend_by_label(list(ledger.series), lambda d: week <= d <= today))
+    return [AlertDraft(runway.ALERT_BUDGET, state.version, "runway", threshold, channel, headline, details, advice,
+                       drivers, covers=covers)]
+
+
+def _idle_alerts(session: Session, context: Context, now: datetime) -> list[AlertDraft]:
+    """Dedicated endpoints up with no tokens for IDLE_ENDPOINT_HOURS: one alert per idle stretch."""
+    channel = context.settings.alert_channel
+    if not channel:
+        return []
+    drafts = []
+    for idle in idle_endpoints(session, context.settings, now):
+        e = idle.endpoint
+        hours = int((now - idle.idle_since).total_seconds() // 3600)
+        cost = usd(idle.cost) + (" and uptime on hardware with no price" if idle.unpriced_minutes else "")
+        headline = f"Endpoint {e.name} has been idle for {hours} h, costing {usd(idle.cost)}"
+        details = [f"{e.model} on {e.hardware or 'unknown hardware'}: up since "
+                   f"{e.up_since:%Y-%m-%d %H:%M} UTC, no tokens recorded against it since "
+                   f"{idle.idle_since:%Y-%m-%d %H:%M} UTC; that uptime cost {cost}."]
+        advice = ("If nothing needs it, an admin can stop it below (it bills every minute it is up); "
+                  "if it serves traffic, record that usage (mode dedicated, or tag endpoint=NAME).")
+        drafts.append(AlertDraft(guard.idle_alert_key(e.id), idle.idle_since.strftime("%Y-%m-%dT%H:%M"), "idle",
+                                 "", channel, headline, details, advice, endpoint=e.id))
+    return drafts
 
 
 USAGE_KINDS = ("openai_usage", "generic_json")  # sources that should keep returning usage
@@ -311,6 +450,11 @@ def _price_alerts(session: Session, context: Context, rows: list[DailyRow], toda
     return drafts
 
 
+# A later alert of these kinds replies in the thread of the period's first alert of the kinds named.
+THREADED = {"threshold": ("threshold", "forecast"), "forecast": ("threshold", "forecast"),
+            "stop": ("threshold", "forecast"), "runway": ("runway",)}
+
+
 def _record(context: Context, draft: AlertDraft, now: datetime, render: AlertRenderer | None) -> bool:
     """Insert the alert and its outbox message together; False if another run got there first."""
     with context.sessions() as session, session.begin():
@@ -331,11 +475,12 @@ def _record(context: Context, draft: AlertDraft, now: datetime, render: AlertRen
                                      outbox_key=draft.key, created_at=now)
                 .on_conflict_do_nothing(index_elements=["budget", "period", "kind", "threshold"])
             )
+        kinds = THREADED.get(draft.kind)
         first = session.scalar(
             select(Alert.outbox_key).where(Alert.budget == draft.budget, Alert.period == draft.period,
-                                           Alert.kind.in_(("threshold", "forecast")), Alert.outbox_key != draft.key)
+                                           Alert.kind.in_(kinds), Alert.outbox_key != draft.key)
             .order_by(Alert.id).limit(1)
-        ) if draft.kind in ("threshold", "forecast") else None
+        ) if kinds else None
         text, blocks = render(draft, alert_id) if render else (draft.headline, [])
         enqueue(session, key=draft.key, kind="alert", channel=draft.channel, text=text, blocks=blocks or None,
                 thread_of=first, now=now)
@@ -381,7 +526,7 @@ def breakdown(context: Context, alert_id: int, budget: str, *, now: datetime | N
             return None
         specs = {b.name: b for b in budget_store.active_budgets(session)}
         spec = specs.get(budget)
-        if spec is None and not budget.startswith(("source:", "price:")):
+        if spec is None and not budget.startswith(("source:", "price:", runway.ALERT_BUDGET)):
             return None
         rows = daily_rows(session, start, end, zone)
     if spec is not None:

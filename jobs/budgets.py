@@ -10,11 +10,12 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Budget
 from db.rollups import DailyRow, DailyUsage
-from jobs.settings import MENTION_RE, MODES, SCOPE_KEYS, BudgetConfig, Settings
+from jobs.settings import MENTION_RE, MODES, ON_EXCEED, SCOPE_KEYS, BudgetConfig, Settings
 from pricing.catalog import Catalog, UnknownModel
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -42,6 +43,11 @@ class BudgetSpec:
     forecast: bool
     channel: str | None
     mention: str | None
+    on_exceed: str = "alert"  # or "stop-endpoints": at 100% the dedicated endpoints in scope are stopped
+
+    @property
+    def stops_endpoints(self) -> bool:
+        return self.on_exceed == "stop-endpoints"
 
     def matches(self, row: DailyRow) -> bool:
         """Whether a ledger row falls inside this budget's scope."""
@@ -60,7 +66,7 @@ class BudgetSpec:
 
 def _spec(row: Budget) -> BudgetSpec:
     return BudgetSpec(row.name, Decimal(row.amount), dict(row.scope or {}), tuple(sorted(row.thresholds or [])),
-                      row.forecast, row.channel, row.mention)
+                      row.forecast, row.channel, row.mention, row.on_exceed or "alert")
 
 
 class FileBudgetError(ValueError):
@@ -106,7 +112,8 @@ def sync_from_file(session: Session, settings: Settings, catalog: Catalog, *, no
         elif row.origin != "file":
             continue
         values = dict(amount=budget.amount, scope=dict(budget.scope), thresholds=list(budget.thresholds),
-                      forecast=budget.forecast, channel=budget.channel, mention=budget.mention, deleted=False)
+                      forecast=budget.forecast, channel=budget.channel, mention=budget.mention,
+                      on_exceed=budget.on_exceed, deleted=False)
         if any(getattr(row, key) != value for key, value in values.items()):
             for key, value in values.items():
                 setattr(row, key, value)
@@ -117,8 +124,16 @@ def sync_from_file(session: Session, settings: Settings, catalog: Catalog, *, no
 def current_budgets(session: Session, settings: Settings, catalog: Catalog, *, save_sync: bool = True,
                     now: datetime | None = None) -> list[BudgetSpec]:
     """The budgets in force: the database's after syncing the file; with `save_sync` False
-    (a dry run) the sync is undone once read."""
-    sync_from_file(session, settings, catalog, now=now)
+    (a dry run) the sync is undone once read. Two processes syncing at once both succeed."""
+    for attempt in range(2):
+        try:
+            sync_from_file(session, settings, catalog, now=now)
+        except IntegrityError:  # another process added the same file budget first: read its rows
+            session.rollback()
+            if attempt:
+                raise
+            continue
+        break
     specs = active_budgets(session)
     if save_sync:
         session.commit()
@@ -151,7 +166,8 @@ def parse_amount(text: str) -> Decimal:
 
 
 def parse_set(words: list[str], catalog: Catalog, known_models: set[str]) -> BudgetConfig:
-    """`<name> <amount> [key=value ...] [thresholds=50,80] [#channel] [forecast=off] [mention=@x]`."""
+    """`<name> <amount> [key=value ...] [thresholds=50,80] [#channel] [forecast=off] [mention=@x]
+    [on_exceed=stop-endpoints]`."""
     if len(words) < 2:
         raise BudgetError("give a name and a monthly amount")
     name, amount_text, rest = words[0], words[1], words[2:]
@@ -162,6 +178,7 @@ def parse_set(words: list[str], catalog: Catalog, known_models: set[str]) -> Bud
     thresholds = [50, 80, 100]
     channel = mention = None
     forecast = True
+    on_exceed = "alert"
     for word in rest:
         if m := CHANNEL_RE.match(word):
             channel = m.group(1) or m.group(2)
@@ -191,6 +208,10 @@ def parse_set(words: list[str], catalog: Catalog, known_models: set[str]) -> Bud
             if not MENTION_RE.match(value):
                 raise BudgetError("mention= takes a @user or @group")
             mention = value
+        elif key == "on_exceed":
+            if value.lower() not in ON_EXCEED:
+                raise BudgetError(f"on_exceed= is one of {', '.join(ON_EXCEED)}")
+            on_exceed = value.lower()
         elif key == "model":
             scope["model"] = resolve_model(value, catalog, known_models)
         elif key == "mode":
@@ -204,7 +225,7 @@ def parse_set(words: list[str], catalog: Catalog, known_models: set[str]) -> Bud
         else:
             raise BudgetError(f"unknown scope '{key[:30]}'; use {', '.join(SCOPE_KEYS)}")
     return BudgetConfig(name=name, amount=amount, scope=scope, thresholds=thresholds, forecast=forecast,
-                        channel=channel, mention=mention)
+                        channel=channel, mention=mention, on_exceed=on_exceed)
 
 
 def _thresholds(text: str) -> list[int]:
@@ -242,6 +263,7 @@ def save(session: Session, budget: BudgetConfig, *, user: str, now: datetime | N
     row.forecast = budget.forecast
     row.channel = budget.channel
     row.mention = budget.mention
+    row.on_exceed = budget.on_exceed
     row.origin = "slack"
     row.deleted = False
     row.updated_by = user

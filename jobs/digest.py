@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from db.models import UsageBucket, from_nanos
 from db.rollups import DailyRow, daily_rows, local_day, local_midnight, month_bounds
 from jobs import budgets as budget_store
+from jobs import runway as prepaid
 from jobs.advice import index_usage, rank, workloads
 from jobs.budgets import BudgetSpec
 from jobs.context import Context
@@ -140,6 +141,7 @@ class Overview:
     total_saving: Decimal | None  # None: batch advice is not available
     last_usage_at: datetime | None  # the newest bucket in the ledger; None: the ledger is empty
     pull_cron: str  # when configured sources are pulled (`PULL_CRON`), for "how to get usage in"
+    runway: prepaid.Runway | None = None  # None: no prepaid balance is stated
 
     @property
     def empty(self) -> bool:
@@ -392,6 +394,8 @@ class _Snapshot:
     budgets: list[BudgetSpec]
     first_usage_at: datetime | None
     last_usage_at: datetime | None
+    prepaid_state: prepaid.PrepaidState | None = None
+    prepaid_spent: tuple[Decimal, int] = (Decimal(0), 0)  # spend and unpriced tokens since it was stated
 
 
 def _load(context: Context, now: datetime) -> _Snapshot:
@@ -406,7 +410,9 @@ def _load(context: Context, now: datetime) -> _Snapshot:
         first = session.scalar(select(func.min(UsageBucket.bucket_start)))
         last = session.scalar(select(func.max(UsageBucket.bucket_start)))
         rows = daily_rows(session, history_start, min(month_end, now + timedelta(hours=1)), zone)
-    return _Snapshot(rows, budgets, first, last)
+        state = prepaid.prepaid_state(session, settings)
+        spent = prepaid.spent_since(session, state.stated.at) if state is not None else (Decimal(0), 0)
+    return _Snapshot(rows, budgets, first, last, state, spent)
 
 
 def _overview(context: Context, now: datetime) -> tuple[Overview, _Month, Projection]:
@@ -416,8 +422,13 @@ def _overview(context: Context, now: datetime) -> tuple[Overview, _Month, Projec
     total, models = month.project_models()
     budgets = [month.budget(spec) for spec in snapshot.budgets]
     savings, total_saving = _savings(context, snapshot.rows, month.today, snapshot.first_usage_at)
+    runway = None
+    if snapshot.prepaid_state is not None:
+        spent, unpriced = snapshot.prepaid_spent
+        runway = prepaid.project_runway(snapshot.prepaid_state, spent, total if month.series else None, now=now,
+                                        zone=context.settings.zone, unpriced_tokens=unpriced)
     overview = Overview(now, month.today, context.settings.zone.key, _outlook(total), models, budgets, savings,
-                        total_saving, snapshot.last_usage_at, context.settings.pull_cron)
+                        total_saving, snapshot.last_usage_at, context.settings.pull_cron, runway)
     return overview, month, total
 
 

@@ -145,6 +145,9 @@ def _matching(value: str | None, pattern: re.Pattern[str], problem: str) -> str 
     return value
 
 
+ON_EXCEED = ("alert", "stop-endpoints")
+
+
 class BudgetConfig(_Strict):
     """A monthly budget as written in `budget-guard.toml`."""
 
@@ -155,6 +158,7 @@ class BudgetConfig(_Strict):
     forecast: bool = True
     channel: str | None = None
     mention: str | None = None
+    on_exceed: Literal["alert", "stop-endpoints"] = "alert"  # stop-endpoints: at 100% stop those in scope
 
     @field_validator("scope")
     @classmethod
@@ -186,6 +190,50 @@ class BudgetConfig(_Strict):
         if not thresholds or any(t <= 0 or t > 1000 for t in thresholds):
             raise ValueError("thresholds are percentages between 1 and 1000")
         return sorted(set(thresholds))
+
+
+MAX_PREPAID = Decimal(100_000_000)  # a prepaid balance or top-up above this is a typo, not a balance
+
+
+def _prepaid_amount(value: Decimal, what: str) -> Decimal:
+    if value != value.quantize(Decimal("0.01")):
+        raise ValueError(f"{what} is dollars and cents, like 500 or 1250.50")
+    if value > MAX_PREPAID:
+        raise ValueError(f"{what} over ${MAX_PREPAID:,} is implausible for a prepaid balance; check the number")
+    return value
+
+
+class Topup(_Strict):
+    """A top-up of the prepaid balance, counted from the start of `on` (a local day in TZ)."""
+
+    amount: Decimal = Field(gt=0)
+    on: date
+
+    @field_validator("amount")
+    @classmethod
+    def _plausible(cls, value: Decimal) -> Decimal:
+        return _prepaid_amount(value, "a top-up")
+
+
+class Prepaid(_Strict):
+    """The prepaid balance (USD) at the start of `since` (a local day in TZ), and top-ups since."""
+
+    balance: Decimal = Field(ge=0)
+    since: date
+    topups: list[Topup] = []
+
+    @field_validator("balance")
+    @classmethod
+    def _plausible(cls, value: Decimal) -> Decimal:
+        return _prepaid_amount(value, "the balance")
+
+    @model_validator(mode="after")
+    def _topups_after_since(self) -> "Prepaid":
+        for topup in self.topups:
+            if topup.on < self.since:
+                raise ValueError(f"the top-up on {topup.on} is before since = {self.since}; "
+                                 "fold it into balance or move since back")
+        return self
 
 
 class Offline(_Strict):
@@ -241,6 +289,11 @@ class Settings(BaseSettings):
     catch_up_seconds: float = Field(default=60.0, gt=0, le=3600)
     job_lease_seconds: float = Field(default=900.0, ge=1, le=86400)
     spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
+
+    # Prepaid runway and guard actions.
+    prepaid: Prepaid | None = None
+    runway_alert_days: int = Field(default=7, ge=2, le=365)  # alert under this many days, and under 1
+    idle_endpoint_hours: int = Field(default=6, ge=1, le=24 * 30)
 
     @field_validator("admins", mode="before")
     @classmethod

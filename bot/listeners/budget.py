@@ -19,7 +19,8 @@ from jobs.budgets import BudgetError, BudgetSpec
 from jobs.context import Context
 
 log = logging.getLogger(__name__)
-USAGE = "/budget list   |   /budget set NAME AMOUNT [model=… project=… feature=… tag=… mode=…] [50,80,100] [#channel]   |   /budget delete NAME"
+USAGE = ("/budget list   |   /budget set NAME AMOUNT [model=… project=… feature=… tag=… mode=…] [50,80,100] [#channel] "
+         "[on_exceed=stop-endpoints]   |   /budget delete NAME   |   /budget credit [set|add AMOUNT]")
 _group_cache: dict[str, tuple[float, set[str]]] = {}
 
 
@@ -76,7 +77,7 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
             created = session.get(Budget, config.name) is None
             budget_store.save(session, config, user=user_id)
         spec = BudgetSpec(config.name, config.amount, dict(config.scope), tuple(config.thresholds), config.forecast,
-                          config.channel, config.mention)
+                          config.channel, config.mention, config.on_exceed)
         return {"blocks": budget_saved_blocks(spec, created), "text": f"Budget {config.name} saved.",
                 "response_type": "ephemeral"}
     except BudgetError as exc:

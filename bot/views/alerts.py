@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
-from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject, PlainTextObject
 
-from bot.views.blocks import context, escape, header, line_sections, plain_section, section, to_dicts
+from bot.views.blocks import clip, context, escape, header, line_sections, plain_section, section, to_dicts
 from jobs.budget_check import AlertDraft
 from jobs.budgets import BudgetSpec
 from pricing.money import percent, usd
 
 ICONS = {"threshold": ":rotating_light:", "forecast": ":crystal_ball:", "spike": ":chart_with_upwards_trend:",
-         "source": ":satellite_antenna:", "price": ":label:"}
+         "source": ":satellite_antenna:", "price": ":label:", "runway": ":fuelpump:", "idle": ":zzz:",
+         "stop": ":octagonal_sign:"}
 
 
 class AlertAction(BaseModel):
@@ -22,6 +24,13 @@ class AlertAction(BaseModel):
 
     alert_id: int = Field(gt=0)
     budget: str = Field(max_length=200)
+
+
+class StopAction(BaseModel):
+    """What the Stop endpoint button carries: its idle alert and the endpoint (both checked on click)."""
+
+    alert_id: int = Field(gt=0, le=2**31 - 1)
+    endpoint: str = Field(min_length=1, max_length=128)
 
 
 def progress_bar(fraction: Decimal, width: int = 20) -> str:
@@ -44,13 +53,56 @@ def alert_message(draft: AlertDraft, alert_id: int) -> tuple[str, list[dict[str,
     if draft.mention:
         blocks.append(section(draft.mention))  # a configured user or group mention, not user input
     value = AlertAction(alert_id=alert_id, budget=draft.budget).model_dump_json()
-    blocks.append(ActionsBlock(block_id="alert_actions", elements=[
-        ButtonElement(text="Acknowledge", action_id="alert_ack", value=value, style="primary"),
-        ButtonElement(text="Snooze for a day", action_id="alert_snooze", value=value),
-        ButtonElement(text="Show breakdown", action_id="alert_breakdown", value=value),
-    ]))
+    if draft.kind == "idle" and draft.endpoint:
+        blocks.append(ActionsBlock(block_id="alert_actions", elements=[
+            _stop_button(StopAction(alert_id=alert_id, endpoint=draft.endpoint), draft.headline),
+            ButtonElement(text="Acknowledge", action_id="alert_ack", value=value),
+            ButtonElement(text="Snooze for a day", action_id="alert_snooze", value=value),
+        ]))
+    elif draft.kind != "stop":  # a stop's result is a reply: nothing left to press
+        blocks.append(ActionsBlock(block_id="alert_actions", elements=[
+            ButtonElement(text="Acknowledge", action_id="alert_ack", value=value, style="primary"),
+            ButtonElement(text="Snooze for a day", action_id="alert_snooze", value=value),
+            ButtonElement(text="Show breakdown", action_id="alert_breakdown", value=value),
+        ]))
     text = escape(f"{draft.headline}. " + " ".join(draft.details))
     return text[:3000], to_dicts(blocks)
+
+
+def _stop_button(action: StopAction, headline: str) -> ButtonElement:
+    """Stop endpoint, with Slack's confirmation dialog before the click is sent."""
+    confirm = ConfirmObject(
+        title="Stop this endpoint?",
+        text=PlainTextObject(text=clip(f"{headline}. Stopping it ends its billing and its serving; "
+                                       "it can be started again in together.ai.", 300), emoji=False),
+        confirm="Stop it", deny="Keep it running", style="danger",
+    )
+    return ButtonElement(text="Stop endpoint", action_id="endpoint_stop", value=action.model_dump_json(),
+                         style="danger", confirm=confirm)
+
+
+def slack_time(moment: datetime) -> str:
+    """A time each reader sees in their own zone (Slack's date formatting), UTC as the fallback."""
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
+
+
+def stopped_blocks(original: list[dict[str, Any]], user_id: str, at: datetime, state: str | None) -> list[dict[str, Any]]:
+    """The idle alert once its endpoint is stopped: no buttons, and who stopped it when."""
+    kept = [b for b in original if b.get("type") != "actions"]
+    said = f" together.ai says {escape(state)}." if state else ""
+    return kept + [context(f":octagonal_sign: Stopped by <@{escape(user_id)}> {slack_time(at)}.{said}").to_dict()]
+
+
+def already_stopped_text(endpoint: str, by: str, at: datetime) -> str:
+    """The private answer to a Stop click on an endpoint already stopped (by a person or a budget)."""
+    who = f"budget {escape(by.removeprefix('budget:'))}" if by.startswith("budget:") else f"<@{escape(by)}>"
+    return f"{escape(endpoint)} was already stopped by {who} {slack_time(at)}; nothing more was sent."
+
+
+def stop_failed_text(endpoint: str, reason: str) -> str:
+    """The thread reply when together.ai did not stop the endpoint."""
+    return (f":warning: Could not stop *{escape(endpoint)}*: {escape(reason)} Nothing was retried; "
+            "the endpoint keeps running (and billing) until it is stopped.")
 
 
 def acknowledged_blocks(original: list[dict[str, Any]], user_id: str, action: str) -> list[dict[str, Any]]:
@@ -89,4 +141,6 @@ def budget_saved_blocks(spec: BudgetSpec, created: bool) -> list[dict[str, Any]]
     text = (f"Budget *{escape(spec.name)}* {verb}: {usd(spec.amount)} a month for {escape(spec.describe_scope())}, "
             f"alerting at {', '.join(f'{t}%' for t in spec.thresholds)}"
             + (f" in <#{escape(spec.channel)}>" if spec.channel else "") + ".")
+    if spec.stops_endpoints:
+        text += " When it is spent, the dedicated endpoints in its scope are stopped."
     return to_dicts([section(text)])

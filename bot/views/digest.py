@@ -23,6 +23,7 @@ from bot.views.spend import (
     interval,
     model_line,
     rest_of_models,
+    runway_line,
     saving_line,
     short_date,
     unpriced_note,
@@ -63,6 +64,11 @@ def digest_text(digest: Digest) -> str:
     if over:
         text += (f" {len(over)} of {len(o.budgets)} budget{'' if len(o.budgets) == 1 else 's'} "
                  f"{'is' if len(over) == 1 else 'are'} forecast to go over.")
+    if o.runway is not None and o.runway.left <= 0:
+        text += " The prepaid balance is used up."
+    elif o.runway is not None and o.runway.empty_at is not None:
+        empty = o.runway.empty_at.astimezone(o.zone_info)
+        text += f" The prepaid balance ({usd(o.runway.left)} left) runs out around {short_date(empty.date())}."
     return text[:3000]
 
 
@@ -115,6 +121,8 @@ def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
         blocks.append(context(*notes))
 
     blocks.append(DividerBlock())
+    if o.runway is not None:
+        blocks.append(section(runway_line(o.runway)))
     if o.budgets:
         lines = [budget_line(b) for b in sorted(o.budgets, key=by_urgency)]
         blocks.extend(line_sections(["*Budgets*", *lines], max_blocks=BUDGET_BLOCKS, more_label="more budgets"))
@@ -156,7 +164,8 @@ def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
     chart = "The chart shows daily spend per model this month and the forecast to month-end. " \
         if chart_data(digest) is not None else ""
     blocks.append(context(f"{chart}Times in {escape(o.zone)}; `budget-guard digest --dry-run` shows this any time."))
-    # At most 20 blocks by construction (8 for budgets, 2 for models, 1 per other list); the cut is a backstop.
+    # At most 21 blocks by construction (8 for budgets, 2 for models, 1 per other list and the prepaid
+    # balance); the cut is a backstop.
     return to_dicts(blocks[:MAX_BLOCKS])
 
 

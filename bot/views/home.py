@@ -15,6 +15,7 @@ from bot.views.spend import (
     interval,
     model_line,
     rest_of_models,
+    runway_line,
     saving_line,
     unpriced_note,
 )
@@ -55,6 +56,14 @@ def home_blocks(overview: Overview) -> list[dict[str, Any]]:
             notes.append(note)
         blocks.append(context(*notes))
 
+    if o.runway is not None:
+        blocks += [DividerBlock(), header("Prepaid balance"), section(runway_line(o.runway))]
+        if o.runway.scheduled:
+            blocks.append(context("Top-ups ahead: " + ", ".join(
+                f"{usd(t.amount)} on {t.at.astimezone(o.zone_info):%b} {t.at.astimezone(o.zone_info).day}"
+                for t in o.runway.scheduled[:10])))
+        blocks.append(context("Set it with `/budget credit set AMOUNT`, record a top-up with "
+                              "`/budget credit add AMOUNT` (admins), or `[prepaid]` in budget-guard.toml."))
     blocks += [DividerBlock(), header("Budgets")]
     if o.budgets:
         lines = [budget_line(b) for b in sorted(o.budgets, key=by_urgency)]
@@ -84,7 +93,8 @@ def home_blocks(overview: Overview) -> list[dict[str, Any]]:
             blocks.append(context(f"In all {usd(o.total_saving)}/month, at each model's batch rate."))
     else:
         blocks.append(context(as_of))
-    # At most 65 blocks by construction (20 for budgets, 30 for models, 5 for savings); the cut is a backstop.
+    # At most 70 blocks by construction (20 for budgets, 30 for models, 5 for savings, 5 for the prepaid
+    # balance); the cut is a backstop.
     return to_dicts(blocks[:MAX_VIEW_BLOCKS])
 
 

@@ -4,15 +4,18 @@ their bars and forecasts, models with their outlook, batch suggestions, and how 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from bot.views.alerts import progress_bar
 from bot.views.blocks import escape
 from jobs.digest import BatchSaving, BudgetStatus, Outlook
+from jobs.runway import Runway
 from pricing.money import count, percent, usd
 
 UNPRICED_NAMED = 5  # unpriced models named in the note; the rest are counted
+
 
 def how_to_get_usage_in(pull_cron: str) -> str:
     """The three ways in, with the configured pull schedule (`PULL_CRON`)."""
@@ -131,3 +134,27 @@ def unpriced_note(outlook: Outlook, models: Sequence[Outlook] = ()) -> str | Non
             + (f": {which}" if which else "") + "; they are not in these dollars. If a name is another name for a "
             "known model, add it under `[[aliases]]` in `budget-guard.toml`, else its rates under `[[prices]]`; "
             "then `budget-guard reprice --since` the month's first day.")
+
+
+def _local_day(moment: datetime | None, zone: str, *, weekday: bool = True) -> str:
+    if moment is None:
+        return "more than a year"
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%a, %b} {local.day}" if weekday else f"{local:%b} {local.day}"
+
+
+def runway_line(runway: Runway) -> str:
+    """`:fuelpump: *Prepaid balance* $608.00 left … runs out around *Sat, Nov 21* (80%: Nov 20–Nov 23)`."""
+    stated = runway.stated.at.astimezone(ZoneInfo(runway.zone))
+    topped = f" + {usd(runway.topped_up)} topped up" if runway.topped_up else ""
+    basis = f"of {usd(runway.stated.amount)} on {stated:%b} {stated.day}{topped}, {usd(runway.spent)} spent since"
+    if runway.left <= 0:
+        return f":rotating_light: *Prepaid balance used up*: {usd(-runway.left)} more spent than it held ({basis})"
+    head = f":fuelpump: *Prepaid balance* {usd(runway.left)} left ({basis})"
+    if runway.empty_at is None:
+        pace = f"about {usd(runway.per_day)}/day" if runway.per_day else "nothing is drawing it down"
+        return f"{head}\n{pace}: lasts more than a year at this pace"
+    earliest = _local_day(runway.earliest, runway.zone, weekday=False)
+    latest = _local_day(runway.latest, runway.zone, weekday=False)
+    return (f"{head}\nabout {usd(runway.per_day)}/day: runs out around *{_local_day(runway.empty_at, runway.zone)}* "
+            f"(80%: {earliest}–{latest})")

@@ -198,6 +198,9 @@ def pull_together_endpoints(
             rows.extend(endpoint_rows)
         written = add_buckets(session, source.name, rows)
         record_source_cursor(session, source.name, max(observed, previous or observed))
+        from jobs.endpoints import record_observed  # (imports this module)
+
+        record_observed(session, source.name, running, since, observed)
     notes = tuple(f"endpoint {e.name}: counted at min_replicas={e.replicas}, a lower bound (up to "
                   f"max_replicas={e.max_replicas}; the API reports no running count)" for e in running if e.lower_bound)
     return PullResult(source.name, since, observed, 1, written, notes=notes)

@@ -1,4 +1,6 @@
-"""A fake together.ai API: models, hardware, endpoints, files, batches, fine-tunes, GPU clusters.
+"""A fake together.ai API: models, hardware, endpoints (listed, read, and updated with
+`PATCH /v1/endpoints/{id}`: started, stopped, renamed, scaled), files, batches, fine-tunes,
+GPU clusters.
 
 Shapes follow `shared/specs/together-openapi.yaml`: `/models` is a bare JSON array of
 `ModelInfo`; `/hardware` and `/endpoints` are `{"object": "list", "data": [...]}` of
@@ -9,6 +11,12 @@ Shapes follow `shared/specs/together-openapi.yaml`: `/models` is a bare JSON arr
 `FinetuneTruncatedList`; `/compute/clusters` is `GPUClusters`. A bad key gets the spec's
 status: 401 on `/models`, `/batches` (with the spec's `BatchErrorResponse`, `{"error": "..."}`),
 `/files`, `/fine-tunes` and `/compute`; 403 on `/hardware` and `/endpoints`.
+
+A `PATCH /endpoints/{id}` body is checked field for field against the spec's request schema
+(`display_name` string, `state` STARTED or STOPPED, `autoscaling` {min_replicas, max_replicas}
+integers, `inactive_timeout` integer or null; an unknown field or a wrong type is a 400 in the
+spec's ErrorData); it changes the endpoint and answers the `DedicatedEndpoint`. A stop takes
+effect at once (STOPPED; the real API passes through STOPPING), so a later list shows it stopped.
 
 Uploads: the spec's `POST /files/upload` (multipart with the file) works, and so does the flow
 the `together` SDK really uses, which the spec does not describe: `POST /files` (form fields,
@@ -478,6 +486,8 @@ class FakeTogether(FakeHTTPServer):
             return self._store_upload(request)
         if request.bearer_token != self.api_key:
             return self._unauthorized(request.path)
+        if request.method == "PATCH" and request.path.startswith("/v1/endpoints/"):
+            return self._update_endpoint(request.path.removeprefix("/v1/endpoints/"), request.body)
         if request.method == "POST" and request.path == "/v1/batches":
             return self._create_batch(request)
         if request.method == "POST" and request.path == "/v1/files":
@@ -632,6 +642,52 @@ class FakeTogether(FakeHTTPServer):
             if _field(e, "id") == endpoint_id:
                 return Response.json(e.detail_json() if isinstance(e, Endpoint) else e)
         return Response.json(api_error(404, None, f"Endpoint {endpoint_id} not found"), 404)
+
+    def _update_endpoint(self, endpoint_id: str, body: bytes) -> Response:
+        try:
+            changes = json.loads(body)
+        except ValueError:
+            return Response.json(api_error(400, None, "Request body must be JSON."), 400)
+        problem = _update_problem(changes)
+        if problem:
+            return Response.json(api_error(400, None, problem), 400)
+        for index, e in enumerate(self.endpoints):
+            if _field(e, "id") != endpoint_id:
+                continue
+            if isinstance(e, dict):
+                e.update({k: v for k, v in changes.items() if k in ("display_name", "state")})
+                return Response.json(e)
+            updated = replace(
+                e,
+                state=changes.get("state", e.state),
+                display_name=changes.get("display_name", e.display_name),
+                min_replicas=(changes.get("autoscaling") or {}).get("min_replicas", e.min_replicas),
+                max_replicas=(changes.get("autoscaling") or {}).get("max_replicas", e.max_replicas),
+            )
+            self.endpoints[index] = updated
+            return Response.json(updated.detail_json())
+        return Response.json(api_error(404, None, f"Endpoint {endpoint_id} not found"), 404)
+
+
+def _update_problem(changes: Any) -> str | None:
+    """What is wrong with a PATCH body by the spec's request schema, or None."""
+    if not isinstance(changes, dict):
+        return "Request body must be a JSON object."
+    for key, value in changes.items():
+        if key == "display_name":
+            ok = isinstance(value, str)
+        elif key == "state":
+            ok = value in ("STARTED", "STOPPED")
+        elif key == "autoscaling":
+            ok = (isinstance(value, dict) and set(value) == {"min_replicas", "max_replicas"}
+                  and all(type(v) is int for v in value.values()))
+        elif key == "inactive_timeout":
+            ok = value is None or type(value) is int
+        else:
+            return f"Unknown field: {key}"
+        if not ok:
+            return f"Invalid value for {key}"
+    return None
 
 
 def _field(item: Any, name: str, default: Any = None) -> Any:
