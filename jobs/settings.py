@@ -242,6 +242,13 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=900.0, ge=1, le=86400)
     spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
 
+    # Slack as Slack behaves (issue 11): who hears about what only an operator can fix, what the
+    # outbox does with a message that may have landed where it cannot look, how fresh the admin
+    # groups are kept.
+    ops_channel: str | None = None
+    outbox_uncertain: Literal["skip", "repost"] = "skip"
+    admin_refresh_seconds: float = Field(default=300.0, ge=10, le=86400)
+
     @field_validator("admins", mode="before")
     @classmethod
     def _admin_list(cls, value: Any) -> Any:
@@ -283,7 +290,12 @@ class Settings(BaseSettings):
                              f"(minute hour day month weekday): {exc}") from None
         return value
 
-    @field_validator("alert_channel", "digest_channel")
+    @field_validator("outbox_uncertain", mode="before")
+    @classmethod
+    def _lower_policy(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("alert_channel", "digest_channel", "ops_channel")
     @classmethod
     def _channel_setting(cls, value: str | None) -> str | None:
         return _matching(value, CHANNEL_ID_RE, CHANNEL_ID_PROBLEM)
