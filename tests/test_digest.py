@@ -278,7 +278,7 @@ def test_the_scheduler_runs_the_digest_at_the_configured_local_time(database_url
 # ----------------------------------------------------------------------------- the chart
 
 
-def test_the_chart_goes_up_through_the_three_calls_of_files_upload_v2(context: Context, slack: FakeSlack) -> None:
+def test_the_chart_goes_up_through_slacks_three_upload_calls(context: Context, slack: FakeSlack) -> None:
     steady_ledger(context, date(2026, 11, 25))
     at = local(date(2026, 11, 25), 9, 0, 1)
     tick(context, at)

@@ -153,7 +153,7 @@ def test_replies_go_into_the_first_alerts_thread(sessions, slack, client) -> Non
     assert child["thread_ts"] == parent["ts"] and "thread_ts" not in parent
 
 
-def test_attachment_goes_up_through_files_upload_v2(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+def test_attachment_goes_up_through_slacks_three_upload_steps(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
     queue(sessions, key="digest:2026-11-25", attachment=png, attachment_name="spend.png")
     assert send_pending(sessions, client, now=NOW).sent == 1
