@@ -32,6 +32,7 @@ from db.models import OutboxMessage
 from jobs import operator_notices
 from jobs.claims import OWNER
 from jobs.operator_notices import NOTICE_KIND, NoticeRoute
+from jobs.settings import Settings
 from jobs.slack_errors import is_permanent, refusal
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class OutboxPolicy:
     notices: NoticeRoute = NoticeRoute()
 
     @classmethod
-    def from_settings(cls, settings: Any, publish_home: Callable[[WebClient], int] | None = None) -> "OutboxPolicy":
+    def from_settings(cls, settings: Settings, publish_home: Callable[[WebClient], int] | None = None) -> "OutboxPolicy":
         """OUTBOX_UNCERTAIN and OPS_CHANNEL; `publish_home` (from the bot) reaches the admins' Home tabs."""
         return cls(uncertain=settings.outbox_uncertain,
                    notices=NoticeRoute(ops_channel=settings.ops_channel, publish_home=publish_home))
@@ -262,7 +263,8 @@ def _share_chart(sessions: sessionmaker[Session], client: WebClient, row: Outbox
     if row.file_id is None:
         upload = client.files_getUploadURLExternal(filename=name, length=len(row.attachment),
                                                    alt_txt=row.attachment_alt)
-        httpx.post(str(upload["upload_url"]), content=row.attachment, timeout=client.timeout).raise_for_status()
+        httpx.post(str(upload["upload_url"]), content=row.attachment, timeout=client.timeout, proxy=client.proxy,
+                   verify=client.ssl or True).raise_for_status()
         row.file_id = str(upload["file_id"])
         _record(sessions, row.id, file_id=row.file_id)
     _record(sessions, row.id, uncertain=True)

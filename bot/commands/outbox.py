@@ -21,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     again = actions.add_parser("retry", help="send failed or skipped messages again (after fixing the cause)")
     again.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox row IDs, as `budget-guard outbox` lists")
     again.add_argument("--failed", action="store_true", help="every failed and skipped message")
-    # Given before or after `retry`; SUPPRESS keeps the subparser from resetting the first to None.
-    again.add_argument("--database-url", default=argparse.SUPPRESS, metavar="URL", help="as for `outbox`")
+    add_database_option(again, on_a_sub_command=True)
     parser.set_defaults(func=run)
 
 
