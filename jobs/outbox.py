@@ -42,6 +42,7 @@ METADATA_EVENT = "budget_guard_message"
 UNCHECKED = "unchecked"  # failed_reason of a skipped row: it may have reached a channel we cannot read
 # Answers to conversations.history that mean "you may not read this channel" (not "try later").
 HISTORY_REFUSALS = frozenset({"not_in_channel", "channel_not_found", "missing_scope", "access_denied"})
+MAX_BLOCKS = 50  # Slack's limit per message
 FILE_GONE = frozenset({"file_not_found", "file_deleted"})  # an upload that expired before its completion
 REPOST_NOTE = ("Sent again: my first attempt got no answer from Slack and I cannot read this channel to check "
                "whether it arrived, so this may be a second copy.")
@@ -224,15 +225,16 @@ def _send(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage
         row.uncertain = False
     if row.attachment is not None and not row.file_posted:
         channel = row.posted_channel or row.channel
-        shared = False
+        shared, repost = False, False
         if row.uncertain and row.file_id:
             try:
                 shared = _chart_shared(client, row, channel)
             except _Unchecked:
                 if policy.uncertain == "skip":
                     raise
+                repost = True
         if not shared:
-            _share_chart(sessions, client, row, channel)
+            _share_chart(sessions, client, row, channel, note=REPOST_NOTE if repost else None)
         _record(sessions, row.id, file_posted=True, uncertain=False)
 
 
@@ -243,8 +245,8 @@ def _post(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage
     text, blocks = row.text, row.blocks
     if repost:  # never a second copy silently
         text = f"{text}\n_{REPOST_NOTE}_"
-        blocks = [*blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{REPOST_NOTE}_"}]}] \
-            if blocks else None
+        note = {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{REPOST_NOTE}_"}]}
+        blocks = [*blocks[:MAX_BLOCKS - 1], note] if blocks else None
     _record(sessions, row.id, uncertain=True)
     try:
         response = client.chat_postMessage(channel=row.channel, text=text, blocks=blocks, thread_ts=thread_ts,
@@ -255,7 +257,8 @@ def _post(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage
     return response["ts"], response.get("channel") or row.channel
 
 
-def _share_chart(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage, channel: str) -> None:
+def _share_chart(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage, channel: str, *,
+                 note: str | None = None) -> None:
     """Slack's three upload steps by hand, so that a failed completion completes the same file
     (its id is kept once the bytes are up) rather than uploading a new one."""
     assert row.attachment is not None
@@ -269,7 +272,8 @@ def _share_chart(sessions: sessionmaker[Session], client: WebClient, row: Outbox
         _record(sessions, row.id, file_id=row.file_id)
     _record(sessions, row.id, uncertain=True)
     try:
-        client.files_completeUploadExternal(files=[{"id": row.file_id, "title": name}], channel_id=channel)
+        client.files_completeUploadExternal(files=[{"id": row.file_id, "title": name}], channel_id=channel,
+                                            initial_comment=f"_{note}_" if note else None)
     except SlackApiError as exc:
         _refused(sessions, row, exc)
         raise

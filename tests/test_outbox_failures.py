@@ -333,3 +333,26 @@ def test_a_policy_can_be_given_without_settings(sessions, slack: FakeSlack, clie
     with caplog.at_level(logging.ERROR):
         assert send_pending(sessions, client, policy=OutboxPolicy()).failed == 1
     assert any("operator notice: I cannot post to channel C0GONE" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("choice", ["skip", "repost"])
+def test_a_chart_shared_where_the_bot_cannot_look_is_never_shared_twice_silently(database_url: str, slack: FakeSlack,
+                                                                                client: WebClient, choice: str) -> None:
+    context = open_context(database_url, slack, outbox_uncertain=choice)
+    slack.add_channel(ALERTS, is_member=False)
+    slack.refuse("conversations.join", "missing_scope")
+    queue(context, "digest:lost-chart", text="Spend digest", attachment=PNG, attachment_name="spend-z.png",
+          now=datetime.now(timezone.utc))
+    slack.lose_answer_next("files.completeUploadExternal")  # shared; the answer never came
+    send(context, client)
+    send(context, client, later(11))
+    completions = slack.calls_to("files.completeUploadExternal")
+    assert len(slack.calls_to("files.getUploadURLExternal")) == 1 and len(in_channel(slack, ALERTS)) == 1
+    if choice == "skip":
+        assert len(completions) == 1 and rows(context)["digest:lost-chart"].status == "skipped"
+        assert "I may have missed posting the chart of the alert “Spend digest”" in in_channel(slack, OPS)[0]["text"]
+    else:
+        assert len(completions) == 2 and completions[1].params["files"] == completions[0].params["files"]
+        assert "this may be a second copy" in completions[1].params["initial_comment"]
+        assert rows(context)["digest:lost-chart"].status == "sent"
+    context.close()
