@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from db.models import OutboxMessage
-from jobs.operator_notices import open_notices, plain
-from jobs.outbox import RetryRefused, failed_ids, retry, unsent
+
+if TYPE_CHECKING:
+    from db.models import OutboxMessage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +42,9 @@ def row_json(row: OutboxMessage) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.operator_notices import open_notices, plain
+    from jobs.outbox import unsent
+
     try:
         context = open_context(args)
     except StartupError as exc:
@@ -78,6 +81,8 @@ def print_table(rows: list[OutboxMessage]) -> None:
 
 
 def run_retry(context: Any, args: argparse.Namespace) -> int:
+    from jobs.outbox import RetryRefused, failed_ids, retry
+
     if bool(args.ids) == bool(args.failed):
         return fail(StartupError("outbox retry: give the IDs to retry, or --failed for every failed one"))
     try:

@@ -2,7 +2,7 @@
 operator notices, told once per open problem; Slack deliveries already handled (retries dedupe)
 
 Revision ID: 0004
-Revises: 0006 (0003 when written; re-chained after main gained 0006)
+Revises: 0009 (0003 when written; re-chained after main gained 0006 and 0009)
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import db.models
 
 revision = "0004"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
