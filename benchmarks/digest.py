@@ -164,7 +164,7 @@ def report(engine: str, url: str, tz: str) -> None:
     print(f"  {f['models']:.0f} models, {f['budgets']:.0f} budgets, {f['suggestions']:.0f} batch suggestions"
           f" (same as `advise`: {'yes' if f['advice_agrees'] else 'NO'}) → {f['blocks']:.0f} blocks;"
           f" chart {f['chart_kb']:.0f} KB")
-    print(f"  queue + post to the fake Slack (chat.postMessage + files_upload_v2's {f['upload_calls']:.0f} calls): "
+    print(f"  queue + post to the fake Slack (chat.postMessage + the upload's {f['upload_calls']:.0f} calls): "
           f"{f['queue_and_post']:.2f} s, posted {f['posted']:.0f}")
     print(f"  App Home build: {f['home']:.2f} s, {f['home_blocks']:.0f} blocks")
     print(f"  peak RSS: {f['rss_after_digest_mb']:.0f} MB after two digests, {f['rss_peak_mb']:.0f} MB after the "

@@ -1,4 +1,8 @@
-"""The Bolt app: Slack's side of budget-guard, with every listener registered."""
+"""The Bolt app: Slack's side of budget-guard, with every listener registered.
+
+No request waits on the Web API before its 200: the token is checked (auth.test) when the app
+is built, admin groups are read in the background, and listeners ack first and do their Slack
+work in lazy listeners (`bot.listeners.lazy`)."""
 
 from __future__ import annotations
 
@@ -9,12 +13,13 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
+from bot import deliveries
+from bot.admins import AdminDirectory
 from bot.listeners import alerts, budget, credit, guard, home, quote
 from bot.metrics import Metrics
 from jobs.context import Context
 
 log = logging.getLogger(__name__)
-LISTENER_MODULES = [quote, credit, budget, alerts, guard, home]  # credit takes `/budget credit` before budget
 
 
 def web_client(context: Context) -> WebClient:
@@ -27,6 +32,12 @@ def web_client(context: Context) -> WebClient:
     return WebClient(**kwargs)
 
 
+def admin_directory(context: Context, client: WebClient | None = None) -> AdminDirectory:
+    """ADMINS, its user groups to be read with the bot token (call `start()` to keep them warm)."""
+    return AdminDirectory(context.settings.admins, client or web_client(context),
+                          refresh_seconds=context.settings.admin_refresh_seconds)
+
+
 def _bolt_logger(level: str) -> logging.Logger:
     """Bolt's own logger: warnings and up, unless debugging (at INFO it logs whole request bodies)."""
     logger = logging.getLogger("budget_guard.bolt")
@@ -34,23 +45,34 @@ def _bolt_logger(level: str) -> logging.Logger:
     return logger
 
 
-def create_app(context: Context, *, verify_token: bool = True, metrics: Metrics | None = None) -> App:
-    """Build the Bolt app. Signature verification is always on."""
+def create_app(context: Context, *, metrics: Metrics | None = None, admins: AdminDirectory | None = None) -> App:
+    """Build the Bolt app. Signature verification is always on; the token is checked here, once.
+
+    Without `admins`, a directory is made and started here (its thread is a daemon)."""
     settings = context.settings
     if not settings.slack_signing_secret and not settings.slack_app_token:
         raise ValueError("SLACK_SIGNING_SECRET is required for HTTP mode")
+    client = web_client(context)
     app = App(
-        client=web_client(context),
+        client=client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
-        token_verification_enabled=verify_token,
+        # auth.test now, not on the first request (that request would wait on Slack before its ack).
+        token_verification_enabled=True,
         request_verification_enabled=True,
-        # Listeners run in our worker thread and ack fast; slow work goes to lazy listeners.
+        # The ack function's answer is the HTTP response; Web API work runs in lazy listeners.
         process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="bolt"),
         logger=_bolt_logger(settings.log_level),
     )
-    for module in LISTENER_MODULES:
-        module.register(app, context)
+    admins = admins or admin_directory(context, client).start()
+    deliveries.register(app, context)
+    quote.register(app, context)
+    credit.register(app, context, admins)  # before budget: Bolt runs the first listener that matches
+    budget.register(app, context, admins)
+    alerts.register(app, context)
+    guard.register(app, context, admins)
+    home.register(app, context, admins)
+    home.register_other_events(app)
     quote.register_timing(app, metrics or Metrics())
 
     @app.error

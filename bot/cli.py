@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "advise",
     "check",
     "digest",
+    "outbox",
     "demo",
     "runway",
 )

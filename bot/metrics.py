@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import defaultdict
@@ -69,22 +70,28 @@ class Metrics:
 
 
 def database_gauges(context: Any) -> list[str]:
-    """Outbox depth and each source's lag, read from the database."""
+    """Outbox depth, the messages Slack refused for good (by reason) and each source's lag, read
+    from the database, so every replica reports the same."""
     from datetime import datetime, timezone
 
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
-    from db.models import OutboxMessage, SourceState
+    from db.models import SourceState
+    from jobs.outbox import failures_by_reason, pending_count
 
     try:
         with context.sessions() as session:
-            depth = session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status != "sent"))
+            depth = pending_count(session)
+            failures = failures_by_reason(session)
             states = session.scalars(select(SourceState)).all()
     except Exception:
         return ["# database unavailable"]
     now = datetime.now(timezone.utc)
-    lines = ["# TYPE budget_guard_outbox_depth gauge", f"budget_guard_outbox_depth {depth or 0}",
-             "# TYPE budget_guard_source_lag_seconds gauge"]
+    lines = ["# TYPE budget_guard_outbox_depth gauge", f"budget_guard_outbox_depth {depth}",
+             "# TYPE budget_guard_outbox_failed gauge"]
+    lines.extend(f'budget_guard_outbox_failed{{reason="{re.sub(r"[^A-Za-z0-9_.:-]", "_", reason)}"}} {n}'
+                 for reason, n in sorted(failures.items()))
+    lines.append("# TYPE budget_guard_source_lag_seconds gauge")
     for state in states:
         if state.last_success is not None:
             lag = (now - state.last_success).total_seconds()

@@ -13,7 +13,8 @@ from typing import Any
 import uvicorn
 from slack_bolt import App
 
-from bot.app import create_app
+from bot.admins import AdminDirectory
+from bot.app import admin_directory, create_app
 from bot.commands.startup import StartupError
 from bot.metrics import Metrics
 from bot.server import create_server
@@ -30,6 +31,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     scheduler: Any = None
     socket_mode: Any = None
+    admins: AdminDirectory | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -43,6 +45,7 @@ class Runtime:
         metrics = Metrics()
         runtime = cls(context, SlackLink(), metrics)
         if _slack_configured(settings):
+            runtime.admins = admin_directory(context)
             try:
                 runtime.slack = SlackLink(runtime.connect_slack())
             except SlackRefused as exc:
@@ -51,7 +54,7 @@ class Runtime:
                 runtime.slack = SlackLink(state=UNREACHABLE, detail=str(exc))
                 runtime.slack.keep_trying(runtime.connect_slack)
         if scheduler:
-            runtime.scheduler = _start_scheduler(context, runtime.metrics)
+            runtime.scheduler = _start_scheduler(context, runtime.metrics, runtime.admins)
         return runtime
 
     @property
@@ -62,10 +65,12 @@ class Runtime:
         """The Bolt app once Slack accepted the bot token, with Socket Mode connected when it is
         configured; SlackRefused or SlackUnreachable otherwise."""
         settings = self.context.settings
-        bolt_app = _bolt_app(self.context, self.metrics)
+        bolt_app = _bolt_app(self.context, self.metrics, self.admins)
         if settings.slack_app_token:
             self.socket_mode = _connect_socket_mode(bolt_app, settings.slack_app_token.get_secret_value())
             log.info("connected to Slack in Socket Mode")
+        if self.admins is not None:
+            self.admins.start()  # the admin groups, read now and kept warm
         return bolt_app
 
     def asgi(self) -> Any:
@@ -97,6 +102,8 @@ class Runtime:
             return
         self._stopped.set()
         self.slack.stop()
+        if self.admins is not None:
+            self.admins.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         log.info("stopped")
@@ -116,11 +123,11 @@ def _slack_configured(settings: Any) -> bool:
     return True
 
 
-def _bolt_app(context: Context, metrics: Metrics) -> App:
+def _bolt_app(context: Context, metrics: Metrics, admins: AdminDirectory | None) -> App:
     """The Bolt app once Slack has accepted the bot token (auth.test)."""
     try:
         with _quiet_slack_logs():
-            return create_app(context, metrics=metrics)
+            return create_app(context, metrics=metrics, admins=admins)
     except Exception as exc:  # BoltError from auth.test, or the connection error under it
         where = context.settings.slack_api_url or "https://slack.com/api/"
         reason = _reason(exc)
@@ -159,10 +166,28 @@ def _quiet_slack_logs() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _start_scheduler(context: Context, metrics: Metrics) -> Any:
+def _start_scheduler(context: Context, metrics: Metrics, admins: AdminDirectory | None) -> Any:
     from jobs.scheduler import start_scheduler
 
-    return start_scheduler(context, metrics=metrics, renderers=renderers())
+    return start_scheduler(context, metrics=metrics, renderers=renderers(),
+                           publish_home=admin_homes(context, admins))
+
+
+def command_outbox_policy(context: Context) -> Any:
+    """The outbox policy of a one-off command: like serve's, with the admins named by ID (their
+    groups are not read) for Home-tab notices."""
+    from jobs.outbox import OutboxPolicy
+
+    return OutboxPolicy.from_settings(context.settings, admin_homes(context, admin_directory(context)))
+
+
+def admin_homes(context: Context, admins: AdminDirectory | None) -> Any:
+    """How an operator notice reaches the admins' Home tabs when there is no OPS_CHANNEL (None: it cannot)."""
+    if admins is None:
+        return None
+    from bot.listeners.home import admin_home_publisher
+
+    return admin_home_publisher(context, admins)
 
 
 def renderers() -> dict[str, Any]:

@@ -217,7 +217,9 @@ class OutboxMessage(Base):
     attachment: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     attachment_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     attachment_alt: Mapped[str | None] = mapped_column(Text, nullable=True)  # what the chart shows, in words
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sending, sent
+    # pending, sending, sent; failed (Slack refused it for good: `failed_reason`); skipped (it may have
+    # reached Slack and cannot be checked, so it was not sent again)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -231,6 +233,33 @@ class OutboxMessage(Base):
     uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failed_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)  # Slack's error code, or "unchecked"
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the chart's upload, once its bytes are up
+
+
+class OperatorNotice(Base):
+    """Something only an operator can fix, told once: while it is open, `open_key` holds its
+    problem (unique), so the same problem is not told twice; resolving it clears the key."""
+
+    __tablename__ = "operator_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    problem: Mapped[str] = mapped_column(String(200))  # "token", "channel:C0123", "message:42", ...
+    open_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    text: Mapped[str] = mapped_column(Text)  # Slack mrkdwn; channels as <#C0123>
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_to: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a channel ID, "home" or "log"
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SlackDelivery(Base):
+    """A Slack event or interaction already handled, so Slack's retries of it change nothing."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class Budget(Base):

@@ -127,13 +127,15 @@ class Scheduler:
     """Cron jobs (claimed per period), a catch-up tick for missed periods, and the outbox sender."""
 
     def __init__(self, context: Context, metrics: Any = None, *, renderers: dict[str, Callable[..., Any]] | None = None,
-                 outbox_seconds: float | None = None, catch_up_seconds: float | None = None) -> None:
+                 outbox_seconds: float | None = None, catch_up_seconds: float | None = None,
+                 publish_home: Callable[[WebClient], int] | None = None) -> None:
         outbox_seconds = outbox_seconds or context.settings.outbox_interval_seconds
         catch_up_seconds = catch_up_seconds or context.settings.catch_up_seconds
         self.context = context
         self.metrics = metrics
         self.jobs = scheduled_jobs(context, renderers)
         self.client = outbox_client(context) if context.settings.slack_bot_token else None
+        self.policy = outbox.OutboxPolicy.from_settings(context.settings, publish_home)
         self._stopping = threading.Event()
         self._scheduler = BackgroundScheduler(timezone=context.settings.zone,
                                               job_defaults={"coalesce": True, "max_instances": 1,
@@ -164,7 +166,7 @@ class Scheduler:
             return
         outbox.send_pending(self.context.sessions, self.client,
                             lease=timedelta(seconds=self.context.settings.outbox_lease_seconds),
-                            stopping=self._stopping.is_set)
+                            stopping=self._stopping.is_set, policy=self.policy)
 
     def shutdown(self, wait: bool = True) -> None:
         """Finish running jobs, then give back whatever this process still holds."""
@@ -175,5 +177,6 @@ class Scheduler:
 
 
 def start_scheduler(context: Context, *, metrics: Any = None,
-                    renderers: dict[str, Callable[..., Any]] | None = None, **timing: float) -> Scheduler:
-    return Scheduler(context, metrics, renderers=renderers, **timing).start()
+                    renderers: dict[str, Callable[..., Any]] | None = None,
+                    publish_home: Callable[[WebClient], int] | None = None, **timing: float) -> Scheduler:
+    return Scheduler(context, metrics, renderers=renderers, publish_home=publish_home, **timing).start()

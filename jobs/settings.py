@@ -295,6 +295,13 @@ class Settings(BaseSettings):
     runway_alert_days: int = Field(default=7, ge=2, le=365)  # alert under this many days, and under 1
     idle_endpoint_hours: int = Field(default=6, ge=1, le=24 * 30)
 
+    # Slack as Slack behaves (issue 11): who hears about what only an operator can fix, what the
+    # outbox does with a message that may have landed where it cannot look, how fresh the admin
+    # groups are kept.
+    ops_channel: str | None = None
+    outbox_uncertain: Literal["skip", "repost"] = "skip"
+    admin_refresh_seconds: float = Field(default=300.0, ge=10, le=86400)
+
     @field_validator("admins", mode="before")
     @classmethod
     def _admin_list(cls, value: Any) -> Any:
@@ -336,7 +343,12 @@ class Settings(BaseSettings):
                              f"(minute hour day month weekday): {exc}") from None
         return value
 
-    @field_validator("alert_channel", "digest_channel")
+    @field_validator("outbox_uncertain", mode="before")
+    @classmethod
+    def _lower_policy(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("alert_channel", "digest_channel", "ops_channel")
     @classmethod
     def _channel_setting(cls, value: str | None) -> str | None:
         return _matching(value, CHANNEL_ID_RE, CHANNEL_ID_PROBLEM)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -62,6 +64,15 @@ def signed_headers(body: str, secret: str = SIGNING_SECRET, timestamp: int | Non
     }
 
 
+_counter = itertools.count(1)
+
+
+def trigger_id() -> str:
+    """A fresh trigger_id shaped like Slack's ("13345224609.738474920.8088930838d88f008e0"): one per
+    interaction, which is how a repeat of the same delivery is told apart from a new click."""
+    return f"{int(time.time())}{next(_counter):04d}.738474920.{uuid.uuid4().hex[:20]}"
+
+
 def slash_command_body(text: str, command: str = "/costquote", *, user_id: str = "U0TEST",
                        channel_id: str = "C0TEST", response_url: str = "http://127.0.0.1:9/response") -> str:
     return urlencode({
@@ -76,13 +87,60 @@ def slash_command_body(text: str, command: str = "/costquote", *, user_id: str =
         "text": text,
         "api_app_id": "A0TEST",
         "response_url": response_url,
-        "trigger_id": "1.2.3",
+        "trigger_id": trigger_id(),
+        "is_enterprise_install": "false",
     })
 
 
 def post_slash_command(base_url: str, text: str, command: str = "/costquote", **kwargs: Any) -> httpx.Response:
     body = slash_command_body(text, command, **kwargs)
     return httpx.post(f"{base_url}/slack/events", content=body, headers=signed_headers(body), timeout=10)
+
+
+def block_actions_payload(message: dict[str, Any], action_id: str, value: str, *, response_url: str,
+                          user: str = "U0LEAD", block_id: str = "alert_actions") -> dict[str, Any]:
+    """A button click on `message` (as the fake Slack stores it, with its "channel"), shaped as in
+    Slack's block_actions reference and bolt-python's test fixtures."""
+    channel = message["channel"]
+    action_ts = f"{time.time():.6f}"
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": "lead", "name": "lead", "team_id": "T0TEST"},
+        "api_app_id": "A0TEST",
+        "token": "verification_token",
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": trigger_id(),
+        "team": {"id": "T0TEST", "domain": "test"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": "alerts"},
+        "message": {k: v for k, v in message.items() if k != "channel"},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [{"action_id": action_id, "block_id": block_id, "value": value, "type": "button",
+                     "text": {"type": "plain_text", "text": action_id, "emoji": True}, "action_ts": action_ts}],
+    }
+
+
+def event_callback_body(event: dict[str, Any], *, event_id: str | None = None) -> str:
+    """An Events API envelope around `event`, as Slack sends it."""
+    return json.dumps({
+        "token": "verification_token", "team_id": "T0TEST", "context_team_id": "T0TEST", "api_app_id": "A0TEST",
+        "event": event, "type": "event_callback", "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
+        "event_time": int(time.time()), "event_context": f"4-{uuid.uuid4().hex}",
+        "authorizations": [{"enterprise_id": None, "team_id": "T0TEST", "user_id": "U0FAKEBOT1", "is_bot": True,
+                            "is_enterprise_install": False}],
+        "is_ext_shared_channel": False,
+    })
+
+
+def post_event(base_url: str, body: str, *, retry_num: int | None = None, retry_reason: str = "http_timeout",
+               secret: str = SIGNING_SECRET) -> httpx.Response:
+    """POST an Events API body, signed; `retry_num` adds Slack's retry headers."""
+    headers = {**signed_headers(body, secret), "Content-Type": "application/json"}
+    if retry_num is not None:
+        headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": retry_reason})
+    return httpx.post(f"{base_url}/slack/events", content=body, headers=headers, timeout=10)
 
 
 def interaction_body(payload: dict[str, Any]) -> str:

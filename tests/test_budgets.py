@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot.app import create_app
+from bot.app import admin_directory, create_app
 from bot.cli import main
 from bot.server import create_server
 from bot.views.alerts import alert_message
@@ -26,7 +26,9 @@ from jobs.sources import RetryPolicy
 from jobs.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.settings import BudgetConfig, Settings, Source
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_interaction, post_slash_command
+from tests.harness import (BOT_TOKEN, SIGNING_SECRET, ServerThread, block_actions_payload, post_interaction,
+                           post_slash_command)
+from tests.processes import wait_until
 
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and out
 
@@ -34,6 +36,7 @@ MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN) as fake:
+        fake.set_usergroup("S0ADMINS", ["U0GROUPIE"])
         yield fake
 
 
@@ -370,23 +373,24 @@ def test_file_budgets_follow_the_file_unless_slack_changed_them(database_url: st
 
 @pytest.fixture
 def server(context: Context) -> Iterator[ServerThread]:
-    with ServerThread(create_server(context, create_app(context))) as running:
+    admins = admin_directory(context)
+    admins.refresh()  # warm, as the background refresh keeps it in serve
+    with ServerThread(create_server(context, create_app(context, admins=admins))) as running:
         yield running
 
 
 def click(server: ServerThread, slack: FakeSlack, action_id: str, message: dict, user: str = "U0LEAD",
           value: str | None = None, secret: str = SIGNING_SECRET) -> httpx.Response:
     button = next(e for e in message["blocks"][-1]["elements"] if e["action_id"] == action_id)
-    payload = {
-        "type": "block_actions", "user": {"id": user}, "api_app_id": "A0TEST", "token": "legacy",
-        "team": {"id": "T0TEST"}, "channel": {"id": message["channel"]}, "trigger_id": "1.2.3",
-        "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
-        "message": {k: v for k, v in message.items() if k != "channel"},
-        "response_url": slack.response_url(action_id),
-        "actions": [{"action_id": action_id, "block_id": "alert_actions", "type": "button",
-                     "value": value if value is not None else button["value"], "action_ts": "1.2"}],
-    }
+    payload = block_actions_payload(message, action_id, value if value is not None else button["value"],
+                                    response_url=slack.response_url(action_id), user=user)
     return post_interaction(server.url, payload, secret)
+
+
+def responses(slack: FakeSlack, key: str, n: int) -> list:  # type: ignore[type-arg]
+    """The posts to a response_url, once there are `n` of them (the work follows the ack)."""
+    assert wait_until(lambda: len([p for p in slack.response_posts if p.key == key]) >= n, timeout=10)
+    return [p for p in slack.response_posts if p.key == key]
 
 
 def test_buttons_acknowledge_snooze_and_break_down(context: Context, slack: FakeSlack, server: ServerThread) -> None:
@@ -396,6 +400,7 @@ def test_buttons_acknowledge_snooze_and_break_down(context: Context, slack: Fake
     [message] = alerts_in(slack)
 
     assert click(server, slack, "alert_ack", message).status_code == 200
+    assert wait_until(lambda: len(slack.calls_to("chat.update")) == 1, timeout=10)
     with context.sessions() as session:
         alert = session.scalar(select(Alert))
         assert alert.acknowledged_by == "U0LEAD"
@@ -404,11 +409,12 @@ def test_buttons_acknowledge_snooze_and_break_down(context: Context, slack: Fake
     assert all(b["type"] != "actions" for b in updated["blocks"])
 
     assert click(server, slack, "alert_breakdown", message).status_code == 200
-    [post] = [p for p in slack.response_posts if p.key == "alert_breakdown"]
+    [post] = responses(slack, "alert_breakdown", 1)
     assert post.payload["response_type"] == "ephemeral"
     assert "search-api" in json.dumps(post.payload["blocks"]) and "$600.00" in json.dumps(post.payload["blocks"])
 
     assert click(server, slack, "alert_snooze", message).status_code == 200
+    assert wait_until(lambda: len(slack.calls_to("chat.update")) == 2, timeout=10)
     with context.sessions() as session:
         assert session.scalar(select(Alert.snoozed_until)) > now + timedelta(hours=23)
     spend(context, now - timedelta(hours=1), Decimal(300))
@@ -425,7 +431,7 @@ def test_forged_or_unknown_buttons_change_nothing(context: Context, slack: FakeS
     bogus = json.dumps({"alert_id": 99999, "budget": "llama-prod"})
     assert click(server, slack, "alert_ack", message, value=bogus).status_code == 200
     assert click(server, slack, "alert_ack", message, value="not json").status_code == 200
-    refused = [p for p in slack.response_posts if p.key == "alert_ack"]
+    refused = responses(slack, "alert_ack", 2)
     assert len(refused) == 2 and all("nothing was changed" in p.payload["text"] for p in refused)
     with context.sessions() as session:
         assert session.scalar(select(Alert.acknowledged_by)) is None
@@ -440,7 +446,7 @@ def test_a_forged_breakdown_button_shows_nothing(context: Context, slack: FakeSl
     for value in (json.dumps({"alert_id": 99999, "budget": "llama-prod"}),
                   json.dumps({"alert_id": 1, "budget": "source:anything"}), "not json"):
         assert click(server, slack, "alert_breakdown", message, value=value).status_code == 200
-    posts = [p for p in slack.response_posts if p.key == "alert_breakdown"]
+    posts = responses(slack, "alert_breakdown", 3)
     assert len(posts) == 3 and all("nothing was changed" in p.payload["text"] for p in posts)
     assert all("$600.00" not in json.dumps(p.payload) for p in posts)
 
@@ -466,8 +472,6 @@ def test_a_snoozed_source_alert_waits(database_url: str, slack: FakeSlack) -> No
 
 def test_budget_command_admins_only_with_specific_refusals(context: Context, slack: FakeSlack,
                                                            server: ServerThread) -> None:
-    slack.set_usergroup("S0ADMINS", ["U0GROUPIE"])
-
     def say(text: str, user: str) -> dict:
         response = post_slash_command(server.url, text, command="/budget", user_id=user)
         assert response.status_code == 200
@@ -519,7 +523,7 @@ def test_budget_command_admins_only_with_specific_refusals(context: Context, sla
 
 def test_a_budget_set_from_slack_needs_a_channel_when_there_is_no_default(database_url: str,
                                                                           slack: FakeSlack) -> None:
-    context = Context.open(make_settings(database_url, slack, budgets=[], alert_channel=None))
+    context = Context.open(make_settings(database_url, slack, budgets=[], alert_channel=None, admins=["U0ADMIN"]))
     with ServerThread(create_server(context, create_app(context))) as server:
         refused = post_slash_command(server.url, "set team-a 500 project=x", command="/budget",
                                      user_id="U0ADMIN").json()

@@ -278,7 +278,7 @@ def test_the_scheduler_runs_the_digest_at_the_configured_local_time(database_url
 # ----------------------------------------------------------------------------- the chart
 
 
-def test_the_chart_goes_up_through_the_three_calls_of_files_upload_v2(context: Context, slack: FakeSlack) -> None:
+def test_the_chart_goes_up_through_slacks_three_upload_calls(context: Context, slack: FakeSlack) -> None:
     steady_ledger(context, date(2026, 11, 25))
     at = local(date(2026, 11, 25), 9, 0, 1)
     tick(context, at)
@@ -374,22 +374,29 @@ def test_an_empty_ledger_gets_a_digest_that_says_how_to_get_usage_in(context: Co
     assert not slack.calls_to("files.getUploadURLExternal")  # no chart of nothing
 
 
-def test_a_channel_the_bot_is_not_in_keeps_the_digest_in_the_outbox(context: Context, slack: FakeSlack,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_a_private_channel_the_bot_is_not_in_fails_the_digest_until_the_operator_retries(
+        context: Context, slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
+    from jobs.outbox import retry
+
     steady_ledger(context, date(2026, 11, 25))
     slack.add_channel(CHANNEL, is_member=False, is_private=True)
     at = local(date(2026, 11, 25), 9, 0, 1)
     tick(context, at)
     report = send_pending(context.sessions, client_for(slack), now=at)
-    assert report.sent == 0 and not digests(slack)
-    assert f"Slack said not_in_channel for channel {CHANNEL}" in caplog.text
-    assert "stays in the outbox" in caplog.text
+    assert (report.sent, report.failed) == (0, 1) and not digests(slack)
     with context.sessions() as session:
         row = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "digest"))
-        assert row is not None and row.status == "pending" and "not_in_channel" in (row.last_error or "")
-    # Someone invites the bot; the next sends post it once, chart included.
+        assert row is not None and (row.status, row.failed_reason) == ("failed", "not_in_channel")
+    # No OPS_CHANNEL and no admins: the operator hears it in the log, once, in words.
+    told = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(told) == 1 and f"I cannot post to channel {CHANNEL}: the bot was removed from it" in told[0]
+    assert send_pending(context.sessions, client_for(slack), now=at + timedelta(minutes=15)).sent == 0  # not retried
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    # Someone invites the bot and the operator retries it: posted once, chart included.
     slack.add_channel(CHANNEL, is_member=True)
-    for minutes in (15, 30):
+    with context.sessions() as session, session.begin():
+        retry(session, [row.id], now=at + timedelta(minutes=20))
+    for minutes in (20, 30):
         send_pending(context.sessions, client_for(slack), now=at + timedelta(minutes=minutes))
     assert len(digests(slack)) == 1 and len(slack.calls_to("files.completeUploadExternal")) == 1
 

@@ -122,13 +122,64 @@ def test_update_ephemeral_and_lookups_answer_like_slack(slack: FakeSlack, client
 
 
 def test_channel_membership_and_block_limits_are_enforced(slack: FakeSlack, client: WebClient) -> None:
-    slack.add_channel("C0OUT", is_member=False)
+    slack.add_channel("C0OUT", is_member=False, is_private=True)
     with pytest.raises(SlackApiError) as raised:
         client.chat_postMessage(channel="C0OUT", text="hi")
     assert raised.value.response["error"] == "not_in_channel"
     with pytest.raises(SlackApiError) as raised:
+        client.conversations_history(channel="C0OUT")
+    assert raised.value.response["error"] == "channel_not_found"
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_join(channel="C0OUT")
+    assert raised.value.response["error"] == "method_not_supported_for_channel_type"
+    with pytest.raises(SlackApiError) as raised:
         client.chat_postMessage(channel="C1", text="x", blocks=[{"type": "divider"}] * 51)
     assert raised.value.response["error"] == "invalid_blocks"
+
+
+def test_a_public_channel_takes_posts_but_shows_history_only_to_members(slack: FakeSlack, client: WebClient) -> None:
+    slack.add_channel("C0PUBLIC", is_member=False)
+    assert client.chat_postMessage(channel="C0PUBLIC", text="via chat:write.public")["ok"]
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_history(channel="C0PUBLIC")
+    assert raised.value.response["error"] == "not_in_channel"
+    joined = client.conversations_join(channel="C0PUBLIC")
+    assert joined["channel"]["is_member"] and "warning" not in joined.data and slack.is_member("C0PUBLIC")
+    assert client.conversations_join(channel="C0PUBLIC")["warning"] == "already_in_channel"
+    assert [m["text"] for m in client.conversations_history(channel="C0PUBLIC")["messages"]] == ["via chat:write.public"]
+
+
+def test_scopes_are_enforced_as_slack_does(client: WebClient) -> None:
+    with FakeSlack(token=TOKEN, scopes={"chat:write"}) as slack:
+        scoped = WebClient(token=TOKEN, base_url=slack.url)
+        assert scoped.chat_postMessage(channel="C1", text="fine")["ok"]
+        slack.add_channel("C0PUBLIC", is_member=False)
+        with pytest.raises(SlackApiError) as raised:
+            scoped.chat_postMessage(channel="C0PUBLIC", text="not joined")
+        assert (raised.value.response["error"], raised.value.response["needed"]) == ("missing_scope", "chat:write.public")
+        with pytest.raises(SlackApiError) as raised:
+            scoped.usergroups_users_list(usergroup="S1")
+        assert raised.value.response["needed"] == "usergroups:read"
+        assert scoped.views_publish(user_id="U1", view={"type": "home", "blocks": []})["ok"]  # needs no scope
+
+
+def test_a_slow_slack_answers_late_and_a_refusing_one_refuses_until_cleared(slack: FakeSlack) -> None:
+    client = WebClient(token=TOKEN, base_url=slack.url, timeout=5)
+    slack.set_latency(0.5, "chat.update")
+    slack.refuse("chat.postMessage", "is_archived")
+    started = time.monotonic()
+    with pytest.raises(SlackApiError):
+        client.chat_update(channel="C1", ts="1.0", text="x")
+    assert time.monotonic() - started >= 0.5
+    assert slack.calls_to("chat.update")[0].params["text"] == "x"  # recorded when it arrived
+    for _ in range(3):
+        with pytest.raises(SlackApiError) as raised:
+            client.chat_postMessage(channel="C1", text="x")
+        assert raised.value.response["error"] == "is_archived"
+    started = time.monotonic()
+    assert client.auth_test()["ok"] and time.monotonic() - started < 0.5  # other methods are not slowed
+    slack.clear_faults()
+    assert client.chat_postMessage(channel="C1", text="x")["ok"]
 
 
 def test_rate_limit_raises_with_retry_after(slack: FakeSlack, client: WebClient) -> None:

@@ -31,7 +31,7 @@ from jobs.settings import BudgetConfig, Settings, Source
 from jobs.sources import RetryPolicy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.together_api import SAMPLE_ENDPOINTS, Endpoint, FakeTogether
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_interaction
+from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_interaction, trigger_id
 from tests.processes import wait_until
 
 KEY = "together-test-key"
@@ -158,7 +158,7 @@ def click(server: ServerThread, slack: FakeSlack, user: str, key: str, value: st
     payload = {
         "type": "block_actions", "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
         "api_app_id": "A0TEST", "token": "legacy", "team": {"id": "T0TEST", "domain": "test"},
-        "channel": {"id": message["channel"], "name": "alerts"}, "trigger_id": "1.2.3",
+        "channel": {"id": message["channel"], "name": "alerts"}, "trigger_id": trigger_id(),
         "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"],
                       "is_ephemeral": False},
         "message": {k: v for k, v in message.items() if k != "channel"},

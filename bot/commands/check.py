@@ -31,7 +31,7 @@ def render_text(draft: AlertDraft) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.runtime import renderers
+    from bot.runtime import command_outbox_policy, renderers
     from jobs import claims
     from jobs.budget_check import check_budgets
     from jobs.outbox import send_pending
@@ -53,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
         for draft in posted:
             print(render_text(draft))
         if context.settings.slack_bot_token:
-            report = send_pending(context.sessions, outbox_client(context))
+            report = send_pending(context.sessions, outbox_client(context), policy=command_outbox_policy(context))
+            failed = f"; {report.failed + report.skipped} not sent (`budget-guard outbox` lists them)" \
+                if report.failed + report.skipped else ""
             print(f"{len(posted)} new alerts; posted {report.sent} messages; {report.deferred} waiting in the outbox"
-                  + (f" ({report.errors[0]})" if report.errors else ""))
+                  + failed + (f" ({report.errors[0]})" if report.errors else ""))
         else:
             print(f"{len(posted)} new alerts queued; set SLACK_BOT_TOKEN to post them (they stay in the outbox)")
         return 0

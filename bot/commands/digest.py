@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                                  "the one of another day"))
     from sqlalchemy import select
 
+    from bot.runtime import command_outbox_policy
     from bot.views.digest import digest_message
     from db.models import OutboxMessage
     from jobs import claims
@@ -96,9 +97,12 @@ def run(args: argparse.Namespace) -> int:
         if not context.settings.slack_bot_token:
             print(f"Digest queued for {channel}; set SLACK_BOT_TOKEN to post it (it stays in the outbox).")
             return 0
-        send_pending(context.sessions, outbox_client(context))
+        send_pending(context.sessions, outbox_client(context), policy=command_outbox_policy(context))
         with context.sessions() as session:
             row = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == f"digest:{period}"))
+        if row is not None and row.status in ("failed", "skipped"):
+            print(f"Digest not posted to {channel}: {row.last_error}")
+            return 1
         if row is None or row.status != "sent":
             reason = row.last_error if row is not None and row.last_error else "Slack did not take it yet"
             print(f"Digest queued for {channel} but not posted: {reason}. It stays in the outbox; "

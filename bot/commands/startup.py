@@ -21,9 +21,12 @@ class StartupError(Exception):
     """One line that says what is wrong and how to fix it."""
 
 
-def add_database_option(parser: argparse.ArgumentParser) -> None:
-    """`--database-url`, whose help says where the database is when it is not given."""
-    parser.add_argument("--database-url", default=None, metavar="URL",
+def add_database_option(parser: argparse.ArgumentParser, *, on_a_sub_command: bool = False) -> None:
+    """`--database-url`, whose help says where the database is when it is not given.
+
+    `on_a_sub_command`: for a sub-command whose parent has the option too, so either place works
+    (SUPPRESS keeps the sub-command from resetting the parent's value to None)."""
+    parser.add_argument("--database-url", default=argparse.SUPPRESS if on_a_sub_command else None, metavar="URL",
                         help=f"the database (default: DATABASE_URL, or database_url in budget-guard.toml, "
                              f"else {EMBEDDED_DATABASE_URL}: a file in the current folder)")
 

@@ -1,4 +1,5 @@
-"""Alert buttons: Acknowledge, Snooze for a day, Show breakdown."""
+"""Alert buttons: Acknowledge, Snooze for a day, Show breakdown. Each click is acknowledged at
+once; the change, the message update and the breakdown follow (see `bot.listeners.lazy`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App, Respond
 from slack_sdk import WebClient
 
+from bot.listeners.lazy import ack_first
 from bot.views.alerts import AlertAction, acknowledged_blocks, breakdown_blocks
 from jobs.budget_check import acknowledge, breakdown, snooze
 from jobs.context import Context
@@ -24,35 +26,30 @@ def _action(body: dict[str, Any]) -> AlertAction | None:
         return None
 
 
-def register(app: App, context: Context) -> None:
-    def update_message(client: WebClient, body: dict[str, Any], user: str, what: str) -> None:
-        message = body.get("message") or {}
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-        if channel and message.get("ts"):
-            client.chat_update(channel=channel, ts=message["ts"], text=message.get("text") or what,
-                               blocks=acknowledged_blocks(message.get("blocks") or [], user, what))
+def _update_message(client: WebClient, body: dict[str, Any], user: str, what: str) -> None:
+    message = body.get("message") or {}
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    if channel and message.get("ts"):
+        client.chat_update(channel=channel, ts=message["ts"], text=message.get("text") or what,
+                           blocks=acknowledged_blocks(message.get("blocks") or [], user, what))
 
-    @app.action("alert_ack")
-    def on_acknowledge(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
+
+def register(app: App, context: Context) -> None:
+    def acknowledge_alert(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         action, user = _action(body), body.get("user", {}).get("id", "")
         if action is None or acknowledge(context, action.alert_id, action.budget, user) is None:
             respond(text=REFUSED, response_type="ephemeral", replace_original=False)
             return
-        update_message(client, body, user, "Acknowledged")
+        _update_message(client, body, user, "Acknowledged")
 
-    @app.action("alert_snooze")
-    def on_snooze(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
+    def snooze_alert(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         action, user = _action(body), body.get("user", {}).get("id", "")
         if action is None or snooze(context, action.alert_id, action.budget, user) is None:
             respond(text=REFUSED, response_type="ephemeral", replace_original=False)
             return
-        update_message(client, body, user, "Snoozed for a day")
+        _update_message(client, body, user, "Snoozed for a day")
 
-    @app.action("alert_breakdown")
-    def on_breakdown(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
+    def show_breakdown(body: dict[str, Any], respond: Respond) -> None:
         action = _action(body)
         result = breakdown(context, action.alert_id, action.budget) if action is not None else None
         if action is None or result is None:
@@ -61,3 +58,7 @@ def register(app: App, context: Context) -> None:
         rows, total = result
         respond(blocks=breakdown_blocks(f"{action.budget}: this month by model and dimension", rows, total),
                 text=f"{action.budget} breakdown", response_type="ephemeral", replace_original=False)
+
+    ack_first(app.action("alert_ack"), acknowledge_alert)
+    ack_first(app.action("alert_snooze"), snooze_alert)
+    ack_first(app.action("alert_breakdown"), show_breakdown)

@@ -1,15 +1,17 @@
-"""`/budget list|set|delete`: anyone lists; only configured admins change budgets."""
+"""`/budget list|set|delete`: anyone lists; only configured admins change budgets.
+
+Answered in the ack from the database alone; only when a user group in ADMINS has not been
+read from Slack yet does it say it is checking, and answer through `respond()` once it knows."""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from slack_bolt import Ack, App
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_bolt import Ack, App, BoltContext, Respond
 
+from bot.admins import AdminDirectory, GroupReadError
+from bot.listeners.lazy import logged
 from bot.views.alerts import budget_error_blocks, budget_list_blocks, budget_saved_blocks
 from bot.views.blocks import escape
 from db.models import Budget
@@ -21,32 +23,22 @@ from jobs.context import Context
 log = logging.getLogger(__name__)
 USAGE = ("/budget list   |   /budget set NAME AMOUNT [model=… project=… feature=… tag=… mode=…] [50,80,100] [#channel] "
          "[on_exceed=stop-endpoints]   |   /budget delete NAME   |   /budget credit [set|add AMOUNT]")
-_group_cache: dict[str, tuple[float, set[str]]] = {}
+CHECKING = "Checking with Slack whether you are a budget admin; I'll reply in a moment."
 
 
-def is_admin(user_id: str, admins: list[str], client: WebClient) -> bool:
-    """A user named in ADMINS, or a member of a user group named there (membership cached 5 min)."""
-    if user_id in admins:
-        return True
-    for group in (a for a in admins if a.startswith("S")):
-        cached = _group_cache.get(group)
-        if cached is None or time.monotonic() - cached[0] > 300:
-            try:
-                members = set(client.usergroups_users_list(usergroup=group).get("users", []))
-            except SlackApiError as exc:
-                log.warning("cannot read user group %s: %s", group, exc.response.get("error"))
-                continue
-            cached = (time.monotonic(), members)
-            _group_cache[group] = cached
-        if user_id in cached[1]:
-            return True
-    return False
-
-
-def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict[str, Any]:
-    """The ephemeral answer to a /budget command."""
+def _verb(text: str) -> str:
     words = text.split()
-    verb = words[0].lower() if words else "list"
+    return words[0].lower() if words else "list"
+
+
+def needs_admin(text: str) -> bool:
+    return _verb(text) in {"set", "delete"}
+
+
+def answer(text: str, user_id: str, context: Context, *, admin: bool) -> dict[str, Any]:
+    """The ephemeral answer to a /budget command, given whether the user is a budget admin."""
+    words = text.split()
+    verb = _verb(text)
     try:
         if verb == "list":
             with context.sessions() as session:
@@ -56,7 +48,7 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
             return {"blocks": blocks, "text": text, "response_type": "ephemeral"}
         if verb not in {"set", "delete"}:
             raise BudgetError(f"unknown action '{verb[:20]}'", USAGE)
-        if not is_admin(user_id, context.settings.admins, client):
+        if not admin:
             raise BudgetError("only budget admins can change budgets; ask one of them, or have an operator add "
                               "you to ADMINS", "/budget list")
         if verb == "delete":
@@ -85,7 +77,32 @@ def answer(text: str, user_id: str, context: Context, client: WebClient) -> dict
                 "text": escape(f"Sorry, I can't do that: {exc.message}"), "response_type": "ephemeral"}
 
 
-def register(app: App, context: Context) -> None:
-    @app.command("/budget")
-    def budget_command(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
-        ack(**answer(command.get("text") or "", command.get("user_id") or "", context, client))
+def register(app: App, context: Context, admins: AdminDirectory) -> None:
+    app_context = context
+
+    def budget_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
+        text, user = command.get("text") or "", command.get("user_id") or ""
+        admin = admins.is_admin(user) if needs_admin(text) else False
+        if admin is None:  # a user group not read yet: never wait on Slack before the ack
+            context["admin_check"] = True
+            ack(text=CHECKING, response_type="ephemeral")
+            return
+        ack(**answer(text, user, app_context, admin=admin))
+
+    def answer_after_admin_check(command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        if not context.get("admin_check"):
+            return  # answered in the ack
+        text, user = command.get("text") or "", command.get("user_id") or ""
+        try:
+            admin = admins.confirm(user)
+        except GroupReadError as exc:
+            respond(**refusal(f"I could not check whether you are a budget admin: {exc}. Try again in a minute."))
+            return
+        respond(**answer(text, user, app_context, admin=admin))
+
+    app.command("/budget")(ack=budget_command, lazy=[logged(answer_after_admin_check)])
+
+
+def refusal(message: str) -> dict[str, Any]:
+    return {"blocks": budget_error_blocks(message, None), "text": escape(f"Sorry, I can't do that: {message}"),
+            "response_type": "ephemeral"}

@@ -11,9 +11,9 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
-from slack_sdk import WebClient
 
-from bot.listeners.budget import is_admin
+from bot.admins import AdminDirectory, GroupReadError
+from bot.listeners.lazy import logged
 from bot.views.alerts import budget_error_blocks
 from bot.views.blocks import escape
 from bot.views.runway import credit_blocks, credit_text
@@ -38,14 +38,19 @@ def refusal(exc: CreditError) -> dict[str, Any]:
             "text": escape(f"Sorry, I can't do that: {exc.message}"), "response_type": "ephemeral"}
 
 
-def answer(words: list[str], user_id: str, context: Context, client: WebClient) -> dict[str, Any]:
+def answer(words: list[str], user_id: str, context: Context, admins: AdminDirectory) -> dict[str, Any]:
     """The ephemeral answer to `/budget credit …` (words after "credit")."""
     try:
         verb, amount = parse_credit(words)
         changed = None
         if verb != "show":
             assert amount is not None
-            if not is_admin(user_id, context.settings.admins, client):
+            try:
+                admin = admins.confirm(user_id)
+            except GroupReadError as exc:
+                raise CreditError(f"I could not check whether you are a budget admin: {exc}; try again in a minute",
+                                  "/budget credit") from None
+            if not admin:
                 raise CreditError("only budget admins can change the prepaid balance; ask one of them, or have "
                                   "an operator add you to ADMINS", "/budget credit")
             with context.sessions() as session, session.begin():
@@ -67,7 +72,7 @@ def _problem(command: dict[str, Any]) -> CreditError | None:
     return None
 
 
-def register(app: App, context: Context) -> None:
+def register(app: App, context: Context, admins: AdminDirectory) -> None:
     def acknowledge(ack: Ack, command: dict[str, Any]) -> None:
         problem = _problem(command)
         if problem is not None:
@@ -75,8 +80,8 @@ def register(app: App, context: Context) -> None:
         else:
             ack()
 
-    def work(command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    def work(command: dict[str, Any], respond: Respond) -> None:
         if _problem(command) is None:  # else the ack said what was wrong
-            respond(**answer(_words(command)[1:], command.get("user_id") or "", context, client))
+            respond(**answer(_words(command)[1:], command.get("user_id") or "", context, admins))
 
-    app.command("/budget", matchers=[is_credit])(ack=acknowledge, lazy=[work])
+    app.command("/budget", matchers=[is_credit])(ack=acknowledge, lazy=[logged(work)])

@@ -10,11 +10,12 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.listeners.budget import is_admin
+from bot.admins import AdminDirectory, GroupReadError
+from bot.listeners.lazy import ack_first
 from bot.views.alerts import StopAction, already_stopped_text, stop_failed_text, stopped_blocks
 from bot.views.blocks import escape
 from jobs.context import Context
@@ -37,10 +38,7 @@ def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
     return channel, message.get("ts")
 
 
-def register(app: App, context: Context) -> None:
-    def acknowledge(ack: Ack) -> None:
-        ack()
-
+def register(app: App, context: Context, admins: AdminDirectory) -> None:
     def stop(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         action, user = _action(body), (body.get("user") or {}).get("id", "")
 
@@ -50,7 +48,12 @@ def register(app: App, context: Context) -> None:
         if action is None:
             tell(REFUSED)
             return
-        if not is_admin(user, context.settings.admins, client):
+        try:
+            admin = admins.confirm(user)
+        except GroupReadError as exc:
+            tell(f"I could not check whether you are a budget admin ({exc}); nothing was changed. Try again in a minute.")
+            return
+        if not admin:
             tell("Only budget admins can stop endpoints; nothing was changed. Ask one of them, "
                  "or have an operator add you to ADMINS.")
             return
@@ -83,4 +86,4 @@ def register(app: App, context: Context) -> None:
         else:
             tell(escape(outcome.reason[:1].upper() + outcome.reason[1:]))
 
-    app.action("endpoint_stop")(ack=acknowledge, lazy=[stop])
+    ack_first(app.action("endpoint_stop"), stop)

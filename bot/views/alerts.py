@@ -132,8 +132,11 @@ def budget_list_blocks(budgets: list[tuple[BudgetSpec, Decimal]]) -> list[dict[s
     return to_dicts([header("Budgets this month"), *line_sections(lines, max_blocks=45, more_label="more budgets")])
 
 
-def budget_error_blocks(message: str, example: str) -> list[dict[str, Any]]:
-    return to_dicts([plain_section(f"Sorry, I can't do that: {message}"), section(f"Try:\n```{escape(example)}```")])
+def budget_error_blocks(message: str, example: str | None) -> list[dict[str, Any]]:
+    blocks = [plain_section(f"Sorry, I can't do that: {message}")]
+    if example:
+        blocks.append(section(f"Try:\n```{escape(example)}```"))
+    return to_dicts(blocks)
 
 
 def budget_saved_blocks(spec: BudgetSpec, created: bool) -> list[dict[str, Any]]:

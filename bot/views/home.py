@@ -3,6 +3,7 @@ savings on offer. A pure function from an `Overview` to a `home` view within 100
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import Block, DividerBlock
@@ -26,17 +27,27 @@ BUDGET_BLOCKS = 20
 MODEL_BLOCKS = 30
 HOME_MODELS = 100  # listed one by one; the rest are summed on one line
 HOME_SAVINGS = 10
+NOTICE_BLOCKS = 5
 
 
-def home_view(overview: Overview) -> dict[str, Any]:
-    """The Home tab as `views.publish` takes it."""
-    return {"type": "home", "blocks": home_blocks(overview)}
+def home_view(overview: Overview, notices: Sequence[str] = ()) -> dict[str, Any]:
+    """The Home tab as `views.publish` takes it; `notices` (mrkdwn, for admins) come first."""
+    return {"type": "home", "blocks": home_blocks(overview, notices)}
 
 
-def home_blocks(overview: Overview) -> list[dict[str, Any]]:
+def notice_blocks(notices: Sequence[str]) -> list[Block]:
+    """What an operator must fix, above everything else; at most 5 blocks however many there are."""
+    if not notices:
+        return []
+    return [header("Needs an operator"),
+            *line_sections([f"• {n}" for n in notices], max_blocks=NOTICE_BLOCKS - 2, more_label="more notices"),
+            DividerBlock()]
+
+
+def home_blocks(overview: Overview, notices: Sequence[str] = ()) -> list[dict[str, Any]]:
     o = overview
     month = f"{o.today:%B %Y}"
-    blocks: list[Block] = [header(f"LLM spend · {month}")]
+    blocks: list[Block] = [*notice_blocks(notices), header(f"LLM spend · {month}")]
     local = o.as_of.astimezone(o.zone_info)
     as_of = f"As of {local:%b} {local.day}, {local:%H:%M} ({escape(o.zone)}); rebuilt each time you open this tab."
     if o.empty:
@@ -93,14 +104,15 @@ def home_blocks(overview: Overview) -> list[dict[str, Any]]:
             blocks.append(context(f"In all {usd(o.total_saving)}/month, at each model's batch rate."))
     else:
         blocks.append(context(as_of))
-    # At most 70 blocks by construction (20 for budgets, 30 for models, 5 for savings, 5 for the prepaid
-    # balance); the cut is a backstop.
+    # At most 75 blocks by construction (5 for notices, 20 for budgets, 30 for models, 5 for savings, 5 for
+    # the prepaid balance); the cut is a backstop.
     return to_dicts(blocks[:MAX_VIEW_BLOCKS])
 
 
-def home_error_view() -> dict[str, Any]:
+def home_error_view(notices: Sequence[str] = ()) -> dict[str, Any]:
     """What the tab shows when the overview could not be built (the error is logged)."""
     return {"type": "home", "blocks": to_dicts([
+        *notice_blocks(notices),
         header("LLM spend"),
         section("Sorry, I could not load this month's spend just now; the error is logged. "
                 "Open the tab again in a minute."),

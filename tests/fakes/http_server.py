@@ -138,6 +138,7 @@ class FakeHTTPServer:
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._down_status: int | None = None
+        self._latency: dict[str | None, float] = {}
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -220,9 +221,10 @@ class FakeHTTPServer:
             self._faults.append(fault)
 
     def clear_faults(self) -> None:
-        """Drop every queued fault and bring the server back up."""
+        """Drop every queued fault and every latency, and bring the server back up."""
         with self._lock:
             self._faults.clear()
+            self._latency.clear()
         self.set_down(False)
 
     @property
@@ -251,6 +253,15 @@ class FakeHTTPServer:
     def hang_next(self, seconds: float, target: str | None = None, *, times: int = 1) -> None:
         """Hold the next answers back for `seconds` (bounded by `max_delay`), then answer normally."""
         self.add_fault(Fault(delay=seconds, path=self._path_of(target), times=times))
+
+    def set_latency(self, seconds: float, target: str | None = None) -> None:
+        """Hold back every answer to `target` (None: any) by `seconds` until `clear_faults()`, like a
+        slow upstream; requests are recorded on arrival. 0 removes it."""
+        with self._lock:
+            if seconds > 0:
+                self._latency[self._path_of(target)] = seconds
+            else:
+                self._latency.pop(self._path_of(target), None)
 
     def drop_next(self, target: str | None = None, *, times: int = 1) -> None:
         """Close the connection of the next requests without answering."""
@@ -335,6 +346,13 @@ class FakeHTTPServer:
             down_status = self._down_status
         if down_status is not None:
             return self.error_response(down_status, "service_unavailable", None)
+        with self._lock:
+            latency = max((seconds for path, seconds in self._latency.items()
+                           if path is None or Fault(path=path).matches(request)), default=0.0)
+        if latency > 0:
+            self._stopping.wait(min(latency, self.max_delay))
+            if self._stopping.is_set():
+                return None
         fault = self._take_fault(request)
         if fault is not None:
             if fault.delay > 0:

@@ -37,6 +37,22 @@ WORKSPACE_URL = "https://fake-workspace.slack.com/"
 JSON_PARAMS = frozenset({"blocks", "attachments", "view", "files", "metadata"})
 """Params that clients send as JSON strings in form bodies; `SlackCall.params` decodes them."""
 
+METHOD_SCOPES: dict[str, frozenset[str]] = {
+    "auth.test": frozenset(),
+    "chat.postMessage": frozenset({"chat:write"}),  # and chat:write.public for a public channel not joined
+    "chat.update": frozenset({"chat:write"}),
+    "chat.postEphemeral": frozenset({"chat:write"}),
+    "views.publish": frozenset(),
+    "conversations.info": frozenset({"channels:read"}),  # groups:read for a private one
+    "conversations.history": frozenset({"channels:history"}),  # groups:history for a private one
+    "conversations.join": frozenset({"channels:join"}),
+    "users.info": frozenset({"users:read"}),
+    "usergroups.users.list": frozenset({"usergroups:read"}),
+    "files.getUploadURLExternal": frozenset({"files:write"}),
+    "files.completeUploadExternal": frozenset({"files:write"}),
+}
+"""The bot scopes each Web API method needs, as Slack's method reference lists them."""
+
 
 @dataclass(frozen=True)
 class SlackCall:
@@ -93,15 +109,20 @@ class FakeSlack(FakeHTTPServer):
     """A fake Slack Web API. Pass `url` as `base_url` to `slack_sdk.WebClient`.
 
     `token`: the only token accepted (None accepts any non-empty token).
+    `scopes`: the bot scopes the token was granted; a call needing another is refused with
+    `missing_scope` and Slack's `needed`/`provided` fields (None grants everything).
     Set `invalid_token` to an error such as "invalid_auth" or "token_revoked" to make
     every Web API call fail with it. Faults: `fail_next(method, status=429,
     retry_after=1)`, `fail_next(method, error="not_in_channel")` (HTTP 200, ok: false),
-    `fail_next(method, status=500)`, `set_down()`, and the base class's others.
+    `fail_next(method, status=500)`, `refuse(method, error)` (every call, until
+    `clear_faults()`), `set_latency(4, method)` (a slow Slack), `set_down()`, and the base
+    class's others.
     """
 
-    def __init__(self, *, token: str | None = None) -> None:
+    def __init__(self, *, token: str | None = None, scopes: set[str] | None = None) -> None:
         super().__init__()
         self.token = token
+        self.scopes = frozenset(scopes) if scopes is not None else None
         self.invalid_token: str | None = None
         self.files: dict[str, UploadedFile] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
@@ -110,6 +131,7 @@ class FakeSlack(FakeHTTPServer):
         self._channels: dict[str, dict[str, Any]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
+        self._deleted: set[str] = set()
         self._counter = 0
         self._last_ts_micros = 0
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -120,6 +142,7 @@ class FakeSlack(FakeHTTPServer):
             "views.publish": self._views_publish,
             "conversations.info": self._conversations_info,
             "conversations.history": self._conversations_history,
+            "conversations.join": self._conversations_join,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
@@ -166,8 +189,11 @@ class FakeSlack(FakeHTTPServer):
     def add_channel(self, channel_id: str, **fields: Any) -> None:
         """Register a channel; `fields` override the made-up conversation object.
 
-        `is_member=False` makes posts fail with not_in_channel, `is_archived=True` with
-        is_archived.
+        `is_member=False`: the bot is not in it. As in Slack, a public channel then takes posts
+        (chat:write.public) but refuses its history (not_in_channel) until conversations.join;
+        a private one (`is_private=True`) refuses posts with not_in_channel and its history
+        with channel_not_found, and cannot be joined. `is_archived=True` refuses posts and
+        joins with is_archived.
         """
         with self._lock:
             self._channels[channel_id] = {**self._made_up_channel(channel_id), **fields}
@@ -176,6 +202,20 @@ class FakeSlack(FakeHTTPServer):
         """Register a user; `fields` (e.g. tz="Europe/Paris", is_admin=True) override the made-up one."""
         with self._lock:
             self._users[user_id] = {**self._made_up_user(user_id), **fields}
+
+    def delete_channel(self, channel_id: str) -> None:
+        """Make the channel gone: every method naming it answers channel_not_found."""
+        with self._lock:
+            self._deleted.add(channel_id)
+
+    def is_member(self, channel_id: str) -> bool:
+        """Whether the bot is in the channel (made-up channels: yes)."""
+        with self._lock:
+            return bool((self._channels.get(channel_id) or {"is_member": True}).get("is_member"))
+
+    def refuse(self, method: str, error: str) -> None:
+        """Answer every call to `method` with `error` (HTTP 200, ok: false) until `clear_faults()`."""
+        self.fail_next(method, error=error, times=1_000_000)
 
     def set_usergroup(self, usergroup_id: str, user_ids: list[str]) -> None:
         """Set the members `usergroups.users.list` reports for a user group."""
@@ -217,7 +257,26 @@ class FakeSlack(FakeHTTPServer):
         method = self._methods.get(call.method)
         if method is None:
             return Response.json({"ok": False, "error": "unknown_method", "req_method": call.method})
+        if str(call.params.get("channel") or call.params.get("channel_id") or "") in self._deleted:
+            return Response.json({"ok": False, "error": "channel_not_found"})
+        missing = self._missing_scope(call)
+        if missing:
+            return Response.json({"ok": False, "error": "missing_scope", "needed": missing,
+                                  "provided": ",".join(sorted(self.scopes or ()))})
         return Response.json(method(call.params))
+
+    def _missing_scope(self, call: SlackCall) -> str | None:
+        """The scope this call needs and the token lacks, if any."""
+        if self.scopes is None:
+            return None
+        needed = set(METHOD_SCOPES.get(call.method, ()))
+        channel = self._channels.get(str(call.params.get("channel") or ""))
+        private = channel is not None and bool(channel.get("is_private"))
+        if call.method == "conversations.history" and private:
+            needed = {"groups:history"}
+        if call.method == "chat.postMessage" and channel is not None and not private and channel.get("is_member") is False:
+            needed.add("chat:write.public")
+        return next((scope for scope in sorted(needed) if scope not in self.scopes), None)
 
     def _auth_error(self, token: str | None) -> str | None:
         if not token:
@@ -331,6 +390,9 @@ class FakeSlack(FakeHTTPServer):
         channel_id = str(params.get("channel") or "")
         if not channel_id:
             return _error("channel_not_found")
+        known = self._channels.get(channel_id)
+        if known is not None and known.get("is_member") is False:
+            return _error("channel_not_found" if known.get("is_private") else "not_in_channel")
         oldest = float(params.get("oldest") or 0)
         latest = float(params.get("latest") or "inf")
         limit = int(params.get("limit") or 100)
@@ -344,6 +406,23 @@ class FakeSlack(FakeHTTPServer):
             if not with_metadata:
                 message.pop("metadata", None)
         return {"ok": True, "messages": found[:limit], "has_more": len(found) > limit}
+
+    def _conversations_join(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Public channels only; joining one the bot is in answers ok with a warning, as Slack does."""
+        channel_id = str(params.get("channel") or "")
+        if not channel_id:
+            return _error("channel_not_found")
+        channel = self._channels.get(channel_id) or self._made_up_channel(channel_id)
+        if channel.get("is_archived"):
+            return _error("is_archived")
+        if channel.get("is_private") or channel.get("is_im") or channel.get("is_mpim"):
+            return _error("method_not_supported_for_channel_type")
+        already = bool(channel.get("is_member"))
+        self._channels[channel_id] = {**channel, "is_member": True}
+        answer: dict[str, Any] = {"ok": True, "channel": self._channels[channel_id]}
+        if already:
+            answer.update(warning="already_in_channel", response_metadata={"warnings": ["already_in_channel"]})
+        return answer
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = str(params.get("user") or "")
@@ -401,8 +480,8 @@ class FakeSlack(FakeHTTPServer):
         known = self._channels.get(channel)
         if known is not None and known.get("is_archived"):
             return channel, "is_archived"
-        if known is not None and known.get("is_member") is False:
-            return channel, "not_in_channel"
+        if known is not None and known.get("is_member") is False and known.get("is_private"):
+            return channel, "not_in_channel"  # a public channel takes the post: chat:write.public
         if channel[0] in "UW":
             channel = "D" + channel[1:]
         return channel, None

@@ -1,0 +1,38 @@
+"""Slack deliveries already handled, so a retried event (`X-Slack-Retry-Num`, same `event_id`)
+or a replayed interaction is handled once, whichever replica it reaches.
+
+Slack retries an event three times within about five minutes; keys are kept a day."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import SlackDelivery
+
+KEEP = timedelta(days=1)
+PRUNE_EVERY = timedelta(minutes=10)
+_pruned = {"at": datetime.min.replace(tzinfo=timezone.utc)}
+_prune_lock = threading.Lock()
+
+
+def first_delivery(sessions: sessionmaker[Session], key: str, *, now: datetime | None = None) -> bool:
+    """Record `key`; True if no delivery with it was recorded before (handle it), False for a repeat."""
+    now = now or datetime.now(timezone.utc)
+    with sessions() as session, session.begin():
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(SlackDelivery).values(key=key[:200], received_at=now)
+        statement = statement.on_conflict_do_nothing(index_elements=["key"]).returning(SlackDelivery.key)
+        first = session.execute(statement).scalar() is not None
+        with _prune_lock:
+            due = now - _pruned["at"] >= PRUNE_EVERY
+            if due:
+                _pruned["at"] = now
+        if due:
+            session.execute(delete(SlackDelivery).where(SlackDelivery.received_at < now - KEEP))
+    return first
