@@ -10,6 +10,7 @@ from bot.views.blocks import (
     MAX_BLOCKS,
     context,
     escape,
+    escape as _escape,
     fields_section,
     header,
     line_sections,
@@ -38,21 +39,53 @@ def _money_line(per_request: Decimal, monthly: Decimal | None) -> str:
     return line + (f"\n{usd(monthly)} / month" if monthly is not None else "")
 
 
-def _dedicated_line(q: ModelQuote) -> str | None:
-    d = q.dedicated
-    if d is None:
-        return f"*Dedicated:* {escape(q.dedicated_note)}" if q.dedicated_note else None
-    gpu = d.hardware.label or d.hardware.gpu.upper()
-    parts = [
-        f"*Dedicated ({escape(gpu)}):* {d.gpus} GPU{'s' if d.gpus != 1 else ''}, {usd(d.monthly_cost)}/month",
-    ]
-    if d.effective_per_million is not None:
-        parts.append(f"{per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization")
-    if d.break_even_tokens_per_month is not None:
-        parts.append(f"breaks even with serverless at {count(d.break_even_tokens_per_month)} tokens/month")
+SOURCES = {"estimate": "estimate", "measured": "your measured throughput", "default": "your default throughput"}
+
+
+def dedicated_lines(q: ModelQuote, *, mrkdwn: bool = True) -> list[str]:
+    """The dedicated line of a quote, as lines of text: a heading that says what it is, the GPUs
+    needed and what set that number, the money, break-even, and the latency the shape implies.
+    Without a dedicated quote: the one sentence saying why (or nothing without a volume).
+    `mrkdwn` for Slack (bold, escaped); plain for the terminal."""
+    d, c = q.dedicated, q.capacity
+    b = (lambda text: f"*{text}*") if mrkdwn else (lambda text: text)
+    escape = _escape if mrkdwn else (lambda text: text)
+    if d is None or c is None:
+        return [f"{b('Dedicated endpoint:')} {escape(q.dedicated_note)}"] if q.dedicated_note else []
+    replicas = f"{d.replicas} replica{'s' if d.replicas != 1 else ''} × {d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''}"
+    if d.set_by == "memory":
+        why = f"set by memory ({escape(c.reason.removeprefix('memory: '))})"
     else:
-        parts.append("never cheaper than serverless at this throughput")
-    return " · ".join(parts)
+        why = (f"set by throughput: a replica serves ≈{count(c.tokens_per_second)} tokens/s, and memory needs "
+               f"{d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''} for one "
+               f"({escape(c.reason.removeprefix('memory: '))})")
+    lines = [
+        b(f"Dedicated endpoint on {escape(c.gpu_label)} ({SOURCES[c.source]})"),
+        f"GPUs needed: {b(str(d.gpus))} = {replicas}, {why}",
+        f"Cost: {b(usd(d.monthly_cost) + '/month')}"
+        + (f", {per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization"
+           if d.effective_per_million is not None else ""),
+        "Break-even: " + _break_even(d.break_even_tokens_per_month, "serverless")
+        + (f"; {_break_even(d.batch_break_even_tokens_per_month, 'batch')}" if q.batch is not None else ""),
+    ]
+    if c.time_to_first_token is not None:
+        speed = ""
+        if c.output_speed is not None:
+            full = (f" ({count(c.output_speed_at_full_load)} at full load)"
+                    if c.output_speed_at_full_load is not None and c.output_speed_at_full_load != c.output_speed else "")
+            speed = f", then ≈{count(c.output_speed)} tokens/s at this load{full}"
+        lines.append(f"Per request: first token in ≈{_seconds(c.time_to_first_token)} on an idle endpoint{speed}")
+    return lines
+
+
+def _break_even(volume: Decimal | None, against: str) -> str:
+    if volume is None:
+        return f"never cheaper than {against}"
+    return f"{count(volume)} tokens/month vs {against}"
+
+
+def _seconds(value: Decimal) -> str:
+    return f"{value.normalize():f} s" if value < 10 else f"{count(value)} s"
 
 
 def quote_blocks(result: QuoteResult) -> list[Block]:
@@ -77,9 +110,9 @@ def quote_blocks(result: QuoteResult) -> list[Block]:
     else:
         fields.append("*Batch*\nnot served for this model")
     blocks.append(fields_section(fields))
-    dedicated = _dedicated_line(q)
+    dedicated = dedicated_lines(q)
     if dedicated:
-        blocks.append(section(dedicated))
+        blocks.append(section("\n".join(dedicated)))
     notes = []
     if q.serverless.monthly is not None:
         notes.append(f"Cheapest: *{q.cheapest}*.")
@@ -108,12 +141,20 @@ def compare_blocks(result: QuoteResult) -> list[Block]:
         else:
             batch = " · no batch"
         dedicated = ""
-        if q.dedicated is not None:
-            dedicated = f" · dedicated {usd(q.dedicated.monthly_cost)} ({q.dedicated.gpus} GPU)"
+        if q.dedicated is not None and q.capacity is not None:
+            dedicated = (f" · dedicated {usd(q.dedicated.monthly_cost)}/month on "
+                         f"{q.dedicated.gpus}× {escape(q.capacity.gpu_label)}")
+        elif q.dedicated_note:
+            dedicated = " · no dedicated estimate"
         lines.append(f"{rank}. *{escape(q.label)}* {cost}{batch}{dedicated}")
     blocks.extend(line_sections(lines, max_blocks=MAX_BLOCKS - 3, more_label="more models"))
     cheapest = result.quotes[0]
-    blocks.append(context(f"Cheapest: *{escape(cheapest.label)}* on {cheapest.cheapest}. "
+    unsized = [q.label for q in result.quotes if q.dedicated is None and q.dedicated_note]
+    why = ""
+    if unsized:
+        named = ", ".join(escape(label) for label in unsized[:5]) + (f" and {len(unsized) - 5} more" if len(unsized) > 5 else "")
+        why = f"No dedicated estimate for {named}; quote one alone to see why. "
+    blocks.append(context(f"Cheapest: *{escape(cheapest.label)}* on {cheapest.cheapest}. " + why
                           + " ".join(escape(n) for n in result.notes)))
     return blocks
 
@@ -166,7 +207,7 @@ HELP_TEXT = """\
 • numbers take k, M and B and thousands separators
 • models match forgivingly: `maestro`, `llama-3.3-70b`, `deepseek-v3`; other providers as `openai/gpt-4o`
 • `compare A B C 3k/1k 100k/day` ranks models by monthly cost
-• `dedicated h100` (or h200, b200) adds GPUs needed, monthly cost, effective $/1M and break-even; `util=60%` plans for a utilization
+• `dedicated h100` (or h200, b200) sizes a dedicated endpoint: GPUs needed and whether memory or throughput sets it, monthly cost, effective $/1M, break-even against serverless and batch, time to first token and output speed (estimates; `util=60%` plans for a utilization)
 • `rate=0.90/3.30` quotes your own $/1M rates without a model
 • `cluster 8 h100 720h 20k tok/s` prices a GPU cluster by the GPU-hour
 • `public` posts the answer to the channel; otherwise only you see it"""
