@@ -152,9 +152,7 @@ class Estimate:
     output_tokens_per_second: float
     tokens_per_second: float           # input and output together
     time_to_first_token: float         # seconds, the request alone
-    output_speed: float | None         # tokens/s one request sees at full load; None without output
-    weights_gb: float
-    kv_cache_gb: float                 # what the batch's KV cache occupies
+    output_speed: float | None         # tokens/s one request sees at this batch; None without output
 
 
 @dataclass(frozen=True)
@@ -345,13 +343,15 @@ def estimate(model: ModelFacts, gpu: GpuFacts, input_tokens: int, output_tokens:
     batch = max(1, min(batch or largest, largest))
 
     efficiency = _parallel_efficiency(gpu, gpus) * (MOE_EFFICIENCY if model.is_moe else 1.0)
-    fp8 = PRECISION_BYTES[model.precision] == 1 and gpu.fp8_tflops
-    flops = gpus * (gpu.fp8_tflops if fp8 else gpu.bf16_tflops) * 1e12 * COMPUTE_EFFICIENCY * efficiency  # type: ignore[operator]
+    fp8 = PRECISION_BYTES[model.precision] == 1
+    peak = gpu.fp8_tflops if fp8 and gpu.fp8_tflops else gpu.bf16_tflops
+    flops = gpus * peak * 1e12 * COMPUTE_EFFICIENCY * efficiency
     bandwidth = gpus * gpu.bandwidth_tb_s * 1e12 * BANDWIDTH_EFFICIENCY * efficiency
 
     attention = _attention_flops(model, input_tokens, output_tokens)
     compute = (2 * model.active * GB * (input_tokens + output_tokens) + attention) / flops
-    step_bytes = _step_weight_bytes(model, batch) + batch * _kv_sequence(model, gpu, gpus, input_tokens + output_tokens / 2)
+    mean_sequence = _kv_sequence(model, gpu, gpus, input_tokens + output_tokens / 2)
+    step_bytes = _step_weight_bytes(model, batch) + batch * mean_sequence
     step_overhead = model.layers * STEP_SECONDS_PER_LAYER
     memory = output_tokens * (step_bytes / bandwidth + step_overhead) / batch
     per_request = compute + memory
@@ -367,8 +367,6 @@ def estimate(model: ModelFacts, gpu: GpuFacts, input_tokens: int, output_tokens:
         tokens_per_second=requests * (input_tokens + output_tokens),
         time_to_first_token=first_token,
         output_speed=output_tokens / (batch * per_request) if output_tokens else None,
-        weights_gb=model.weight_bytes / GB,
-        kv_cache_gb=batch * sequence / GB,
     )
 
 

@@ -21,6 +21,8 @@ from pricing.costs import (
 from pricing.grammar import EXAMPLES, QuoteRequest, QuoteSyntaxError
 
 MILLION = Decimal(1_000_000)
+ESTIMATE_NOTE = ("Dedicated figures are estimates (model-card and data-sheet facts, stated efficiency factors); "
+                 "set [[throughput]] in budget-guard.toml with your measured tokens/s and they win.")
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,6 @@ def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None,
     return QuoteResult(request=request, quotes=quotes, notes=notes)
 
 
-ESTIMATE_NOTE = ("Dedicated figures are estimates (model-card and data-sheet facts, stated efficiency factors); "
-                 "set [[throughput]] in budget-guard.toml with your measured tokens/s and they win.")
-
 
 def _model_quote(
     request: QuoteRequest, catalog: Catalog, label: str, price: Price, runners_up: tuple[str, ...], gpu: str
@@ -180,22 +179,22 @@ def _model_quote(
         batch_per_request = token_cost(batch_price, tokens_in, tokens_out, cached)
         batch = ModeCost(batch_per_request, batch_per_request * requests_per_month if requests_per_month is not None else None)
 
-    dedicated = sizing = None
+    dedicated = sized = None
     note = None
     if tokens_per_month and requests_per_month is not None:
-        sizing, note = _capacity(catalog, label, price, gpu, tokens_in, tokens_out,
-                                 requests_per_month / SECONDS_PER_MONTH / (request.utilization or 1))
-        if sizing is not None:
+        sized, note = _capacity(catalog, label, price, gpu, tokens_in, tokens_out,
+                                requests_per_month / SECONDS_PER_MONTH / (request.utilization or 1))
+        if sized is not None:
             dedicated = dedicated_quote(
                 _hardware(catalog, gpu),
-                sizing.group_gpus,
-                sizing.tokens_per_second,
+                sized.group_gpus,
+                sized.tokens_per_second,
                 tokens_per_month,
                 blended_rate(price, tokens_in, tokens_out, cached),
                 batch_per_million=blended_rate(batch_price, tokens_in, tokens_out, cached) if batch_price else None,
                 utilization=request.utilization,
             )
-            sizing = _at_load(catalog, price, gpu, tokens_in, tokens_out, sizing, dedicated.utilization)
+            sized = _at_load(catalog, price, gpu, tokens_in, tokens_out, sized, dedicated.utilization)
     return ModelQuote(
         label=label,
         price=price,
@@ -209,7 +208,7 @@ def _model_quote(
         batch=batch,
         dedicated=dedicated,
         dedicated_note=note,
-        capacity=sizing if dedicated is not None else None,
+        capacity=sized,
     )
 
 
@@ -236,6 +235,9 @@ def _capacity(catalog: Catalog, label: str, price: Price, gpu: str, tokens_in: i
         what = "architecture facts" if facts is None else f"data-sheet facts for {hardware.gpu}"
         return Capacity(gpu_label, hardware.count, per_gpu * hardware.count, source,
                         f"memory fit not checked: no {what}"), None
+    if tokens_in + tokens_out > facts.context:
+        return None, (f"no estimate for {label}: a request of {tokens_in + tokens_out:,} tokens is longer than "
+                      f"its context of {facts.context:,}")
     sizing = capacity.size(facts, gpu_facts, tokens_in, tokens_out, float(requests_per_second))
     if sizing.gpus is None or sizing.estimate is None:
         return None, f"{label} fits nowhere on {gpu_facts.label}: {sizing.reason}"

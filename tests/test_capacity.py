@@ -108,9 +108,16 @@ def test_a_model_that_fits_nowhere_says_so(catalog):
     sizing = capacity.size(huge, H100, 3000, 1000, 1.0)
     assert sizing.gpus is None and sizing.estimate is None
     assert "18,000 GB of FP16 weights" in sizing.reason and "64 × H100 80GB" in sizing.reason
+    giant = ModelFactsOverride(model="arcee-ai/maestro-reasoning", parameters=9000, layers=200, attention_heads=128,
+                               kv_heads=8, head_dim=128, context=32768, precision="fp16")
+    q = quote("maestro 3k/1k x 2M/mo", build_catalog(Settings(model_facts=[giant]))).quotes[0]
+    assert q.dedicated is None and q.dedicated_note.startswith("arcee-ai/maestro-reasoning fits nowhere on H100 80GB: ")
     too_long = quote("llama-2-70b 8k/1k 1k/day dedicated h100", catalog).quotes[0]
     assert too_long.dedicated is None
-    assert "longer than the model's context of 4,096" in too_long.dedicated_note
+    assert too_long.dedicated_note == ("no estimate for meta-llama/Llama-2-70b-chat-hf: a request of 9,000 tokens "
+                                       "is longer than its context of 4,096")
+    assert "longer than the model's context" in capacity.size(FACTS["meta-llama/Llama-2-70b-chat-hf"], H100,
+                                                              8000, 1000, 1.0).reason
 
 
 # -- the dedicated line --------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from bot.views.blocks import (
     MAX_BLOCKS,
     context,
     escape,
-    escape as _escape,
     fields_section,
     header,
     line_sections,
@@ -49,18 +48,18 @@ def dedicated_lines(q: ModelQuote, *, mrkdwn: bool = True) -> list[str]:
     `mrkdwn` for Slack (bold, escaped); plain for the terminal."""
     d, c = q.dedicated, q.capacity
     b = (lambda text: f"*{text}*") if mrkdwn else (lambda text: text)
-    escape = _escape if mrkdwn else (lambda text: text)
+    esc = escape if mrkdwn else (lambda text: text)
     if d is None or c is None:
-        return [f"{b('Dedicated endpoint:')} {escape(q.dedicated_note)}"] if q.dedicated_note else []
+        return [f"{b('Dedicated endpoint:')} {esc(q.dedicated_note)}"] if q.dedicated_note else []
     replicas = f"{d.replicas} replica{'s' if d.replicas != 1 else ''} × {d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''}"
     if d.set_by == "memory":
-        why = f"set by memory ({escape(c.reason.removeprefix('memory: '))})"
+        why = f"set by memory ({esc(c.reason.removeprefix('memory: '))})"
     else:
         why = (f"set by throughput: a replica serves ≈{count(c.tokens_per_second)} tokens/s, and memory needs "
                f"{d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''} for one "
-               f"({escape(c.reason.removeprefix('memory: '))})")
+               f"({esc(c.reason.removeprefix('memory: '))})")
     lines = [
-        b(f"Dedicated endpoint on {escape(c.gpu_label)} ({SOURCES[c.source]})"),
+        b(f"Dedicated endpoint on {esc(c.gpu_label)} ({SOURCES[c.source]})"),
         f"GPUs needed: {b(str(d.gpus))} = {replicas}, {why}",
         f"Cost: {b(usd(d.monthly_cost) + '/month')}"
         + (f", {per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization"
@@ -74,7 +73,8 @@ def dedicated_lines(q: ModelQuote, *, mrkdwn: bool = True) -> list[str]:
             full = (f" ({count(c.output_speed_at_full_load)} at full load)"
                     if c.output_speed_at_full_load is not None and c.output_speed_at_full_load != c.output_speed else "")
             speed = f", then ≈{count(c.output_speed)} tokens/s at this load{full}"
-        lines.append(f"Per request: first token in ≈{_seconds(c.time_to_first_token)} on an idle endpoint{speed}")
+        whose = "Per request" if c.is_estimate else "Per request (our estimate)"
+        lines.append(f"{whose}: first token in ≈{_seconds(c.time_to_first_token)} on an idle endpoint{speed}")
     return lines
 
 
