@@ -55,12 +55,15 @@ def dedicated_lines(q: ModelQuote, *, mrkdwn: bool = True) -> list[str]:
     if d.set_by == "memory":
         why = f"set by memory ({esc(c.reason.removeprefix('memory: '))})"
     else:
-        why = (f"set by throughput: a replica serves ≈{count(c.tokens_per_second)} tokens/s, and memory needs "
-               f"{d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''} for one "
+        why = (f"set by throughput; memory needs {d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''} for one "
                f"({esc(c.reason.removeprefix('memory: '))})")
+    output = (f"≈{count(c.output_tokens_per_second)} output tokens/s a replica "
+              f"({count(c.tokens_per_second)} with input)" if c.output_tokens_per_second is not None
+              else f"≈{count(c.tokens_per_second)} tokens/s a replica")
     lines = [
         b(f"Dedicated endpoint on {esc(c.gpu_label)} ({SOURCES[c.source]})"),
         f"GPUs needed: {b(str(d.gpus))} = {replicas}, {why}",
+        f"Throughput: {output} at full load",
         f"Cost: {b(usd(d.monthly_cost) + '/month')}"
         + (f", {per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization"
            if d.effective_per_million is not None else ""),
