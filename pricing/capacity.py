@@ -229,10 +229,10 @@ def _model_table() -> dict[str, dict[str, Any]]:
     return table
 
 
-def load_model_facts(overrides: Mapping[str, Mapping[str, Any]] = {}) -> dict[str, ModelFacts]:  # noqa: B006
+def load_model_facts(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, ModelFacts]:
     """Our facts per catalog model, each operator override laid over them (or standing alone)."""
     merged = {model: dict(values) for model, values in _model_table().items()}
-    for model, values in overrides.items():
+    for model, values in (overrides or {}).items():
         given = {k: v for k, v in values.items() if v is not None}
         base = merged.get(model, {})
         merged[model] = {**base, **given, "source": "budget-guard.toml" + (" over " + base["source"] if base else "")}

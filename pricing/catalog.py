@@ -384,5 +384,5 @@ def load_catalog(
         catalog.throughput[(model, gpu.lower())] = tokens_per_second
     for name, target in aliases:
         catalog.alias(name, target)
-    catalog.model_facts = load_model_facts(model_facts or {})
+    catalog.model_facts = load_model_facts(model_facts)
     return catalog

@@ -64,7 +64,8 @@ def test_estimate_lands_within_a_factor_of_1_5_of_each_published_figure(m):
     estimate = capacity.estimate(facts, gpu, m["input_tokens"], m["output_tokens"], m["gpus"], m.get("concurrency"))
     assert estimate is not None
     ratio = estimate.output_tokens_per_second / m["output_tokens_per_second"]
-    assert 1 / BAR <= ratio <= BAR, f"ours {estimate.output_tokens_per_second:,.0f} vs published {m['output_tokens_per_second']:,}"
+    assert 1 / BAR <= ratio <= BAR, (f"ours {estimate.output_tokens_per_second:,.0f} "
+                                     f"vs published {m['output_tokens_per_second']:,}")
 
 
 # -- fit ---------------------------------------------------------------------------------------
@@ -144,7 +145,9 @@ def test_dedicated_line_gives_break_even_latency_and_labels_the_estimate(catalog
     assert Decimal(data["break_even_tokens_per_month"]) > 0
     assert Decimal(data["break_even_vs_batch_tokens_per_month"]) == 2 * Decimal(data["break_even_tokens_per_month"])
     assert 0 < Decimal(data["time_to_first_token_seconds"]) < 5
-    assert Decimal(data["output_tokens_per_second_per_request"]) >= Decimal(data["output_tokens_per_second_per_request_at_full_load"])
+    at_load, at_full_load = (Decimal(data[f"output_tokens_per_second_per_request{suffix}"])
+                             for suffix in ("", "_at_full_load"))
+    assert at_load >= at_full_load
     text = dedicated_text(result)
     # The heading says what the line is; the old "Dedicated (1x H100 80GB): 2 GPUs" is gone.
     assert text.startswith("*Dedicated endpoint on H100 80GB (estimate)*")
@@ -171,7 +174,8 @@ def test_no_architecture_facts_omits_the_line_with_one_sentence(catalog):
 
 def test_measured_throughput_wins_over_the_estimate():
     model = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
-    catalog = build_catalog(Settings(throughput=[Throughput(model=model, gpu="h100", tokens_per_second=Decimal(1234))]))
+    measured = Throughput(model=model, gpu="h100", tokens_per_second=Decimal(1234))
+    catalog = build_catalog(Settings(throughput=[measured]))
     result = quote("llama-3.3-70b 3k/1k 100k/day dedicated h100", catalog)
     q = result.quotes[0]
     assert q.capacity.source == "measured"
@@ -182,7 +186,8 @@ def test_measured_throughput_wins_over_the_estimate():
 
 
 def test_a_default_throughput_stands_in_only_where_the_model_cannot_estimate():
-    catalog = build_catalog(Settings(throughput=[Throughput(model="default", gpu="h100", tokens_per_second=Decimal(2000))]))
+    default = Throughput(model="default", gpu="h100", tokens_per_second=Decimal(2000))
+    catalog = build_catalog(Settings(throughput=[default]))
     unknown = quote("maestro 3k/1k x 2M/mo", catalog).quotes[0]
     assert unknown.capacity.source == "default" and unknown.dedicated.group_gpus == 1
     assert "not checked" in unknown.capacity.reason

@@ -51,11 +51,11 @@ def dedicated_lines(q: ModelQuote, *, mrkdwn: bool = True) -> list[str]:
     esc = escape if mrkdwn else (lambda text: text)
     if d is None or c is None:
         return [f"{b('Dedicated endpoint:')} {esc(q.dedicated_note)}"] if q.dedicated_note else []
-    replicas = f"{d.replicas} replica{'s' if d.replicas != 1 else ''} × {d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''}"
+    replicas = f"{d.replicas} replica{_s(d.replicas)} × {d.group_gpus} GPU{_s(d.group_gpus)}"
     if d.set_by == "memory":
         why = f"set by memory ({esc(c.reason.removeprefix('memory: '))})"
     else:
-        why = (f"set by throughput; memory needs {d.group_gpus} GPU{'s' if d.group_gpus != 1 else ''} for one "
+        why = (f"set by throughput; memory needs {d.group_gpus} GPU{_s(d.group_gpus)} for one "
                f"({esc(c.reason.removeprefix('memory: '))})")
     output = (f"≈{count(c.output_tokens_per_second)} output tokens/s a replica "
               f"({count(c.tokens_per_second)} with input)" if c.output_tokens_per_second is not None
@@ -73,12 +73,16 @@ def dedicated_lines(q: ModelQuote, *, mrkdwn: bool = True) -> list[str]:
     if c.time_to_first_token is not None:
         speed = ""
         if c.output_speed is not None:
-            full = (f" ({count(c.output_speed_at_full_load)} at full load)"
-                    if c.output_speed_at_full_load is not None and c.output_speed_at_full_load != c.output_speed else "")
+            full_load = c.output_speed_at_full_load
+            full = f" ({count(full_load)} at full load)" if full_load is not None and full_load != c.output_speed else ""
             speed = f", then ≈{count(c.output_speed)} tokens/s at this load{full}"
         whose = "Per request" if c.is_estimate else "Per request (our estimate)"
         lines.append(f"{whose}: first token in ≈{_seconds(c.time_to_first_token)} on an idle endpoint{speed}")
     return lines
+
+
+def _s(n: int) -> str:
+    return "s" if n != 1 else ""
 
 
 def _break_even(volume: Decimal | None, against: str) -> str:
@@ -155,7 +159,8 @@ def compare_blocks(result: QuoteResult) -> list[Block]:
     unsized = [q.label for q in result.quotes if q.dedicated is None and q.dedicated_note]
     why = ""
     if unsized:
-        named = ", ".join(escape(label) for label in unsized[:5]) + (f" and {len(unsized) - 5} more" if len(unsized) > 5 else "")
+        named = ", ".join(escape(label) for label in unsized[:5])
+        named += f" and {len(unsized) - 5} more" if len(unsized) > 5 else ""
         why = f"No dedicated estimate for {named}; quote one alone to see why. "
     blocks.append(context(f"Cheapest: *{escape(cheapest.label)}* on {cheapest.cheapest}. " + why
                           + " ".join(escape(n) for n in result.notes)))
@@ -210,7 +215,9 @@ HELP_TEXT = """\
 • numbers take k, M and B and thousands separators
 • models match forgivingly: `maestro`, `llama-3.3-70b`, `deepseek-v3`; other providers as `openai/gpt-4o`
 • `compare A B C 3k/1k 100k/day` ranks models by monthly cost
-• `dedicated h100` (or h200, b200) sizes a dedicated endpoint: GPUs needed and whether memory or throughput sets it, monthly cost, effective $/1M, break-even against serverless and batch, time to first token and output speed (estimates; `util=60%` plans for a utilization)
+• `dedicated h100` (or h200, b200) sizes a dedicated endpoint: GPUs needed and whether memory or throughput sets it, \
+monthly cost, effective $/1M, break-even against serverless and batch, time to first token and output speed \
+(estimates; `util=60%` plans for a utilization)
 • `rate=0.90/3.30` quotes your own $/1M rates without a model
 • `cluster 8 h100 720h 20k tok/s` prices a GPU cluster by the GPU-hour
 • `public` posts the answer to the channel; otherwise only you see it"""
