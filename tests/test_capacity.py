@@ -152,7 +152,7 @@ def test_dedicated_line_gives_break_even_latency_and_labels_the_estimate(catalog
     # The heading says what the line is; the old "Dedicated (1x H100 80GB): 2 GPUs" is gone.
     assert text.startswith("*Dedicated endpoint on H100 80GB (estimate)*")
     assert "GPUs needed: *2* = 1 replica × 2 GPUs, set by memory" in text
-    assert "vs serverless" in text and "vs batch" in text and "first token in ≈" in text
+    assert "vs serverless" in text and "vs batch" in text and "first token after ≈" in text
     assert "Dedicated (1x" not in json.dumps([b.to_dict() for b in quote_blocks(result)])
 
 

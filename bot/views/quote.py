@@ -77,7 +77,8 @@ def dedicated_lines(q: ModelQuote, *, mrkdwn: bool = True) -> list[str]:
             full = f" ({count(full_load)} at full load)" if full_load is not None and full_load != c.output_speed else ""
             speed = f", then ≈{count(c.output_speed)} tokens/s at this load{full}"
         whose = "Per request" if c.is_estimate else "Per request (our estimate)"
-        lines.append(f"{whose}: first token in ≈{_seconds(c.time_to_first_token)} on an idle endpoint{speed}")
+        lines.append(f"{whose}: first token after ≈{_seconds(c.time_to_first_token)} of prefill on an idle endpoint "
+                     f"(serving overhead and queueing come on top){speed}")
     return lines
 
 
