@@ -102,12 +102,12 @@ def render_table(result: QuoteResult) -> str:
 
 def summary_lines(q: ModelQuote) -> list[str]:
     """What one model's quote adds below the table: its batch saving, dedicated line, matches."""
-    from bot.views.quote import dedicated_lines
+    from bot.views.dedicated import dedicated_lines
 
     lines = []
     if q.batch is not None and q.batch_saving is not None and q.serverless.monthly is not None:
         lines.append(f"batch saves {usd(q.batch_saving)}/month ({percent(q.batch_saving_fraction or 0)})")
-    dedicated = dedicated_lines(q, mrkdwn=False)
+    dedicated = dedicated_lines(q)
     lines.extend(dedicated[:1] + ["  " + line for line in dedicated[1:]])
     if q.runners_up:
         lines.append("also matched: " + ", ".join(q.runners_up))
