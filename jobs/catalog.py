@@ -63,6 +63,7 @@ def build_catalog(settings: Settings, session: Session | None = None) -> Catalog
             hardware=[HardwareOption(h.gpu.lower(), h.count, h.hourly, f"{h.count}x {h.gpu}") for h in settings.hardware],
             throughput=[(t.model, t.gpu, t.tokens_per_second) for t in settings.throughput],
             aliases=[(a.name, a.model) for a in settings.aliases],
+            model_facts=settings.model_facts_overrides(),
         )
     except UnknownModel as exc:
         alias = next(a.name for a in settings.aliases if a.model == exc.name)

@@ -90,6 +90,30 @@ class Throughput(_Strict):
     tokens_per_second: Decimal = Field(gt=0)
 
 
+class ModelFactsOverride(_Strict):
+    """Facts about a model for the capacity model (parameters in billions): the fields given win
+    over ours; a model we have no facts for needs them all."""
+
+    model: str = Field(min_length=1, max_length=200)
+    parameters: float | None = Field(default=None, gt=0, lt=100_000)
+    active_parameters: float | None = Field(default=None, gt=0, lt=100_000)
+    layers: int | None = Field(default=None, ge=1, le=10_000)
+    attention_heads: int | None = Field(default=None, ge=1, le=10_000)
+    kv_heads: int | None = Field(default=None, ge=1, le=10_000)
+    head_dim: int | None = Field(default=None, ge=1, le=100_000)
+    kv_lora_rank: int | None = Field(default=None, ge=1, le=100_000)
+    rope_head_dim: int | None = Field(default=None, ge=1, le=100_000)
+    experts: int | None = Field(default=None, ge=1, le=100_000)
+    experts_per_token: int | None = Field(default=None, ge=1, le=100_000)
+    sliding_window: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    window_layers: int | None = Field(default=None, ge=0, le=10_000)
+    context: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    precision: Literal["fp16", "bf16", "fp8", "int8", "mxfp4", "int4"] | None = None
+
+    def facts(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"model"}, exclude_none=True)
+
+
 class FieldMap(_Strict):
     """Where a generic JSON endpoint keeps each field (dotted paths)."""
 
@@ -271,6 +295,7 @@ class Settings(BaseSettings):
     hardware: list[Hardware] = []
     cluster_rates: list[ClusterRate] = []
     throughput: list[Throughput] = []
+    model_facts: list[ModelFactsOverride] = []
     default_gpu: str = "h100"
     sources: list[Source] = []
     budgets: list[BudgetConfig] = []
@@ -396,6 +421,24 @@ class Settings(BaseSettings):
                     raise ValueError(f"{label}: the name {item.name!r} is used twice")
                 seen.add(item.name)
         return self
+
+    @model_validator(mode="after")
+    def _complete_model_facts(self) -> "Settings":
+        if self.model_facts:
+            from pricing.capacity import FactsError, load_model_facts
+
+            try:
+                load_model_facts(self.model_facts_overrides())
+            except FactsError as exc:
+                raise ValueError(f"model_facts: {exc}") from None
+        return self
+
+    def model_facts_overrides(self) -> dict[str, dict[str, Any]]:
+        """The operator's [[model_facts]] by model, later entries winning field by field."""
+        overrides: dict[str, dict[str, Any]] = {}
+        for entry in self.model_facts:
+            overrides.setdefault(entry.model, {}).update(entry.facts())
+        return overrides
 
     @property
     def zone(self) -> ZoneInfo:

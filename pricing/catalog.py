@@ -6,14 +6,16 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pricing.base_prices import base_rates
+from pricing.capacity import GpuFacts, ModelFacts, gpu_facts, load_model_facts
 
 DATA = Path(__file__).resolve().parent / "data"
 PRIMARY_PROVIDER = "together"
@@ -106,6 +108,11 @@ class Catalog:
     not_batch_served: frozenset[str] = frozenset()
     aliases: dict[str, tuple[str, str]] = field(default_factory=dict)  # normalized name -> (provider, model)
     _matches: dict[str, ModelMatch | None] = field(default_factory=dict, repr=False, compare=False)
+    model_facts: dict[str, ModelFacts] = field(default_factory=dict)
+
+    def gpu(self, name: str) -> GpuFacts | None:
+        """Data-sheet facts for a dedicated hardware key (`h100`), if the capacity model knows it."""
+        return gpu_facts(name)
 
     def add(self, price: Price) -> None:
         """Add a price; for the same start date a higher-ranked source wins."""
@@ -337,9 +344,11 @@ def load_catalog(
     hardware: Iterable[HardwareOption] = (),
     throughput: Iterable[tuple[str, str, Decimal]] = (),
     aliases: Iterable[tuple[str, str]] = (),
+    model_facts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Catalog:
     """The full catalog: genai-prices, our overlay, provider-API prices, then operator overrides;
-    `aliases` are (name, catalog id) pairs (UnknownModel for an id the catalog lacks)."""
+    `aliases` are (name, catalog id) pairs (UnknownModel for an id the catalog lacks); dedicated
+    hardware, measured throughput and model facts (ours, then the operator's)."""
     overlay = _read_toml("overlay.toml")
     batch = overlay.get("batch", {})
     discount = Decimal(str(batch.get("default_discount", DEFAULT_BATCH_DISCOUNT)))
@@ -375,4 +384,5 @@ def load_catalog(
         catalog.throughput[(model, gpu.lower())] = tokens_per_second
     for name, target in aliases:
         catalog.alias(name, target)
+    catalog.model_facts = load_model_facts(model_facts)
     return catalog

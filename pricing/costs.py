@@ -35,54 +35,77 @@ def blended_rate(price: Price, input_tokens: int, output_tokens: int, cached_inp
 
 @dataclass(frozen=True)
 class DedicatedQuote:
-    """What serving a monthly token volume on dedicated GPUs costs."""
+    """What serving a monthly token volume on dedicated GPUs costs: replicas of a group of GPUs."""
 
     hardware: HardwareOption
-    tokens_per_second_per_gpu: Decimal
-    throughput_is_estimate: bool
-    units: int                      # how many hardware configurations
-    gpus: int
+    group_gpus: int                 # GPUs one replica needs (its tensor-parallel group)
+    group_tokens_per_second: Decimal  # input and output tokens one replica serves
+    replicas: int
+    gpus: int                       # GPUs rented: whole hardware configurations
     monthly_cost: Decimal
     utilization: Decimal            # 0..1, of the capacity paid for
     effective_per_million: Decimal | None   # None without volume
-    break_even_tokens_per_month: Decimal | None  # None: never cheaper than serverless
+    break_even_tokens_per_month: Decimal | None  # vs serverless; None: never cheaper
+    batch_break_even_tokens_per_month: Decimal | None  # vs batch; None: never cheaper (or no batch)
     full_utilization_per_million: Decimal
+
+    @property
+    def set_by(self) -> str:
+        """`memory` when one replica (the group the model needs) serves the volume, else `throughput`."""
+        return "memory" if self.replicas == 1 else "throughput"
+
+    @property
+    def tokens_per_second_per_gpu(self) -> Decimal:
+        return self.group_tokens_per_second / self.group_gpus
 
 
 def dedicated_quote(
     hardware: HardwareOption,
-    tokens_per_second_per_gpu: Decimal,
+    group_gpus: int,
+    group_tokens_per_second: Decimal,
     tokens_per_month: Decimal,
     serverless_per_million: Decimal,
     *,
+    batch_per_million: Decimal | None = None,
     utilization: Decimal | None = None,
-    throughput_is_estimate: bool = False,
 ) -> DedicatedQuote:
-    """GPUs needed for the volume (at `utilization` of peak throughput if stated), the monthly
-    cost, the effective $/1M at the resulting utilization, and the break-even monthly volume."""
-    capacity_per_unit = tokens_per_second_per_gpu * hardware.count * SECONDS_PER_MONTH
-    usable_per_unit = capacity_per_unit * (utilization if utilization else Decimal(1))
-    units = max(1, int((tokens_per_month / usable_per_unit).to_integral_value(ROUND_CEILING))) if usable_per_unit else 1
-    monthly = hardware.hourly * HOURS_PER_MONTH * units
+    """Replicas of `group_gpus` GPUs needed for the volume (each run at `utilization` of its peak
+    throughput if stated), the monthly cost of the hardware configurations they take, the effective
+    $/1M at the resulting utilization, and the monthly volumes where one replica costs what
+    serverless (and batch) would."""
+    capacity_per_replica = group_tokens_per_second * SECONDS_PER_MONTH
+    usable_per_replica = capacity_per_replica * (utilization if utilization else Decimal(1))
+    replicas = 1
+    if usable_per_replica > 0:
+        replicas = max(1, int((tokens_per_month / usable_per_replica).to_integral_value(ROUND_CEILING)))
+    configurations = _configurations(replicas * group_gpus, hardware.count)
+    monthly = hardware.hourly * HOURS_PER_MONTH * configurations
     effective = monthly / tokens_per_month * MILLION if tokens_per_month > 0 else None
-    actual_utilization = tokens_per_month / (capacity_per_unit * units) if capacity_per_unit else Decimal(0)
-    full_util = hardware.hourly * HOURS_PER_MONTH / capacity_per_unit * MILLION
-    break_even = None
-    if serverless_per_million > full_util:
-        # Volume at which one configuration costs what serverless would; it fits in one unit.
-        break_even = hardware.hourly * HOURS_PER_MONTH / serverless_per_million * MILLION
+    actual_utilization = tokens_per_month / (capacity_per_replica * replicas) if capacity_per_replica else Decimal(0)
+    one_replica = hardware.hourly * HOURS_PER_MONTH * _configurations(group_gpus, hardware.count)
+    full_util = one_replica / capacity_per_replica * MILLION if capacity_per_replica else Decimal(0)
+
+    def break_even(rate: Decimal | None) -> Decimal | None:
+        # The volume at which one replica costs what the per-token rate would; it fits in that replica.
+        return one_replica / rate * MILLION if rate and capacity_per_replica and rate > full_util else None
+
     return DedicatedQuote(
         hardware=hardware,
-        tokens_per_second_per_gpu=tokens_per_second_per_gpu,
-        throughput_is_estimate=throughput_is_estimate,
-        units=units,
-        gpus=units * hardware.count,
+        group_gpus=group_gpus,
+        group_tokens_per_second=group_tokens_per_second,
+        replicas=replicas,
+        gpus=configurations * hardware.count,
         monthly_cost=monthly,
         utilization=actual_utilization,
         effective_per_million=effective,
-        break_even_tokens_per_month=break_even,
+        break_even_tokens_per_month=break_even(serverless_per_million),
+        batch_break_even_tokens_per_month=break_even(batch_per_million),
         full_utilization_per_million=full_util,
     )
+
+
+def _configurations(gpus: int, per_configuration: int) -> int:
+    return max(1, -(-gpus // per_configuration))
 
 
 @dataclass(frozen=True)

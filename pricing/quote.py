@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pricing.catalog import Catalog, Price, UnknownModel
+from pricing import capacity
+from pricing.catalog import PRIMARY_PROVIDER, Catalog, HardwareOption, Price, UnknownModel
 from pricing.costs import (
+    SECONDS_PER_MONTH,
     ClusterQuote,
     DedicatedQuote,
     blended_rate,
@@ -19,6 +21,8 @@ from pricing.costs import (
 from pricing.grammar import EXAMPLES, QuoteRequest, QuoteSyntaxError
 
 MILLION = Decimal(1_000_000)
+ESTIMATE_NOTE = ("Dedicated figures are estimates (model-card and data-sheet facts, stated efficiency factors); "
+                 "set [[throughput]] in budget-guard.toml with your measured tokens/s and they win.")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,25 @@ class ModeCost:
 
     per_request: Decimal
     monthly: Decimal | None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How a dedicated line was sized: one replica's GPUs, why, its throughput and latency."""
+
+    gpu_label: str
+    group_gpus: int
+    tokens_per_second: Decimal          # one replica, input and output together
+    source: str                         # "estimate" (capacity model), "measured" or "default" ([[throughput]])
+    reason: str                         # what set the group size
+    output_tokens_per_second: Decimal | None = None
+    time_to_first_token: Decimal | None = None   # seconds, on an idle endpoint
+    output_speed: Decimal | None = None          # tokens/s one request sees at the quoted load
+    output_speed_at_full_load: Decimal | None = None
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.source == "estimate"
 
 
 @dataclass(frozen=True)
@@ -45,6 +68,7 @@ class ModelQuote:
     batch: ModeCost | None
     dedicated: DedicatedQuote | None
     dedicated_note: str | None
+    capacity: Capacity | None = None
 
     @property
     def batch_saving(self) -> Decimal | None:
@@ -126,9 +150,10 @@ def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None,
     if at_input_rate:
         notes.append(f"{', '.join(at_input_rate)} {'has' if len(at_input_rate) == 1 else 'have'} no cached-input rate: "
                      "the cached tokens are charged at the input rate.")
-    if any(q.dedicated and q.dedicated.throughput_is_estimate for q in quotes):
-        notes.append("Dedicated throughput is a planning estimate; set [[throughput]] in budget-guard.toml with your own.")
+    if any(q.capacity and q.capacity.source != "measured" for q in quotes if q.dedicated):
+        notes.append(ESTIMATE_NOTE)
     return QuoteResult(request=request, quotes=quotes, notes=notes)
+
 
 
 def _model_quote(
@@ -154,21 +179,22 @@ def _model_quote(
         batch_per_request = token_cost(batch_price, tokens_in, tokens_out, cached)
         batch = ModeCost(batch_per_request, batch_per_request * requests_per_month if requests_per_month is not None else None)
 
-    dedicated = None
+    dedicated = sized = None
     note = None
-    if tokens_per_month:
-        throughput, estimate = _throughput(catalog, price.model, gpu)
-        if throughput is None:
-            note = f"no throughput known for {label} on {gpu}; set [[throughput]] in budget-guard.toml"
-        else:
+    if tokens_per_month and requests_per_month is not None:
+        sized, note = _capacity(catalog, label, price, gpu, tokens_in, tokens_out,
+                                requests_per_month / SECONDS_PER_MONTH / (request.utilization or 1))
+        if sized is not None:
             dedicated = dedicated_quote(
-                catalog.hardware[gpu] if gpu in catalog.hardware else next(iter(catalog.hardware.values())),
-                throughput,
-                tokens_per_month,  # type: ignore[arg-type]
+                _hardware(catalog, gpu),
+                sized.group_gpus,
+                sized.tokens_per_second,
+                tokens_per_month,
                 blended_rate(price, tokens_in, tokens_out, cached),
+                batch_per_million=blended_rate(batch_price, tokens_in, tokens_out, cached) if batch_price else None,
                 utilization=request.utilization,
-                throughput_is_estimate=estimate,
             )
+            sized = _at_load(catalog, price, gpu, tokens_in, tokens_out, sized, dedicated.utilization)
     return ModelQuote(
         label=label,
         price=price,
@@ -182,15 +208,84 @@ def _model_quote(
         batch=batch,
         dedicated=dedicated,
         dedicated_note=note,
+        capacity=sized,
     )
 
 
-def _throughput(catalog: Catalog, model: str, gpu: str) -> tuple[Decimal | None, bool]:
-    if (model, gpu) in catalog.throughput:
-        return catalog.throughput[(model, gpu)], False
-    if ("default", gpu) in catalog.throughput:
-        return catalog.throughput[("default", gpu)], True
-    return None, True
+def _hardware(catalog: Catalog, gpu: str) -> HardwareOption:
+    return catalog.hardware[gpu] if gpu in catalog.hardware else next(iter(catalog.hardware.values()))
+
+
+def _capacity(catalog: Catalog, label: str, price: Price, gpu: str, tokens_in: int, tokens_out: int,
+              requests_per_second: Decimal) -> tuple[Capacity | None, str | None]:
+    """One replica's size and throughput for this model on `gpu`, or why there is none.
+
+    The operator's measured `[[throughput]]` for the model wins over the capacity model's
+    estimate; their `default` stands in only for models the capacity model cannot estimate."""
+    hardware = _hardware(catalog, gpu)
+    facts = catalog.model_facts.get(price.model) if price.provider == PRIMARY_PROVIDER else None
+    gpu_facts = catalog.gpu(hardware.gpu)
+    gpu_label = gpu_facts.label if gpu_facts else (hardware.label or hardware.gpu.upper())
+    measured = catalog.throughput.get((price.model, hardware.gpu))
+    default = catalog.throughput.get(("default", hardware.gpu))
+    if facts is None or gpu_facts is None:
+        per_gpu, source = (measured, "measured") if measured is not None else (default, "default")
+        if per_gpu is None:
+            return None, _no_estimate(label, price, hardware.gpu, facts is None)
+        what = "architecture facts" if facts is None else f"data-sheet facts for {hardware.gpu}"
+        return Capacity(gpu_label, hardware.count, per_gpu * hardware.count, source,
+                        f"memory fit not checked: no {what}"), None
+    if tokens_in + tokens_out > facts.context:
+        return None, (f"no estimate for {label}: a request of {tokens_in + tokens_out:,} tokens is longer than "
+                      f"its context of {facts.context:,}")
+    sizing = capacity.size(facts, gpu_facts, tokens_in, tokens_out, float(requests_per_second))
+    if sizing.gpus is None or sizing.estimate is None:
+        return None, f"{label} fits nowhere on {gpu_facts.label}: {sizing.reason}"
+    estimate = sizing.estimate
+    if measured is not None:
+        tokens_per_second, source = measured * sizing.gpus, "measured"
+        output = tokens_per_second * tokens_out / (tokens_in + tokens_out)
+    else:
+        tokens_per_second, source = _figure(estimate.tokens_per_second), "estimate"
+        output = _figure(estimate.output_tokens_per_second)
+    return Capacity(
+        gpu_label=gpu_label,
+        group_gpus=sizing.gpus,
+        tokens_per_second=tokens_per_second,
+        source=source,
+        reason=sizing.reason,
+        output_tokens_per_second=output,
+        time_to_first_token=_figure(estimate.time_to_first_token, 2),
+        output_speed_at_full_load=_figure(estimate.output_speed, 2) if estimate.output_speed is not None else None,
+    ), None
+
+
+def _at_load(catalog: Catalog, price: Price, gpu: str, tokens_in: int, tokens_out: int, sizing: Capacity,
+             utilization: Decimal) -> Capacity:
+    """The output speed a request sees when each replica runs at `utilization` of its capacity."""
+    hardware = _hardware(catalog, gpu)
+    facts, gpu_facts = catalog.model_facts.get(price.model), catalog.gpu(hardware.gpu)
+    if sizing.output_speed_at_full_load is None or facts is None or gpu_facts is None:
+        return sizing
+    loaded = capacity.at_load(facts, gpu_facts, tokens_in, tokens_out, sizing.group_gpus, float(utilization))
+    if loaded is None or loaded.output_speed is None:
+        return sizing
+    return replace(sizing, output_speed=_figure(loaded.output_speed, 2))
+
+
+def _no_estimate(label: str, price: Price, gpu: str, no_facts: bool) -> str:
+    if price.source == "request":
+        return "a custom rate names no model, so there is nothing to size GPUs from"
+    if no_facts:
+        return (f"no estimate for {label}: its architecture (parameters, layers, KV heads) is not in "
+                f"our model facts; add it as [[model_facts]] in budget-guard.toml, or set your measured "
+                f"[[throughput]] for {gpu}")
+    return f"no estimate on {gpu}: we have no data-sheet facts for that GPU; set your measured [[throughput]] for it"
+
+
+def _figure(value: float, digits: int = 3) -> Decimal:
+    """An estimate as a Decimal to `digits` significant figures, written out plainly."""
+    return Decimal(format(Decimal(f"{value:.{digits}g}"), "f"))
 
 
 def _cluster(request: QuoteRequest, catalog: Catalog) -> QuoteResult:
@@ -245,18 +340,30 @@ def _model_json(q: ModelQuote) -> dict[str, Any]:
         "cheapest": q.cheapest,
         "runners_up": list(q.runners_up),
     }
-    if q.dedicated is not None:
-        d = q.dedicated
+    if q.dedicated is not None and q.capacity is not None:
+        d, c = q.dedicated, q.capacity
         data["dedicated"] = {
             "gpu": d.hardware.gpu,
             "gpus": d.gpus,
+            "gpus_per_replica": d.group_gpus,
+            "replicas": d.replicas,
+            "set_by": d.set_by,
+            "sized_by": c.reason,
             "monthly": str(d.monthly_cost),
             "utilization": str(d.utilization),
             "effective_per_million": _s(d.effective_per_million),
             "break_even_tokens_per_month": _s(d.break_even_tokens_per_month),
+            "break_even_vs_batch_tokens_per_month": _s(d.batch_break_even_tokens_per_month),
+            "tokens_per_second_per_replica": str(c.tokens_per_second),
             "tokens_per_second_per_gpu": str(d.tokens_per_second_per_gpu),
-            "throughput_is_estimate": d.throughput_is_estimate,
+            "output_tokens_per_second_per_replica": _s(c.output_tokens_per_second),
+            "time_to_first_token_seconds": _s(c.time_to_first_token),
+            "output_tokens_per_second_per_request": _s(c.output_speed),
+            "output_tokens_per_second_per_request_at_full_load": _s(c.output_speed_at_full_load),
+            "throughput_source": c.source,
+            "throughput_is_estimate": c.source != "measured",
         }
+    data["dedicated_note"] = q.dedicated_note
     return data
 
 

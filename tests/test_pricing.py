@@ -12,7 +12,7 @@ from bot.cli import main
 from jobs.catalog import build_catalog
 from jobs.settings import PriceOverride, Settings
 from pricing.catalog import Price, UnknownModel, load_catalog
-from pricing.costs import HOURS_PER_MONTH, cluster_quote, dedicated_quote, token_cost
+from pricing.costs import HOURS_PER_MONTH, SECONDS_PER_MONTH, cluster_quote, dedicated_quote, token_cost
 from pricing.grammar import EXAMPLES, QuoteSyntaxError, parse
 from pricing.money import unit_usd, usd
 from pricing.quote import build_quote, quote_json
@@ -199,17 +199,35 @@ def test_dedicated_gpus_cost_and_break_even():
     from pricing.catalog import HardwareOption
 
     h100 = HardwareOption("h100", 1, Decimal("3.99"))
-    # 1,000 tokens/s per GPU; 5B tokens a month needs ceil(5e9 / (1000 × 30.44×86400)) = 2 GPUs.
-    d = dedicated_quote(h100, Decimal(1000), Decimal(5_000_000_000), Decimal("2.00"))
-    assert d.gpus == 2
+    # A one-GPU replica serving 1,000 tokens/s; 5B tokens a month needs ceil(5e9 / (1000 × 30.44×86400)) = 2.
+    d = dedicated_quote(h100, 1, Decimal(1000), Decimal(5_000_000_000), Decimal("2.00"))
+    assert (d.replicas, d.gpus, d.set_by) == (2, 2, "throughput")
     assert d.monthly_cost == Decimal("3.99") * HOURS_PER_MONTH * 2
     assert d.effective_per_million == d.monthly_cost / Decimal(5000)
-    # Break-even: one GPU's month / $2 per 1M tokens.
+    # Break-even: one replica's month / $2 per 1M tokens.
     assert d.break_even_tokens_per_month == Decimal("3.99") * HOURS_PER_MONTH / Decimal(2) * 1_000_000
-    planned = dedicated_quote(h100, Decimal(1000), Decimal(1_000_000_000), Decimal("2.00"), utilization=Decimal("0.25"))
+    planned = dedicated_quote(h100, 1, Decimal(1000), Decimal(1_000_000_000), Decimal("2.00"), utilization=Decimal("0.25"))
     assert planned.gpus == 2  # 1e9 over 25% of 2.63e9 per GPU
-    never = dedicated_quote(h100, Decimal(10), Decimal(1_000_000), Decimal("0.10"))
+    never = dedicated_quote(h100, 1, Decimal(10), Decimal(1_000_000), Decimal("0.10"))
     assert never.break_even_tokens_per_month is None
+
+
+def test_dedicated_replicas_of_a_group_and_break_even_against_batch():
+    from pricing.catalog import HardwareOption
+
+    bundle = HardwareOption("h100", 8, Decimal("31.92"))  # rented eight at a time
+    # Replicas of 2 GPUs at 20,000 tokens/s each: 3 replicas = 6 GPUs, one 8-GPU configuration.
+    d = dedicated_quote(bundle, 2, Decimal(20000), Decimal(20000) * SECONDS_PER_MONTH * 3, Decimal("1.00"),
+                        batch_per_million=Decimal("0.50"))
+    assert (d.replicas, d.gpus, d.group_gpus) == (3, 8, 2)
+    assert d.monthly_cost == Decimal("31.92") * HOURS_PER_MONTH
+    one_replica = Decimal("31.92") * HOURS_PER_MONTH  # the smallest rental holds one replica
+    assert d.break_even_tokens_per_month == one_replica / Decimal("1.00") * 1_000_000
+    assert d.batch_break_even_tokens_per_month == one_replica / Decimal("0.50") * 1_000_000
+    alone = dedicated_quote(bundle, 2, Decimal(20000), Decimal(1_000_000), Decimal("1.00"))
+    assert (alone.replicas, alone.set_by) == (1, "memory")
+    slow = dedicated_quote(bundle, 2, Decimal(2000), Decimal(1_000_000), Decimal("1.00"), batch_per_million=Decimal("0.50"))
+    assert slow.break_even_tokens_per_month is None and slow.batch_break_even_tokens_per_month is None
 
 
 def test_cluster_quote():

@@ -72,6 +72,18 @@ def test_a_per_request_amount_over_a_cent_keeps_its_digits_in_slack(server: Serv
     assert "openai/gpt-4o: $0.0175/request serverless, batch $0.00875/request" in answer["text"]
 
 
+def test_dedicated_line_from_the_capacity_model_through_slack(server: ServerThread) -> None:
+    def answer(text: str) -> str:
+        return json.dumps(post_slash_command(server.url, text).json()["blocks"], ensure_ascii=False)
+
+    text = answer("compare llama-3.3-70b deepseek-v3 3k/1k 100k/day dedicated h100")
+    assert "on 2× H100 80GB" in text and "on 16× H100 80GB" in text  # DeepSeek-V3 does not fit on fewer
+    single = answer("llama-3.3-70b 3k/1k 10k/day dedicated h200")
+    assert "*Dedicated endpoint on H200 141GB (estimate)*" in single and "GPUs needed: *1*" in single
+    unknown = answer("maestro 3k/1k x 2M/mo")
+    assert "no estimate for arcee-ai/maestro-reasoning" in unknown and "$12,000.00 / month" in unknown
+
+
 def test_public_posts_to_the_channel(server: ServerThread) -> None:
     answer = post_slash_command(server.url, "maestro 3k/1k x 2M/mo public").json()
     assert answer["response_type"] == "in_channel"

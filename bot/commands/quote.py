@@ -11,7 +11,7 @@ from bot.commands.startup import StartupError, fail, settings_from_args
 from pricing.money import count, per_million, percent, unit_usd, usd
 
 if TYPE_CHECKING:
-    from pricing.quote import QuoteResult
+    from pricing.quote import ModelQuote, QuoteResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,7 +76,8 @@ def render_table(result: QuoteResult) -> str:
             unit_usd(q.batch.per_request) if q.batch else "n/a",
             usd(q.serverless.monthly) if q.serverless.monthly is not None else "-",
             usd(q.batch.monthly) if q.batch and q.batch.monthly is not None else ("-" if q.batch else "n/a"),
-            f"{usd(q.dedicated.monthly_cost)} ({q.dedicated.gpus} GPU)" if q.dedicated else "-",
+            f"{usd(q.dedicated.monthly_cost)} ({q.dedicated.gpus} GPU{'s' if q.dedicated.gpus != 1 else ''})"
+            if q.dedicated else "-",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = [shape, ""]
@@ -84,22 +85,32 @@ def render_table(result: QuoteResult) -> str:
         table.append("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)))
         if n == 0:
             table.append("  ".join("-" * w for w in widths))
-    for q in result.quotes if result.request.kind != "compare" else result.quotes[:1]:
-        if q.batch is not None and q.batch_saving is not None and q.serverless.monthly is not None:
-            table.append(f"\nbatch saves {usd(q.batch_saving)}/month ({percent(q.batch_saving_fraction or 0)})")
-        if q.dedicated is not None:
-            d = q.dedicated
-            line = f"dedicated: {d.gpus} x {d.hardware.gpu}, {usd(d.monthly_cost)}/month"
-            if d.effective_per_million is not None:
-                line += f", {per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization"
-            line += (f", breaks even at {count(d.break_even_tokens_per_month)} tokens/month"
-                     if d.break_even_tokens_per_month is not None else ", never cheaper than serverless")
-            table.append(line)
-        elif q.dedicated_note:
-            table.append(f"dedicated: {q.dedicated_note}")
-        if q.runners_up:
-            table.append("also matched: " + ", ".join(q.runners_up))
-        if q.serverless.monthly is not None:
-            table.append(f"cheapest: {q.cheapest}")
-    table.extend(result.notes)
+    compare = result.request.kind == "compare"
+    for q in result.quotes:
+        lines = summary_lines(q)
+        if compare and lines:
+            table.append(f"\n{q.label}:")
+            table.extend("  " + line for line in lines)
+        elif lines:
+            table.append("")
+            table.extend(lines)
+    if result.notes:
+        table.append("")
+        table.extend(result.notes)
     return "\n".join(table)
+
+
+def summary_lines(q: ModelQuote) -> list[str]:
+    """What one model's quote adds below the table: its batch saving, dedicated line, matches."""
+    from bot.views.dedicated import dedicated_lines
+
+    lines = []
+    if q.batch is not None and q.batch_saving is not None and q.serverless.monthly is not None:
+        lines.append(f"batch saves {usd(q.batch_saving)}/month ({percent(q.batch_saving_fraction or 0)})")
+    dedicated = dedicated_lines(q)
+    lines.extend(dedicated[:1] + ["  " + line for line in dedicated[1:]])
+    if q.runners_up:
+        lines.append("also matched: " + ", ".join(q.runners_up))
+    if q.serverless.monthly is not None:
+        lines.append(f"cheapest: {q.cheapest}")
+    return lines

@@ -16,6 +16,7 @@ from bot.views.blocks import (
     plain_section,
     section,
 )
+from bot.views.dedicated import dedicated_lines
 from pricing.grammar import EXAMPLES
 from pricing.money import count, per_million, percent, unit_usd, usd
 from pricing.quote import ModelQuote, QuoteResult
@@ -36,23 +37,6 @@ def _rates(q: ModelQuote) -> str:
 def _money_line(per_request: Decimal, monthly: Decimal | None) -> str:
     line = f"{unit_usd(per_request)} / request"
     return line + (f"\n{usd(monthly)} / month" if monthly is not None else "")
-
-
-def _dedicated_line(q: ModelQuote) -> str | None:
-    d = q.dedicated
-    if d is None:
-        return f"*Dedicated:* {escape(q.dedicated_note)}" if q.dedicated_note else None
-    gpu = d.hardware.label or d.hardware.gpu.upper()
-    parts = [
-        f"*Dedicated ({escape(gpu)}):* {d.gpus} GPU{'s' if d.gpus != 1 else ''}, {usd(d.monthly_cost)}/month",
-    ]
-    if d.effective_per_million is not None:
-        parts.append(f"{per_million(d.effective_per_million)} effective at {percent(d.utilization)} utilization")
-    if d.break_even_tokens_per_month is not None:
-        parts.append(f"breaks even with serverless at {count(d.break_even_tokens_per_month)} tokens/month")
-    else:
-        parts.append("never cheaper than serverless at this throughput")
-    return " · ".join(parts)
 
 
 def quote_blocks(result: QuoteResult) -> list[Block]:
@@ -77,9 +61,9 @@ def quote_blocks(result: QuoteResult) -> list[Block]:
     else:
         fields.append("*Batch*\nnot served for this model")
     blocks.append(fields_section(fields))
-    dedicated = _dedicated_line(q)
+    dedicated = dedicated_lines(q, escape=escape)
     if dedicated:
-        blocks.append(section(dedicated))
+        blocks.append(section("\n".join(dedicated)))
     notes = []
     if q.serverless.monthly is not None:
         notes.append(f"Cheapest: *{q.cheapest}*.")
@@ -108,12 +92,21 @@ def compare_blocks(result: QuoteResult) -> list[Block]:
         else:
             batch = " · no batch"
         dedicated = ""
-        if q.dedicated is not None:
-            dedicated = f" · dedicated {usd(q.dedicated.monthly_cost)} ({q.dedicated.gpus} GPU)"
+        if q.dedicated is not None and q.capacity is not None:
+            dedicated = (f" · dedicated {usd(q.dedicated.monthly_cost)}/month on "
+                         f"{q.dedicated.gpus}× {escape(q.capacity.gpu_label)}")
+        elif q.dedicated_note:
+            dedicated = " · no dedicated estimate"
         lines.append(f"{rank}. *{escape(q.label)}* {cost}{batch}{dedicated}")
     blocks.extend(line_sections(lines, max_blocks=MAX_BLOCKS - 3, more_label="more models"))
     cheapest = result.quotes[0]
-    blocks.append(context(f"Cheapest: *{escape(cheapest.label)}* on {cheapest.cheapest}. "
+    unsized = [q.label for q in result.quotes if q.dedicated is None and q.dedicated_note]
+    why = ""
+    if unsized:
+        named = ", ".join(escape(label) for label in unsized[:5])
+        named += f" and {len(unsized) - 5} more" if len(unsized) > 5 else ""
+        why = f"No dedicated estimate for {named}; quote one alone to see why. "
+    blocks.append(context(f"Cheapest: *{escape(cheapest.label)}* on {cheapest.cheapest}. " + why
                           + " ".join(escape(n) for n in result.notes)))
     return blocks
 
@@ -166,7 +159,9 @@ HELP_TEXT = """\
 • numbers take k, M and B and thousands separators
 • models match forgivingly: `maestro`, `llama-3.3-70b`, `deepseek-v3`; other providers as `openai/gpt-4o`
 • `compare A B C 3k/1k 100k/day` ranks models by monthly cost
-• `dedicated h100` (or h200, b200) adds GPUs needed, monthly cost, effective $/1M and break-even; `util=60%` plans for a utilization
+• `dedicated h100` (or h200, b200) sizes a dedicated endpoint: GPUs needed and whether memory or throughput sets it, \
+monthly cost, effective $/1M, break-even against serverless and batch, time to first token and output speed \
+(estimates; `util=60%` plans for a utilization)
 • `rate=0.90/3.30` quotes your own $/1M rates without a model
 • `cluster 8 h100 720h 20k tok/s` prices a GPU cluster by the GPU-hour
 • `public` posts the answer to the channel; otherwise only you see it"""
