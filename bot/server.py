@@ -18,8 +18,10 @@ from starlette.routing import Route
 
 from bot.metrics import Metrics
 from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
+from jobs import otlp
 from jobs.context import Context
 from jobs.ingest import IngestRejected, IngestResult, parse_body
+from jobs.litellm_spend import parse_spend_logs
 from jobs.push_writer import PushWriter
 
 log = logging.getLogger(__name__)
@@ -87,15 +89,27 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
         now = datetime.now(timezone.utc)
         return writer.write(parse_body(body, project=project, now=now), source="push", now=now)
 
-    async def usage(request: Request) -> Response:
+    def token_project(request: Request) -> str | None:
+        """The project of the request's bearer ingest token, or None if it has none we know."""
+        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+        return context.settings.ingest_token_projects().get(secret.strip()) if scheme.lower() == "bearer" else None
 
-        token = request.headers.get("authorization", "")
-        scheme, _, secret = token.partition(" ")
-        projects = context.settings.ingest_token_projects()
-        project = projects.get(secret.strip()) if scheme.lower() == "bearer" else None
+    def unauthorized() -> JSONResponse:
+        return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    def ledger_down(what: str, exc: Exception) -> str:
+        """Log an ingest the database refused (not the body's fault); the message for the sender."""
+        log.error("%s ingest failed: %s", what, type(exc).__name__)
+        return "the ledger is unavailable; retry later (nothing was applied)"
+
+    def unavailable(what: str, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": ledger_down(what, exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    async def usage(request: Request) -> Response:
+        project = token_project(request)
         if project is None:
-            return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return unauthorized()
         try:
             body = await read_body(request, limit)
         except BodyTooLarge:
@@ -107,10 +121,76 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
             errors = [{"line": line, "reason": reason} for line, reason in exc.errors[:1000]]
             return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
         except Exception as exc:  # the database is down, say, not the body's fault
-            log.error("usage ingest failed: %s", type(exc).__name__)
-            return JSONResponse({"error": "the ledger is unavailable; retry later (nothing was applied)"},
-                                status_code=503, headers={"Retry-After": "5"})
+            return unavailable("usage", exc)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+
+    otlp_limit = context.settings.otlp_max_body_bytes
+
+    def ingest_traces(body: bytes, content_type: str | None, encoding: str | None,
+                      project: str) -> otlp.ParsedTraces:
+        export, _ = otlp.decode_request(body, content_type, encoding, otlp_limit)
+        now = datetime.now(timezone.utc)
+        parsed = otlp.usage_records(export, mapping=context.settings.otlp, catalog=context.catalog,
+                                    project=project, now=now)
+        if parsed.records:
+            writer.write(parsed.records, source="otlp", now=now)
+        return parsed
+
+    async def traces(request: Request) -> Response:
+        """OTLP/HTTP: answers in the request's encoding, errors as a google.rpc.Status."""
+        as_json = otlp.media_type(request.headers.get("content-type")) == otlp.JSON
+        media = otlp.JSON if as_json else otlp.PROTOBUF
+
+        def refuse(status: int, message: str, bad_field: str | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+            return Response(otlp.status_body(message, as_json, bad_field=bad_field), status_code=status,
+                            media_type=media, headers=headers)
+
+        project = token_project(request)
+        if project is None:
+            return refuse(401, "missing or unknown ingest token: set OTEL_EXPORTER_OTLP_HEADERS="
+                               "Authorization=Bearer%20<token>", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            body = await read_body(request, otlp_limit)
+        except BodyTooLarge:
+            return refuse(413, f"the request body is larger than {otlp_limit:,} bytes", "body")
+        try:
+            with metrics.timer("traces"):
+                parsed = await run_in_threadpool(ingest_traces, body, request.headers.get("content-type"),
+                                                 request.headers.get("content-encoding"), project)
+        except otlp.OtlpError as exc:
+            return refuse(exc.status, exc.message, "body" if exc.status != 415 else None)
+        except Exception as exc:  # the database is down: retryable, and nothing of the request applied
+            return refuse(503, ledger_down("traces", exc), headers={"Retry-After": "5"})
+        if parsed.rejected:
+            log.warning("traces: %d of %d span(s) rejected, first: %s", len(parsed.rejected), parsed.spans,
+                        parsed.rejected[0])
+        return Response(otlp.export_response(parsed.rejected, as_json), media_type=media)
+
+    def ingest_litellm(body: bytes, project: str) -> tuple[IngestResult, int]:
+        now = datetime.now(timezone.utc)
+        parsed = parse_spend_logs(body, catalog=context.catalog, project=project, now=now)
+        result = writer.write(parsed.records, source="litellm", now=now) if parsed.records else IngestResult(0, 0)
+        return result, parsed.skipped
+
+    async def litellm(request: Request) -> Response:
+        """LiteLLM's generic API callback: StandardLoggingPayloads, all or nothing."""
+        project = token_project(request)
+        if project is None:
+            return unauthorized()
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge:
+            return too_large(limit)
+        try:
+            with metrics.timer("litellm"):
+                result, skipped = await run_in_threadpool(ingest_litellm, body, project)
+        except IngestRejected as exc:
+            errors = [{"entry": entry, "reason": reason} for entry, reason in exc.errors[:1000]]
+            return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
+        except Exception as exc:
+            return unavailable("litellm", exc)
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates, "skipped": skipped})
 
     async def healthz(request: Request) -> Response:
         def check() -> None:
@@ -147,6 +227,8 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
     routes = [
         Route("/slack/events", counted("slack_events", slack_events), methods=["POST"]),
         Route("/v1/usage", counted("usage", usage), methods=["POST"]),
+        Route("/v1/traces", counted("traces", traces), methods=["POST"]),
+        Route("/v1/litellm", counted("litellm", litellm), methods=["POST"]),
         Route("/healthz", counted("healthz", healthz), methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]

@@ -27,7 +27,7 @@ GROUPS = ("model", "project", "feature", "mode", "api_key", "environment", "sour
 Group = Literal["model", "project", "feature", "mode", "api_key", "environment", "source"]
 BATCH_SIZE = 5_000
 CLAIM_BATCH = 500  # rows per INSERT: 1,000 parameters, under every engine's limit
-WRITE_BATCH = 500  # bucket rows per INSERT: 8,500 parameters (SQLite allows 32,766, PostgreSQL 65,535)
+WRITE_BATCH = 500  # bucket rows per INSERT: 9,500 parameters (SQLite allows 32,766, PostgreSQL 65,535)
 # Core tables, not ORM entities: bulk statements skip the ORM's per-row bookkeeping.
 BUCKETS = UsageBucket.__table__
 SEEN = SeenEvent.__table__
@@ -54,6 +54,7 @@ class BucketRow:
     cost_nanos: int | None = 0
     price_id: int | None = None
     catalog_model: str | None = None  # the catalog model `model` resolved to; None: none matched
+    reported_cost_nanos: int | None = None  # the source's own cost (LiteLLM); None: not reported
 
     def key(self) -> tuple[Any, ...]:
         """Everything that identifies the bucket within one source."""
@@ -75,6 +76,12 @@ class BucketRow:
             self.cost_nanos += other.cost_nanos
             self.price_id = other.price_id or self.price_id
         self.catalog_model = other.catalog_model or self.catalog_model
+        self.reported_cost_nanos = add_reported(self.reported_cost_nanos, other.reported_cost_nanos)
+
+
+def add_reported(a: int | None, b: int | None) -> int | None:
+    """Two reported costs summed; unknown (None) if either is, as for our own cost."""
+    return None if a is None or b is None else a + b
 
 
 @dataclass(frozen=True)
@@ -140,13 +147,16 @@ def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[A
         yield items[start : start + size]
 
 
-WRITE_COLUMNS = (*KEY_COLUMNS, *COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model")
-SET_ON_CONFLICT = ", ".join(f"{c} = excluded.{c}" for c in (*COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model"))
+WRITE_COLUMNS = (*KEY_COLUMNS, *COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model", "reported_cost_nanos")
+SET_ON_CONFLICT = ", ".join(
+    f"{c} = excluded.{c}" for c in (*COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model", "reported_cost_nanos")
+)
 ADD_ON_CONFLICT = ", ".join(
     [f"{c} = usage_buckets.{c} + excluded.{c}" for c in COUNT_COLUMNS]
     + ["cost_nanos = usage_buckets.cost_nanos + excluded.cost_nanos",  # NULL if either is NULL: unpriced
        "price_id = COALESCE(excluded.price_id, usage_buckets.price_id)",
-       "catalog_model = COALESCE(excluded.catalog_model, usage_buckets.catalog_model)"]
+       "catalog_model = COALESCE(excluded.catalog_model, usage_buckets.catalog_model)",
+       "reported_cost_nanos = usage_buckets.reported_cost_nanos + excluded.reported_cost_nanos"]
 )
 
 
@@ -175,7 +185,7 @@ def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conf
             params += (
                 start, r.width, source, r.model, r.mode, r.project, r.feature, r.api_key, r.environment, r.tags,
                 r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
-                r.cost_nanos, r.price_id, r.catalog_model,
+                r.cost_nanos, r.price_id, r.catalog_model, r.reported_cost_nanos,
             )
         connection.exec_driver_sql(head + ", ".join([row_marks] * len(chunk)) + tail, tuple(params))
     return len(rows)

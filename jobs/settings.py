@@ -188,6 +188,17 @@ class BudgetConfig(_Strict):
         return sorted(set(thresholds))
 
 
+class OtlpMapping(_Strict):
+    """Where `POST /v1/traces` finds a span's project, feature, environment and API key: attribute
+    names tried in order, each on the span first and then on its resource; the first present wins.
+    With no project found, the span is filed under the ingest token's project."""
+
+    project: list[str] = ["service.name"]
+    feature: list[str] = []
+    environment: list[str] = ["deployment.environment.name", "deployment.environment", "gen_ai.environment"]
+    api_key: list[str] = []
+
+
 class Offline(_Strict):
     """Dimensions the operator knows to be offline work (batch candidates)."""
 
@@ -242,6 +253,13 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=900.0, ge=1, le=86400)
     spike_factor: Decimal = Field(default=Decimal("3"), gt=1)
 
+    # OpenTelemetry, LiteLLM and reconciliation with the provider's bill
+    otlp: OtlpMapping = OtlpMapping()
+    otlp_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    reconcile_cron: str = "41 5 * * *"
+    reconcile_drift_percent: Decimal = Field(default=Decimal("2"), gt=0, le=100)
+    reconcile_min_usd: Decimal = Field(default=Decimal("1"), ge=0)
+
     @field_validator("admins", mode="before")
     @classmethod
     def _admin_list(cls, value: Any) -> Any:
@@ -282,6 +300,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{value[:60]!r} is not a cron expression like '*/30 * * * *' "
                              f"(minute hour day month weekday): {exc}") from None
         return value
+
+    @field_validator("reconcile_cron")
+    @classmethod
+    def _reconcile_cron(cls, value: str) -> str:
+        return cls._cron(value)
 
     @field_validator("alert_channel", "digest_channel")
     @classmethod
