@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "check",
     "digest",
     "demo",
+    "reconcile",
 )
 
 

@@ -463,6 +463,49 @@ def seen_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
     return found
 
 
+@dataclass(frozen=True)
+class ModelDay:
+    """One model's token usage from one source on one UTC day, our cost and any reported cost."""
+
+    day: date
+    model: str
+    source: str
+    input_tokens: int
+    output_tokens: int
+    cost_nanos: int  # of the priced buckets
+    unpriced_tokens: int
+    reported_nanos: int  # what the source reported, over the buckets it reported for
+    ours_where_reported_nanos: int  # our cost of those same buckets
+    unpriced_where_reported: int  # tokens of those buckets we could not price
+
+
+def model_days(session: Session, since: datetime, until: datetime,
+               modes: Collection[str] = ("serverless", "batch")) -> list[ModelDay]:
+    """Token usage per UTC day, model and source for buckets starting in [since, until)."""
+    tokens = UsageBucket.input_tokens + UsageBucket.output_tokens
+    reported = UsageBucket.reported_cost_nanos.is_not(None)
+    rows = session.execute(
+        select(
+            UsageBucket.bucket_start, UsageBucket.model, UsageBucket.source,
+            func.sum(UsageBucket.input_tokens), func.sum(UsageBucket.output_tokens),
+            func.sum(UsageBucket.cost_nanos),
+            func.sum(case((UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
+            func.sum(UsageBucket.reported_cost_nanos),
+            func.sum(case((reported, UsageBucket.cost_nanos), else_=0)),
+            func.sum(case((reported & UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
+        )
+        .where(UsageBucket.bucket_start >= since, UsageBucket.bucket_start < until, UsageBucket.mode.in_(modes))
+        .group_by(UsageBucket.bucket_start, UsageBucket.model, UsageBucket.source)
+    ).all()
+    days: dict[tuple[date, str, str], list[int]] = {}
+    for start, model, source, *sums in rows:
+        key = (start.astimezone(timezone.utc).date(), model, source)
+        acc = days.setdefault(key, [0] * 7)
+        for i, value in enumerate(sums):
+            acc[i] += int(value or 0)
+    return [ModelDay(day, model, source, *acc) for (day, model, source), acc in sorted(days.items())]
+
+
 def bucket_count(session: Session) -> int:
     """How many bucket rows the ledger holds."""
     return int(session.scalar(select(func.count()).select_from(UsageBucket)) or 0)

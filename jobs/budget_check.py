@@ -100,7 +100,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
         return fresh
     posted = []
     for draft in fresh:
-        if _record(context, draft, now, render):
+        if record_alert(context, draft, now, render):
             posted.append(draft)
     return posted
 
@@ -311,7 +311,7 @@ def _price_alerts(session: Session, context: Context, rows: list[DailyRow], toda
     return drafts
 
 
-def _record(context: Context, draft: AlertDraft, now: datetime, render: AlertRenderer | None) -> bool:
+def record_alert(context: Context, draft: AlertDraft, now: datetime, render: AlertRenderer | None) -> bool:
     """Insert the alert and its outbox message together; False if another run got there first."""
     with context.sessions() as session, session.begin():
         dialect = session.get_bind().dialect.name
@@ -381,13 +381,16 @@ def breakdown(context: Context, alert_id: int, budget: str, *, now: datetime | N
             return None
         specs = {b.name: b for b in budget_store.active_budgets(session)}
         spec = specs.get(budget)
-        if spec is None and not budget.startswith(("source:", "price:")):
+        if spec is None and not budget.startswith(("source:", "price:", "drift:")):
             return None
         rows = daily_rows(session, start, end, zone)
     if spec is not None:
         rows = [r for r in rows if spec.matches(r)]
     elif budget.startswith("price:"):
         rows = [r for r in rows if r.model == budget.removeprefix("price:")]
+    elif budget.startswith("drift:"):  # drift:BILLER:MODEL, cut to 64 characters
+        model = budget.split(":", 2)[-1]
+        rows = [r for r in rows if r.model == model or (len(budget) == 64 and r.model.startswith(model))]
     spend: dict[str, Decimal] = defaultdict(Decimal)
     for row in rows:
         spend[_label(row)] += from_nanos(row.cost_nanos)

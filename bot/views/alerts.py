@@ -14,7 +14,7 @@ from jobs.budgets import BudgetSpec
 from pricing.money import percent, usd
 
 ICONS = {"threshold": ":rotating_light:", "forecast": ":crystal_ball:", "spike": ":chart_with_upwards_trend:",
-         "source": ":satellite_antenna:", "price": ":label:"}
+         "source": ":satellite_antenna:", "price": ":label:", "drift": ":scales:"}
 
 
 class AlertAction(BaseModel):
