@@ -30,7 +30,7 @@ from typing import Any
 
 from db.models import to_nanos
 from jobs.ingest import LIMITS, IngestRejected, RecordError, UsageRecord, latest_allowed, scan_line, validate
-from jobs.providers import ModelNames, provider_of
+from jobs.providers import ModelNames, model_names, provider_of
 from pricing.catalog import Catalog
 
 MAX_COST = Decimal(1_000_000)  # dollars for one call; more is a bug upstream
@@ -48,7 +48,7 @@ def parse_spend_logs(body: bytes, *, catalog: Catalog, project: str, now: dateti
     """The usage records of a LiteLLM body; IngestRejected (entry number, reason) if any payload is bad."""
     now = now or datetime.now(timezone.utc)
     latest = latest_allowed(now)
-    names = ModelNames(catalog, now.date())
+    names = model_names(catalog, now.date())
     parsed = ParsedSpend()
     errors: list[tuple[int, str]] = []
     for number, payload in _payloads(body):

@@ -45,7 +45,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from jobs.ingest import RecordError, UsageRecord, latest_allowed, validate
-from jobs.providers import ModelNames, provider_of
+from jobs.providers import ModelNames, model_names, provider_of
 from jobs.settings import OtlpMapping
 from pricing.catalog import Catalog
 
@@ -225,18 +225,23 @@ class _Span(Exception):
     """A span's usage is unusable; the message says why."""
 
 
+DIMENSIONS = ("project", "feature", "environment", "api_key")
+BASE_WANTED = USAGE_KEYS | set(CACHED_KEYS + MODEL_KEYS + PROVIDER_KEYS) | {HOST_KEY, OPERATION_KEY}
+
+
 def usage_records(request: ExportTraceServiceRequest, *, mapping: OtlpMapping, catalog: Catalog,
                   project: str, now: datetime | None = None) -> ParsedTraces:
     """The usage records of the GenAI spans in `request`, and the reason for each rejected span."""
     now = now or datetime.now(timezone.utc)
     latest = latest_allowed(now)
-    names = ModelNames(catalog, now.date())
-    dimension_keys = (mapping.project, mapping.feature, mapping.environment, mapping.api_key)
-    wanted = USAGE_KEYS | set(CACHED_KEYS + MODEL_KEYS + PROVIDER_KEYS) | {HOST_KEY, OPERATION_KEY}
-    wanted |= {name for names_ in dimension_keys for name in names_}
+    names = model_names(catalog, now.date())
+    mapped = [getattr(mapping, dimension) for dimension in DIMENSIONS]
+    dimension_names = {name for candidates in mapped for name in candidates}
+    wanted = BASE_WANTED | dimension_names
     parsed = ParsedTraces()
     for resource_spans in request.resource_spans:
         resource = {kv.key: kv.value for kv in resource_spans.resource.attributes}
+        from_resource = [_dimension(candidates, {}, resource) for candidates in mapped]
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 parsed.spans += 1
@@ -254,60 +259,72 @@ def usage_records(request: ExportTraceServiceRequest, *, mapping: OtlpMapping, c
                 if span.kind == SPAN_KIND_INTERNAL and _text(found.get(OPERATION_KEY)) in AGGREGATE_OPERATIONS:
                     parsed.skipped += 1
                     continue
+                dimensions = (from_resource if dimension_names.isdisjoint(found)
+                              else [_dimension(candidates, found, resource) for candidates in mapped])
                 try:
-                    parsed.records.append(
-                        _record(span, found, resource, mapping, names, project, latest))
+                    parsed.records.append(_record(span, found, dimensions, names, project, latest))
                 except _Span as exc:
                     parsed.rejected.append(f"span {span.trace_id.hex()}/{span.span_id.hex()}: {exc}")
     return parsed
 
 
-def _record(span: Any, found: dict[str, Any], resource: dict[str, Any], mapping: OtlpMapping,
-            names: ModelNames, token_project: str, latest: int) -> UsageRecord:
-    if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id) or not any(span.span_id):
+def _record(span: Any, found: dict[str, Any], dimensions: list[str | None], names: ModelNames,
+            token_project: str, latest: int) -> UsageRecord:
+    trace_id, span_id = span.trace_id, span.span_id
+    if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
         raise _Span("its trace_id or span_id is missing or not 16 and 8 bytes")
-    keys: dict[str, str] = {}
-    counts = []
-    for field_name, candidates in zip(FIELD_NAMES, (INPUT_KEYS, OUTPUT_KEYS, CACHED_KEYS)):
-        key = next((k for k in candidates if k in found), None)
-        if key is not None:
-            keys[field_name] = key
-        counts.append(_count(found[key], key) if key is not None else None)
-    prompt, completion, cached = counts
-    if prompt is None:
-        prompt = 0  # output alone (a span that reports only output tokens)
-    model = next((v for v in (_text(found.get(k)) for k in MODEL_KEYS) if v), None)
+    input_key, prompt = _first(found, INPUT_KEYS)
+    output_key, completion = _first(found, OUTPUT_KEYS)
+    cached_key, cached = _first(found, CACHED_KEYS)
+    model = _first_text(found, MODEL_KEYS)
     if model is None:
         raise _Span("it has token usage but no gen_ai.response.model or gen_ai.request.model")
-    provider = provider_of(next((v for v in (_text(found.get(k)) for k in PROVIDER_KEYS) if v), None),
-                           _text(found.get(HOST_KEY)))
+    provider = provider_of(_first_text(found, PROVIDER_KEYS), _text(found.get(HOST_KEY)))
     end = span.end_time_unix_nano or span.start_time_unix_nano
     if not end:
         raise _Span("it has no end_time_unix_nano")
-    project = _dimension(mapping.project, found, resource) or token_project
+    project, feature, environment, api_key = dimensions
     try:
         return validate(
-            event_id=f"otlp:{span.trace_id.hex()}{span.span_id.hex()}",
+            event_id=f"otlp:{trace_id.hex()}{span_id.hex()}",
             created=end // 1_000_000_000,
             timestamp=None,
             model=names(provider, model),
-            prompt_tokens=prompt,
+            prompt_tokens=0 if prompt is None else prompt,  # a span may report output tokens alone
             completion_tokens=completion,
             cached_tokens=cached,
             requests=None,
             mode=None,
-            project=project,
-            feature=_dimension(mapping.feature, found, resource),
-            api_key=_dimension(mapping.api_key, found, resource),
-            environment=_dimension(mapping.environment, found, resource),
+            project=project or token_project,
+            feature=feature,
+            api_key=api_key,
+            environment=environment,
             tags=None,
             latest=latest,
         )
     except RecordError as exc:
         message = str(exc)
-        for field_name, key in keys.items():
-            message = message.replace(field_name, key)
+        for field_name, key in zip(FIELD_NAMES, (input_key, output_key, cached_key)):
+            if key is not None:
+                message = message.replace(field_name, key)
         raise _Span(message) from None
+
+
+def _first(found: dict[str, Any], candidates: tuple[str, ...]) -> tuple[str | None, Any]:
+    """The first of `candidates` present, and its value as a count."""
+    for key in candidates:
+        value = found.get(key)
+        if value is not None:
+            return key, _count(value, key)
+    return None, None
+
+
+def _first_text(found: dict[str, Any], candidates: tuple[str, ...]) -> str | None:
+    for key in candidates:
+        text = _text(found.get(key))
+        if text:
+            return text
+    return None
 
 
 def _dimension(candidates: Iterable[str], found: dict[str, Any], resource: dict[str, Any]) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from jobs.ingest import usage_price
+from jobs.ingest import price_lookup
 from pricing.catalog import Catalog
 
 HOSTS = {
@@ -81,23 +81,40 @@ class ModelNames:
     only the named provider's prices know becomes `provider/model`, so it is priced as that
     provider's model and not left unpriced (Claude behind LiteLLM, say)."""
 
+    MAX_ENTRIES = 10_000
+
     def __init__(self, catalog: Catalog, today: date) -> None:
         self.catalog = catalog
         self.today = today
+        self._priced = price_lookup(catalog)
         self._memo: dict[tuple[str | None, str], str] = {}
 
     def __call__(self, provider: str | None, model: str) -> str:
         key = (provider, model)
         found = self._memo.get(key)
         if found is None:
+            if len(self._memo) >= self.MAX_ENTRIES:
+                self._memo.clear()
             found = self._memo[key] = self._resolve(provider, model)
         return found
 
     def _resolve(self, provider: str | None, model: str) -> str:
-        if provider is None or usage_price(self.catalog, model, "serverless", self.today) is not None:
+        if provider is None or self._priced(model, "serverless", self.today) is not None:
             return model
         if model.startswith(provider + "/"):
             return model
         if self.catalog.price(provider, model, self.today) is not None:
             return f"{provider}/{model}"
         return model
+
+
+_shared: ModelNames | None = None
+
+
+def model_names(catalog: Catalog, today: date) -> ModelNames:
+    """The shared ModelNames for `catalog` on `today` (a new one when either changed)."""
+    global _shared
+    names = _shared
+    if names is None or names.catalog is not catalog or names.today != today:
+        names = _shared = ModelNames(catalog, today)
+    return names
