@@ -17,15 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings, strategies as st
 from sqlalchemy import func, select
 
 from bot.server import create_server
 from db.ledger import totals
 from db.models import UsageBucket, from_nanos
+from jobs.catalog import build_catalog
 from jobs.context import Context
-from jobs.settings import Settings
+from jobs.ingest import IngestRejected
+from jobs.litellm_spend import parse_spend_logs
+from jobs.settings import Settings, given_settings
 from tests.harness import ServerThread
 
+CATALOG = build_catalog(given_settings())
 EXAMPLE = json.loads((Path(__file__).parent / "data" / "litellm_standard_logging_payload.json").read_text())
 
 
@@ -136,3 +141,25 @@ def test_refusals_without_a_payload(server: ServerThread, context: Context) -> N
         assert response.json()["errors"]
     assert send(server, b"[]").json() == {"accepted": 0, "duplicates": 0, "skipped": 0}
     assert groups(context, "model") == {}
+
+
+values = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                   st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+                   st.lists(st.text(max_size=10), max_size=3), st.dictionaries(st.text(max_size=5), st.text(max_size=5),
+                                                                               max_size=2))
+FIELDS = ("id", "model", "custom_llm_provider", "prompt_tokens", "completion_tokens", "response_cost", "endTime",
+          "metadata", "request_tags", "status", "cache_hit", "call_type", "response")
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(FIELDS), values, max_size=4))
+def test_any_payload_gives_records_or_reasons(changes: dict[str, Any]) -> None:
+    body = json.dumps([payload("call-x", **changes)], default=str).encode()
+    try:
+        parsed = parse_spend_logs(body, catalog=CATALOG, project="p")
+    except IngestRejected as exc:
+        assert exc.errors and all(reason for _, reason in exc.errors)
+    else:
+        assert len(parsed.records) + parsed.skipped == 1
+        for record in parsed.records:
+            assert record.reported_cost_nanos is None or record.reported_cost_nanos >= 0
