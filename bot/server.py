@@ -126,15 +126,11 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
 
     otlp_limit = context.settings.otlp_max_body_bytes
 
-    def ingest_traces(body: bytes, content_type: str | None, encoding: str | None,
-                      project: str) -> otlp.ParsedTraces:
+    def parse_traces(body: bytes, content_type: str | None, encoding: str | None, project: str,
+                     now: datetime) -> otlp.ParsedTraces:
         export, _ = otlp.decode_request(body, content_type, encoding, otlp_limit)
-        now = datetime.now(timezone.utc)
-        parsed = otlp.usage_records(export, mapping=context.settings.otlp, catalog=context.catalog,
-                                    project=project, now=now)
-        if parsed.records:
-            writer.write(parsed.records, source="otlp", now=now)
-        return parsed
+        return otlp.usage_records(export, mapping=context.settings.otlp, catalog=context.catalog,
+                                  project=project, now=now)
 
     async def traces(request: Request) -> Response:
         """OTLP/HTTP: answers in the request's encoding, errors as a google.rpc.Status."""
@@ -154,24 +150,22 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
             body = await read_body(request, otlp_limit)
         except BodyTooLarge:
             return refuse(413, f"the request body is larger than {otlp_limit:,} bytes", "body")
-        try:
-            with metrics.timer("traces"):
-                parsed = await run_in_threadpool(ingest_traces, body, request.headers.get("content-type"),
-                                                 request.headers.get("content-encoding"), project)
-        except otlp.OtlpError as exc:
-            return refuse(exc.status, exc.message, "body" if exc.status != 415 else None)
-        except Exception as exc:  # the database is down: retryable, and nothing of the request applied
-            return refuse(503, ledger_down("traces", exc), headers={"Retry-After": "5"})
+        now = datetime.now(timezone.utc)
+        with metrics.timer("traces"):
+            try:
+                parsed = await run_in_threadpool(parse_traces, body, request.headers.get("content-type"),
+                                                 request.headers.get("content-encoding"), project, now)
+            except otlp.OtlpError as exc:
+                return refuse(exc.status, exc.message, "body" if exc.status != 415 else None)
+            try:
+                if parsed.records:
+                    await run_in_threadpool(lambda: writer.write(parsed.records, source="otlp", now=now))
+            except Exception as exc:  # the database is down: retryable, and nothing of the request applied
+                return refuse(503, ledger_down("traces", exc), headers={"Retry-After": "5"})
         if parsed.rejected:
             log.warning("traces: %d of %d span(s) rejected, first: %s", len(parsed.rejected), parsed.spans,
                         parsed.rejected[0])
         return Response(otlp.export_response(parsed.rejected, as_json), media_type=media)
-
-    def ingest_litellm(body: bytes, project: str) -> tuple[IngestResult, int]:
-        now = datetime.now(timezone.utc)
-        parsed = parse_spend_logs(body, catalog=context.catalog, project=project, now=now)
-        result = writer.write(parsed.records, source="litellm", now=now) if parsed.records else IngestResult(0, 0)
-        return result, parsed.skipped
 
     async def litellm(request: Request) -> Response:
         """LiteLLM's generic API callback: StandardLoggingPayloads, all or nothing."""
@@ -182,15 +176,21 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
             body = await read_body(request, limit)
         except BodyTooLarge:
             return too_large(limit)
-        try:
-            with metrics.timer("litellm"):
-                result, skipped = await run_in_threadpool(ingest_litellm, body, project)
-        except IngestRejected as exc:
-            errors = [{"entry": entry, "reason": reason} for entry, reason in exc.errors[:1000]]
-            return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
-        except Exception as exc:
-            return unavailable("litellm", exc)
-        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates, "skipped": skipped})
+        now = datetime.now(timezone.utc)
+        with metrics.timer("litellm"):
+            try:
+                parsed = await run_in_threadpool(lambda: parse_spend_logs(body, catalog=context.catalog,
+                                                                          project=project, now=now))
+            except IngestRejected as exc:
+                errors = [{"entry": entry, "reason": reason} for entry, reason in exc.errors[:1000]]
+                return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
+            try:
+                result = (await run_in_threadpool(lambda: writer.write(parsed.records, source="litellm", now=now))
+                          if parsed.records else IngestResult(0, 0))
+            except Exception as exc:  # the database is down: retryable, nothing applied
+                return unavailable("litellm", exc)
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                             "skipped": parsed.skipped})
 
     async def healthz(request: Request) -> Response:
         def check() -> None:

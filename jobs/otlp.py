@@ -103,7 +103,7 @@ def decode_request(body: bytes, content_type: str | None, content_encoding: str 
     """The export request in `body`, and whether it came as JSON; OtlpError (400, 413, 415) if not."""
     media = media_type(content_type)
     if media not in (PROTOBUF, JSON):
-        raise OtlpError(415, f"Content-Type must be {PROTOBUF} or {JSON}, not {media or 'missing'}")
+        raise OtlpError(415, f"Content-Type must be {PROTOBUF} or {JSON}, not {media[:60] or 'missing'}")
     as_json = media == JSON
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "gzip":

@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from sqlalchemy import text
 
 from bot.server import create_server
 from db.ledger import totals
@@ -238,6 +239,16 @@ def test_tokens_are_checked_the_otlp_way(server: ServerThread, context: Context)
     assert ledger(context) == []
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'budget_guard_requests_total{endpoint="traces",status="401"} 2' in metrics
+
+
+def test_a_ledger_that_cannot_write_answers_503_so_the_exporter_retries(server: ServerThread,
+                                                                      context: Context) -> None:
+    with context.engine.begin() as connection:
+        connection.execute(text("DROP TABLE seen_events"))
+    response = post(server, export(chat(1)).SerializeToString())
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "nothing was applied" in status(response).message
+    assert ledger(context) == []
 
 
 counts = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True),
