@@ -139,7 +139,7 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
 
         def refuse(status: int, message: str, bad_field: str | None = None,
                    headers: dict[str, str] | None = None) -> Response:
-            return Response(otlp.status_body(message, as_json, bad_field=bad_field), status_code=status,
+            return Response(otlp.status_body(status, message, as_json, bad_field=bad_field), status_code=status,
                             media_type=media, headers=headers)
 
         project = token_project(request)

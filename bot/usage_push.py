@@ -34,6 +34,7 @@ import httpx
 log = logging.getLogger("budget_guard.push")
 C = TypeVar("C")
 _STOP = object()
+MAX_BODY = 4_000_000  # bytes of one response kept for its usage; a bigger JSON answer is not a completion
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ class UsagePusher:
                 and str(response.request.url) != self.url)
 
     def _offer(self, body: bytes) -> None:
+        if len(body) > MAX_BODY:
+            return
         try:
             self._queue.put_nowait(body)
         except queue.Full:

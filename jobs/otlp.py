@@ -200,9 +200,13 @@ def export_response(rejected: list[str], as_json: bool) -> bytes:
     return _encode(response, as_json)
 
 
-def status_body(message: str, as_json: bool, *, bad_field: str | None = None) -> bytes:
+RPC_CODES = {400: 3, 401: 16, 413: 8, 415: 3, 503: 14}
+"""HTTP status to google.rpc.Code: INVALID_ARGUMENT, UNAUTHENTICATED, RESOURCE_EXHAUSTED, UNAVAILABLE."""
+
+
+def status_body(http_status: int, message: str, as_json: bool, *, bad_field: str | None = None) -> bytes:
     """A google.rpc.Status, the body OTLP/HTTP gives every 4xx and 5xx answer."""
-    status = status_pb2.Status(code=3 if bad_field else 0, message=message)
+    status = status_pb2.Status(code=RPC_CODES.get(http_status, 2), message=message)  # 2: UNKNOWN
     if bad_field:
         detail = error_details_pb2.BadRequest()
         detail.field_violations.add(field=bad_field, description=message)
