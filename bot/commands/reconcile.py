@@ -8,9 +8,13 @@ import json
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+from typing import TYPE_CHECKING
+
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
-from jobs.reconcile import DayComparison, ModelDrift, Reconciliation, biller_label, drift_window, reconcile
 from pricing.money import percent, usd
+
+if TYPE_CHECKING:  # the command's work is imported when it runs: `budget-guard --help` stays quick
+    from jobs.reconcile import DayComparison, ModelDrift, Reconciliation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +34,8 @@ def _day(text: str) -> date:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.reconcile import drift_window, reconcile
+
     since, until = drift_window(datetime.now(timezone.utc))
     since = args.since or since
     until = args.until + timedelta(days=1) if args.until else until
@@ -76,6 +82,8 @@ def as_json(result: Reconciliation) -> dict[str, object]:
 
 
 def render(result: Reconciliation, drift_percent: Decimal) -> str:
+    from jobs.reconcile import biller_label
+
     last = result.until - timedelta(days=1)
     lines = [f"reconcile {result.since} to {last} (UTC days); drift above {drift_percent}% is flagged"]
     if not result.days:
