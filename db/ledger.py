@@ -481,12 +481,13 @@ class ModelDay:
 
 def model_days(session: Session, since: datetime, until: datetime,
                modes: Collection[str] = ("serverless", "batch")) -> list[ModelDay]:
-    """Token usage per UTC day, model and source for buckets starting in [since, until)."""
+    """Token usage per UTC day, model (the catalog's name where one matched) and source for
+    buckets starting in [since, until)."""
     tokens = UsageBucket.input_tokens + UsageBucket.output_tokens
     reported = UsageBucket.reported_cost_nanos.is_not(None)
     rows = session.execute(
         select(
-            UsageBucket.bucket_start, UsageBucket.model, UsageBucket.source,
+            UsageBucket.bucket_start, counted_model, UsageBucket.source,
             func.sum(UsageBucket.input_tokens), func.sum(UsageBucket.output_tokens),
             func.sum(UsageBucket.cost_nanos),
             func.sum(case((UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
@@ -495,7 +496,7 @@ def model_days(session: Session, since: datetime, until: datetime,
             func.sum(case((reported & UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
         )
         .where(UsageBucket.bucket_start >= since, UsageBucket.bucket_start < until, UsageBucket.mode.in_(modes))
-        .group_by(UsageBucket.bucket_start, UsageBucket.model, UsageBucket.source)
+        .group_by(UsageBucket.bucket_start, counted_model, UsageBucket.source)
     ).all()
     days: dict[tuple[date, str, str], list[int]] = {}
     for start, model, source, *sums in rows:

@@ -10,8 +10,8 @@ ids, integer enums), gzip-compressed or not. A span counts when it has a usage a
 - cached input: `gen_ai.usage.cache_read.input_tokens`, else OpenLLMetry's older
   `gen_ai.usage.cache_read_input_tokens` or OpenLIT's `gen_ai.usage.prompt_tokens_details.cached_tokens`;
 - model: `gen_ai.response.model`, else `gen_ai.request.model`;
-- provider (to price a model the catalog knows only under its provider): the host in
-  `server.address`, else `gen_ai.provider.name`, else `gen_ai.system`;
+- provider (so a name another provider also uses is priced as the one that served the call): the
+  host in `server.address`, else `gen_ai.provider.name`, else `gen_ai.system`;
 - time: the span's end; event id: trace id and span id, so a batch sent again counts once.
 
 Project, feature, environment and API key come from the attributes `Settings.otlp` names (span

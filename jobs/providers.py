@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import date
 
-from jobs.ingest import price_lookup
 from pricing.catalog import Catalog
 
 HOSTS = {
@@ -77,16 +76,15 @@ def provider_of(name: str | None, host: str | None = None) -> str | None:
 class ModelNames:
     """The ledger name of a model as a provider's call names it, remembered per (provider, model).
 
-    A name the ingest path already prices (or knows nothing better for) stays as it is; a name that
-    only the named provider's prices know becomes `provider/model`, so it is priced as that
-    provider's model and not left unpriced (Claude behind LiteLLM, say)."""
+    The name stays as sent, unless the catalog would resolve it to another provider's model while
+    the provider that served the call prices that very name: then it becomes `provider/model`, so a
+    call to Groq's `deepseek-r1-distill-llama-70b` is costed at Groq's price, not DeepSeek's."""
 
     MAX_ENTRIES = 10_000
 
     def __init__(self, catalog: Catalog, today: date) -> None:
         self.catalog = catalog
         self.today = today
-        self._priced = price_lookup(catalog)
         self._memo: dict[tuple[str | None, str], str] = {}
 
     def __call__(self, provider: str | None, model: str) -> str:
@@ -99,13 +97,14 @@ class ModelNames:
         return found
 
     def _resolve(self, provider: str | None, model: str) -> str:
-        if provider is None or self._priced(model, "serverless", self.today) is not None:
+        if provider is None or model.startswith(provider + "/"):
             return model
-        if model.startswith(provider + "/"):
+        if self.catalog.price(provider, model, self.today) is None:
+            return model  # the provider has no price under this name: leave it to the catalog's matching
+        match = self.catalog.match(model)
+        if match is not None and match.provider == provider:
             return model
-        if self.catalog.price(provider, model, self.today) is not None:
-            return f"{provider}/{model}"
-        return model
+        return f"{provider}/{model}"
 
 
 _shared: ModelNames | None = None

@@ -27,7 +27,8 @@ from db.models import Alert, from_nanos
 from jobs.budget_check import AlertDraft, AlertRenderer, Driver, record_alert
 from jobs.context import Context
 from jobs.sources import RetryPolicy, SourceError
-from jobs.sources.openai_costs import Bill, pull_bill
+from jobs.sources.openai_costs import Bill, Billed, pull_bill
+from pricing.catalog import Catalog
 from pricing.money import percent, usd
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def reconcile(context: Context, since: date, until: date, *, retry: RetryPolicy 
             result.errors.append(f"{source.name}: {exc}; not reconciled")
             log.warning("reconcile: %s: %s", source.name, exc)
             continue
-        result.days.extend(_openai_days(source.name, bill, rows))
+        result.days.extend(_openai_days(source.name, bill, rows, context.catalog))
         total = sum(bill.other.values(), Decimal(0))
         if total:
             result.unattributed[source.name] = total
@@ -134,20 +135,26 @@ def _litellm_days(rows: list[ModelDay]) -> list[DayComparison]:
     ]
 
 
-def _billed_name(model: str) -> str:
-    """How OpenAI's bill names a model the ledger keeps (perhaps as `openai/model`)."""
-    return model.removeprefix("openai/")
-
-
-def _openai_days(source: str, bill: Bill, rows: list[ModelDay]) -> list[DayComparison]:
+def _openai_days(source: str, bill: Bill, rows: list[ModelDay], catalog: Catalog) -> list[DayComparison]:
+    """The bill's models named as the ledger counts them: the catalog model an API name resolves to
+    (`gpt-4o-mini-2024-07-18` is `openai/gpt-4o-mini`), or the name itself when none matches."""
+    billed_by: dict[tuple[date, str], Billed] = {}
+    for (day, name), billed in bill.by_model.items():
+        match = catalog.match(name)  # as the ledger resolved the same API name when it recorded it
+        key = (day, match.label if match is not None else name)
+        total = billed_by.setdefault(key, Billed(counted_tokens=True))
+        total.amount += billed.amount
+        total.input_tokens += billed.input_tokens
+        total.output_tokens += billed.output_tokens
+        total.counted_tokens = total.counted_tokens and billed.counted_tokens
     ledger: dict[tuple[date, str], list[ModelDay]] = defaultdict(list)
     for row in rows:
-        ledger[(row.day, _billed_name(row.model))].append(row)
+        ledger[(row.day, row.model)].append(row)
     ours_in_scope = {key for key, held in ledger.items() if any(r.source == source for r in held)}
     days = []
-    for key in sorted(set(bill.by_model) | ours_in_scope):
+    for key in sorted(set(billed_by) | ours_in_scope):
         day, model = key
-        billed = bill.by_model.get(key)
+        billed = billed_by.get(key)
         held = ledger.get(key, [])
         days.append(DayComparison(
             source, day, model,

@@ -287,7 +287,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("pull_cron", "check_cron", "price_sync_cron")
+    @field_validator("pull_cron", "check_cron", "price_sync_cron", "reconcile_cron")
     @classmethod
     def _cron(cls, value: str, info: ValidationInfo) -> str:
         if value == cls.model_fields[info.field_name].default:  # type: ignore[index]
@@ -300,11 +300,6 @@ class Settings(BaseSettings):
             raise ValueError(f"{value[:60]!r} is not a cron expression like '*/30 * * * *' "
                              f"(minute hour day month weekday): {exc}") from None
         return value
-
-    @field_validator("reconcile_cron")
-    @classmethod
-    def _reconcile_cron(cls, value: str) -> str:
-        return cls._cron(value)
 
     @field_validator("alert_channel", "digest_channel")
     @classmethod

@@ -84,7 +84,7 @@ def test_the_documented_payload_lands_with_its_team_once(server: ServerThread, c
     assert send(server, [payload()]).json() == {"accepted": 0, "duplicates": 1, "skipped": 0}
 
     [model] = groups(context, "model").values()
-    assert (model.key, model.input_tokens, model.output_tokens, model.requests) == ("gpt-4o", 10, 20, 1)
+    assert (model.key, model.input_tokens, model.output_tokens, model.requests) == ("openai/gpt-4o", 10, 20, 1)
     assert model.cost == Decimal("0.000225")  # our price of 10 in + 20 out on gpt-4o
     assert reported(context) == Decimal("0.000225")  # and LiteLLM's, kept beside it
     assert list(groups(context, "project")) == ["search"]  # the key's team, not the token's project

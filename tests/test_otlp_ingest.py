@@ -152,16 +152,17 @@ def test_the_attribute_names_instrumentations_use(server: ServerThread, context:
     together_via_openai_sdk = span(3, {"gen_ai.provider.name": "openai", "server.address": "api.together.xyz",
                                        "gen_ai.request.model": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
                                        "gen_ai.usage.input_tokens": 300, "gen_ai.usage.output_tokens": 30})
-    anthropic = span(4, {"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-haiku-4-5",
-                         "gen_ai.usage.input_tokens": 400, "gen_ai.usage.output_tokens": 40})
-    request = export(older_openllmetry, openlit, together_via_openai_sdk, anthropic,
+    groq = span(4, {"gen_ai.provider.name": "groq", "gen_ai.request.model": "deepseek-r1-distill-llama-70b",
+                    "gen_ai.usage.input_tokens": 400, "gen_ai.usage.output_tokens": 40})
+    request = export(older_openllmetry, openlit, together_via_openai_sdk, groq,
                      resource={"service.name": "unknown_service:python"})
     assert not answer(post(server, request.SerializeToString())).HasField("partial_success")
     rows = {r.key: r for r in ledger(context)}
     assert (rows[MODEL].input_tokens, rows[MODEL].cached_input_tokens, rows[MODEL].output_tokens) == (300, 90, 30)
     assert rows["meta-llama/Llama-3.3-70B-Instruct-Turbo"].cost is not None
-    assert "anthropic/claude-haiku-4-5" in rows  # priced under the provider the span named
-    assert rows["anthropic/claude-haiku-4-5"].cost is not None
+    # Alone, the name means DeepSeek's deepseek-reasoner; the span says Groq served it, at Groq's price.
+    assert "groq/deepseek-r1-distill-llama-70b" in rows and "deepseek/deepseek-reasoner" not in rows
+    assert rows["groq/deepseek-r1-distill-llama-70b"].cost is not None
     assert {r.key for r in ledger(context, "project")} == {"fallback"}  # no service.name set: the token's
     assert {r.key: r.requests for r in ledger(context, "environment")} == {"": 3, "staging": 1}
     assert {r.key: r.requests for r in ledger(context, "feature")} == {"": 3, "summaries": 1}

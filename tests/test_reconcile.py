@@ -33,6 +33,7 @@ from tests.test_litellm_ingest import payload
 
 NOW = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)  # the check of the 20th: Nov 1-19 are whole days
 MINI = "gpt-4o-mini"  # $0.15 in, $0.075 cached, $0.60 out per 1M tokens (genai-prices)
+COUNTED = "openai/gpt-4o-mini"  # the catalog model the ledger and the bill's line items resolve it to
 CATALOG_MINI = (Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
 RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, max_total_wait=1, sleep=lambda s: None)
 
@@ -80,7 +81,7 @@ def test_a_seeded_5_percent_price_difference_alerts_once_naming_model_and_cause(
     openai_api.prices = {MINI: tuple(rate * Decimal("0.95") for rate in CATALOG_MINI)}  # type: ignore[assignment]
     result = reconcile(context, date(2026, 11, 1), date(2026, 11, 20), retry=RETRY)
     [drift] = result.models
-    assert (drift.biller, drift.model, drift.days, drift.drifting) == ("openai", MINI, 5, True)
+    assert (drift.biller, drift.model, drift.days, drift.drifting) == ("openai", COUNTED, 5, True)
     assert drift.theirs == drift.ours * Decimal("0.95")
     assert drift.cause is not None and "negotiated price that is not configured" in drift.cause
     assert "5% below" in drift.cause
@@ -93,7 +94,7 @@ def test_a_seeded_5_percent_price_difference_alerts_once_naming_model_and_cause(
     assert MINI in message["text"] and "negotiated price" in message["text"] and "+5.3%" in message["text"]
     with context.sessions() as session:
         [alert] = session.scalars(select(Alert)).all()
-        assert (alert.budget, alert.period, alert.kind) == ("drift:openai:gpt-4o-mini", "2026-11", "drift")
+        assert (alert.budget, alert.period, alert.kind) == ("drift:openai:openai/gpt-4o-mini", "2026-11", "drift")
 
 
 def test_an_exact_match_stays_quiet(context: Context, openai_api: FakeOpenAIUsage) -> None:
@@ -136,7 +137,7 @@ def test_litellm_costs_against_ours(context: Context) -> None:
     assert (litellm.ours, litellm.theirs, litellm.drifting) == (Decimal(2), Decimal(2), False)
     later = reconcile(context, date(2026, 11, 12), date(2026, 11, 14), retry=RETRY)
     [litellm] = [m for m in later.models if m.biller == "litellm"]
-    assert litellm.drifting and litellm.cause and "LiteLLM prices gpt-4o 5% lower" in litellm.cause
+    assert litellm.drifting and litellm.cause and "LiteLLM prices openai/gpt-4o 5% lower" in litellm.cause
 
 
 def day(n: int, ours: str, theirs: str, **kw) -> DayComparison:  # type: ignore[no-untyped-def]
@@ -179,7 +180,7 @@ def test_the_scheduled_job_runs_once_across_replicas_and_the_cli_prints_the_tabl
     assert main(["reconcile", "--since", "2026-11-01", "--until", "2026-11-19", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     [model] = report["models"]
-    assert model["model"] == MINI and model["drifting"] and "price change not in the catalog" in model["cause"]
+    assert model["model"] == COUNTED and model["drifting"] and "price change not in the catalog" in model["cause"]
     assert Decimal(model["theirs"]) == Decimal(model["ours"]) * Decimal("1.05")
     assert len(report["days"]) == 5
     assert main(["reconcile", "--since", "2026-11-01", "--until", "2026-11-19"]) == 0

@@ -1,14 +1,14 @@
 """usage buckets keep the cost their source reported (LiteLLM's response_cost) beside ours
 
 Revision ID: 0005
-Revises: 0006
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
