@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "outbox",
     "demo",
     "runway",
+    "reconcile",
 )
 
 

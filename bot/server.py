@@ -19,8 +19,10 @@ from starlette.routing import Route
 from bot.metrics import Metrics
 from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
 from jobs.budget_status import answer as status_answer
+from jobs import otlp
 from jobs.context import Context
 from jobs.ingest import IngestRejected, IngestResult, parse_body
+from jobs.litellm_spend import parse_spend_logs
 from jobs.push_writer import PushWriter
 
 log = logging.getLogger(__name__)
@@ -93,11 +95,26 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
         scheme, _, secret = request.headers.get("authorization", "").partition(" ")
         return context.settings.ingest_token_projects().get(secret.strip()) if scheme.lower() == "bearer" else None
 
+        """The project of the request's bearer ingest token, or None if it has none we know."""
+        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+        return context.settings.ingest_token_projects().get(secret.strip()) if scheme.lower() == "bearer" else None
+
+    def unauthorized() -> JSONResponse:
+        return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    def ledger_down(what: str, exc: Exception) -> str:
+        """Log an ingest the database refused (not the body's fault); the message for the sender."""
+        log.error("%s ingest failed: %s", what, type(exc).__name__)
+        return "the ledger is unavailable; retry later (nothing was applied)"
+
+    def unavailable(what: str, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": ledger_down(what, exc)}, status_code=503, headers={"Retry-After": "5"})
+
     async def usage(request: Request) -> Response:
         project = token_project(request)
         if project is None:
-            return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return unauthorized()
         try:
             body = await read_body(request, limit)
         except BodyTooLarge:
@@ -109,17 +126,14 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
             errors = [{"line": line, "reason": reason} for line, reason in exc.errors[:1000]]
             return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
         except Exception as exc:  # the database is down, say, not the body's fault
-            log.error("usage ingest failed: %s", type(exc).__name__)
-            return JSONResponse({"error": "the ledger is unavailable; retry later (nothing was applied)"},
-                                status_code=503, headers={"Retry-After": "5"})
+            return unavailable("usage", exc)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
 
     async def budget_status(request: Request) -> Response:
         """Allow or deny for a project (and model, feature, mode), from the last budget check's figures."""
         project = token_project(request)
         if project is None:
-            return JSONResponse({"error": "missing or unknown ingest token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return unauthorized()
         asked = request.query_params.get("project")
         if asked is not None and asked != project:
             return JSONResponse({"error": "this token is for another project; ask with that project's token"},
@@ -137,6 +151,73 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
             log.error("budget status failed: %s", type(exc).__name__)
             return JSONResponse({"error": "budget status is unavailable; retry later"}, status_code=503,
                                 headers={"Retry-After": "5"})
+    otlp_limit = context.settings.otlp_max_body_bytes
+
+    def parse_traces(body: bytes, content_type: str | None, encoding: str | None, project: str,
+                     now: datetime) -> otlp.ParsedTraces:
+        export, _ = otlp.decode_request(body, content_type, encoding, otlp_limit)
+        return otlp.usage_records(export, mapping=context.settings.otlp, catalog=context.catalog,
+                                  project=project, now=now)
+
+    async def traces(request: Request) -> Response:
+        """OTLP/HTTP: answers in the request's encoding, errors as a google.rpc.Status."""
+        as_json = otlp.media_type(request.headers.get("content-type")) == otlp.JSON
+        media = otlp.JSON if as_json else otlp.PROTOBUF
+
+        def refuse(status: int, message: str, bad_field: str | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+            return Response(otlp.status_body(status, message, as_json, bad_field=bad_field), status_code=status,
+                            media_type=media, headers=headers)
+
+        project = token_project(request)
+        if project is None:
+            return refuse(401, "missing or unknown ingest token: set OTEL_EXPORTER_OTLP_HEADERS="
+                               "Authorization=Bearer%20<token>", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            body = await read_body(request, otlp_limit)
+        except BodyTooLarge:
+            return refuse(413, f"the request body is larger than {otlp_limit:,} bytes", "body")
+        now = datetime.now(timezone.utc)
+        with metrics.timer("traces"):
+            try:
+                parsed = await run_in_threadpool(parse_traces, body, request.headers.get("content-type"),
+                                                 request.headers.get("content-encoding"), project, now)
+            except otlp.OtlpError as exc:
+                return refuse(exc.status, exc.message, "body" if exc.status != 415 else None)
+            try:
+                if parsed.records:
+                    await run_in_threadpool(lambda: writer.write(parsed.records, source="otlp", now=now))
+            except Exception as exc:  # the database is down: retryable, and nothing of the request applied
+                return refuse(503, ledger_down("traces", exc), headers={"Retry-After": "5"})
+        if parsed.rejected:
+            log.warning("traces: %d of %d span(s) rejected, first: %s", len(parsed.rejected), parsed.spans,
+                        parsed.rejected[0])
+        return Response(otlp.export_response(parsed.rejected, as_json), media_type=media)
+
+    async def litellm(request: Request) -> Response:
+        """LiteLLM's generic API callback: StandardLoggingPayloads, all or nothing."""
+        project = token_project(request)
+        if project is None:
+            return unauthorized()
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge:
+            return too_large(limit)
+        now = datetime.now(timezone.utc)
+        with metrics.timer("litellm"):
+            try:
+                parsed = await run_in_threadpool(lambda: parse_spend_logs(body, catalog=context.catalog,
+                                                                          project=project, now=now))
+            except IngestRejected as exc:
+                errors = [{"entry": entry, "reason": reason} for entry, reason in exc.errors[:1000]]
+                return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
+            try:
+                result = (await run_in_threadpool(lambda: writer.write(parsed.records, source="litellm", now=now))
+                          if parsed.records else IngestResult(0, 0))
+            except Exception as exc:  # the database is down: retryable, nothing applied
+                return unavailable("litellm", exc)
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                             "skipped": parsed.skipped})
 
     async def healthz(request: Request) -> Response:
         def check() -> None:
@@ -174,6 +255,8 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
         Route("/slack/events", counted("slack_events", slack_events), methods=["POST"]),
         Route("/v1/usage", counted("usage", usage), methods=["POST"]),
         Route("/v1/budgets/status", counted("budget_status", budget_status), methods=["GET"]),
+        Route("/v1/traces", counted("traces", traces), methods=["POST"]),
+        Route("/v1/litellm", counted("litellm", litellm), methods=["POST"]),
         Route("/healthz", counted("healthz", healthz), methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]

@@ -27,7 +27,7 @@ GROUPS = ("model", "project", "feature", "mode", "api_key", "environment", "sour
 Group = Literal["model", "project", "feature", "mode", "api_key", "environment", "source"]
 BATCH_SIZE = 5_000
 CLAIM_BATCH = 500  # rows per INSERT: 1,000 parameters, under every engine's limit
-WRITE_BATCH = 500  # bucket rows per INSERT: 8,500 parameters (SQLite allows 32,766, PostgreSQL 65,535)
+WRITE_BATCH = 500  # bucket rows per INSERT: 9,500 parameters (SQLite allows 32,766, PostgreSQL 65,535)
 # Core tables, not ORM entities: bulk statements skip the ORM's per-row bookkeeping.
 BUCKETS = UsageBucket.__table__
 SEEN = SeenEvent.__table__
@@ -54,6 +54,7 @@ class BucketRow:
     cost_nanos: int | None = 0
     price_id: int | None = None
     catalog_model: str | None = None  # the catalog model `model` resolved to; None: none matched
+    reported_cost_nanos: int | None = None  # the source's own cost (LiteLLM); None: not reported
 
     def key(self) -> tuple[Any, ...]:
         """Everything that identifies the bucket within one source."""
@@ -75,6 +76,12 @@ class BucketRow:
             self.cost_nanos += other.cost_nanos
             self.price_id = other.price_id or self.price_id
         self.catalog_model = other.catalog_model or self.catalog_model
+        self.reported_cost_nanos = add_reported(self.reported_cost_nanos, other.reported_cost_nanos)
+
+
+def add_reported(a: int | None, b: int | None) -> int | None:
+    """Two reported costs summed; unknown (None) if either is, as for our own cost."""
+    return None if a is None or b is None else a + b
 
 
 @dataclass(frozen=True)
@@ -140,13 +147,16 @@ def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[A
         yield items[start : start + size]
 
 
-WRITE_COLUMNS = (*KEY_COLUMNS, *COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model")
-SET_ON_CONFLICT = ", ".join(f"{c} = excluded.{c}" for c in (*COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model"))
+WRITE_COLUMNS = (*KEY_COLUMNS, *COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model", "reported_cost_nanos")
+SET_ON_CONFLICT = ", ".join(
+    f"{c} = excluded.{c}" for c in (*COUNT_COLUMNS, "cost_nanos", "price_id", "catalog_model", "reported_cost_nanos")
+)
 ADD_ON_CONFLICT = ", ".join(
     [f"{c} = usage_buckets.{c} + excluded.{c}" for c in COUNT_COLUMNS]
     + ["cost_nanos = usage_buckets.cost_nanos + excluded.cost_nanos",  # NULL if either is NULL: unpriced
        "price_id = COALESCE(excluded.price_id, usage_buckets.price_id)",
-       "catalog_model = COALESCE(excluded.catalog_model, usage_buckets.catalog_model)"]
+       "catalog_model = COALESCE(excluded.catalog_model, usage_buckets.catalog_model)",
+       "reported_cost_nanos = usage_buckets.reported_cost_nanos + excluded.reported_cost_nanos"]
 )
 
 
@@ -175,7 +185,7 @@ def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conf
             params += (
                 start, r.width, source, r.model, r.mode, r.project, r.feature, r.api_key, r.environment, r.tags,
                 r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
-                r.cost_nanos, r.price_id, r.catalog_model,
+                r.cost_nanos, r.price_id, r.catalog_model, r.reported_cost_nanos,
             )
         connection.exec_driver_sql(head + ", ".join([row_marks] * len(chunk)) + tail, tuple(params))
     return len(rows)
@@ -451,6 +461,50 @@ def seen_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
     for chunk in _chunks(ids, CLAIM_BATCH):
         found.update(session.scalars(select(SeenEvent.event_id).where(SeenEvent.event_id.in_(chunk))))
     return found
+
+
+@dataclass(frozen=True)
+class ModelDay:
+    """One model's token usage from one source on one UTC day, our cost and any reported cost."""
+
+    day: date
+    model: str
+    source: str
+    input_tokens: int
+    output_tokens: int
+    cost_nanos: int  # of the priced buckets
+    unpriced_tokens: int
+    reported_nanos: int  # what the source reported, over the buckets it reported for
+    ours_where_reported_nanos: int  # our cost of those same buckets
+    unpriced_where_reported: int  # tokens of those buckets we could not price
+
+
+def model_days(session: Session, since: datetime, until: datetime,
+               modes: Collection[str] = ("serverless", "batch")) -> list[ModelDay]:
+    """Token usage per UTC day, model (the catalog's name where one matched) and source for
+    buckets starting in [since, until)."""
+    tokens = UsageBucket.input_tokens + UsageBucket.output_tokens
+    reported = UsageBucket.reported_cost_nanos.is_not(None)
+    rows = session.execute(
+        select(
+            UsageBucket.bucket_start, counted_model, UsageBucket.source,
+            func.sum(UsageBucket.input_tokens), func.sum(UsageBucket.output_tokens),
+            func.sum(UsageBucket.cost_nanos),
+            func.sum(case((UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
+            func.sum(UsageBucket.reported_cost_nanos),
+            func.sum(case((reported, UsageBucket.cost_nanos), else_=0)),
+            func.sum(case((reported & UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
+        )
+        .where(UsageBucket.bucket_start >= since, UsageBucket.bucket_start < until, UsageBucket.mode.in_(modes))
+        .group_by(UsageBucket.bucket_start, counted_model, UsageBucket.source)
+    ).all()
+    days: dict[tuple[date, str, str], list[int]] = {}
+    for start, model, source, *sums in rows:
+        key = (start.astimezone(timezone.utc).date(), model, source)
+        acc = days.setdefault(key, [0] * 7)
+        for i, value in enumerate(sums):
+            acc[i] += int(value or 0)
+    return [ModelDay(day, model, source, *acc) for (day, model, source), acc in sorted(days.items())]
 
 
 def bucket_count(session: Session) -> int:

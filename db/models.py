@@ -126,6 +126,8 @@ class UsageBucket(Base):
     uptime_minutes: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_nanos: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: unpriced
     price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"), nullable=True)
+    # What the source itself said the usage cost (LiteLLM's response_cost); None: it said nothing.
+    reported_cost_nanos: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 counted_model = func.coalesce(UsageBucket.catalog_model, UsageBucket.model)

@@ -112,7 +112,7 @@ def check_budgets(context: Context, *, now: datetime | None = None, render: Aler
         budget_status.store(session, figures, period=_month_key(today), now=now)
     posted = []
     for draft in fresh:
-        if _record(context, draft, now, render):
+        if record_alert(context, draft, now, render):
             posted.append(draft)
     _stop_exceeded(context, figures, endpoints, _month_key(today), now, render)
     return posted
@@ -322,7 +322,7 @@ def _stop_exceeded(context: Context, figures: list[budget_status.Figures], endpo
                 advice = "It is still running and billing. Stop it in together.ai; budget-guard does not retry on its own."
             else:
                 continue
-            _record(context, AlertDraft(budget.name, period, "stop", endpoint.id[:64], channel, headline,
+            record_alert(context, AlertDraft(budget.name, period, "stop", endpoint.id[:64], channel, headline,
                                         [outcome.reason[:1].upper() + outcome.reason[1:]], advice), now, render)
 
 
@@ -455,7 +455,7 @@ THREADED = {"threshold": ("threshold", "forecast"), "forecast": ("threshold", "f
             "stop": ("threshold", "forecast"), "runway": ("runway",)}
 
 
-def _record(context: Context, draft: AlertDraft, now: datetime, render: AlertRenderer | None) -> bool:
+def record_alert(context: Context, draft: AlertDraft, now: datetime, render: AlertRenderer | None) -> bool:
     """Insert the alert and its outbox message together; False if another run got there first."""
     with context.sessions() as session, session.begin():
         dialect = session.get_bind().dialect.name
@@ -526,13 +526,16 @@ def breakdown(context: Context, alert_id: int, budget: str, *, now: datetime | N
             return None
         specs = {b.name: b for b in budget_store.active_budgets(session)}
         spec = specs.get(budget)
-        if spec is None and not budget.startswith(("source:", "price:", runway.ALERT_BUDGET)):
+        if spec is None and not budget.startswith(("source:", "price:", runway.ALERT_BUDGET, "drift:")):
             return None
         rows = daily_rows(session, start, end, zone)
     if spec is not None:
         rows = [r for r in rows if spec.matches(r)]
     elif budget.startswith("price:"):
         rows = [r for r in rows if r.model == budget.removeprefix("price:")]
+    elif budget.startswith("drift:"):  # drift:BILLER:MODEL, cut to 64 characters
+        model = budget.split(":", 2)[-1]
+        rows = [r for r in rows if r.model == model or (len(budget) == 64 and r.model.startswith(model))]
     spend: dict[str, Decimal] = defaultdict(Decimal)
     for row in rows:
         spend[_label(row)] += from_nanos(row.cost_nanos)

@@ -88,6 +88,7 @@ class UsageRecord:
     api_key: str
     environment: str
     tags: str
+    reported_cost_nanos: int | None = None  # what the sender said it cost (LiteLLM), beside our own cost
 
 
 @dataclass(frozen=True)
@@ -472,20 +473,22 @@ class Costing:
 
 def bucket_records(records: Iterable[UsageRecord]) -> list[BucketRow]:
     """Hour buckets summing the records (not yet costed)."""
-    sums: dict[tuple[Any, ...], list[int]] = {}
+    sums: dict[tuple[Any, ...], list[Any]] = {}
     for r in records:
         key = (r.hour, r.model, r.mode, r.project, r.feature, r.api_key, r.environment, r.tags)
         acc = sums.get(key)
         if acc is None:
-            sums[key] = [r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests]
+            sums[key] = [r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.reported_cost_nanos]
         else:
             acc[0] += r.input_tokens
             acc[1] += r.cached_input_tokens
             acc[2] += r.output_tokens
             acc[3] += r.requests
+            if acc[4] is not None:
+                acc[4] = None if r.reported_cost_nanos is None else acc[4] + r.reported_cost_nanos
     hours: dict[int, datetime] = {}
     rows = []
-    for (hour, model, mode, project, feature, api_key, environment, tags), (tin, tcached, tout, n) in sums.items():
+    for (hour, model, mode, project, feature, api_key, environment, tags), (tin, tcached, tout, n, reported) in sums.items():
         start = hours.get(hour)
         if start is None:
             start = hours[hour] = _EPOCH + timedelta(seconds=hour)
@@ -493,7 +496,7 @@ def bucket_records(records: Iterable[UsageRecord]) -> list[BucketRow]:
             BucketRow(
                 bucket_start=start, width="1h", model=model, mode=mode, project=project, feature=feature,
                 api_key=api_key, environment=environment, tags=tags, input_tokens=tin, cached_input_tokens=tcached,
-                output_tokens=tout, requests=n,
+                output_tokens=tout, requests=n, reported_cost_nanos=reported,
             )
         )
     return rows

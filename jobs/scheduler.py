@@ -102,6 +102,11 @@ def scheduled_jobs(context: Context, renderers: dict[str, Callable[..., Any]] | 
 
     jobs.append(ScheduledJob("check", cron(settings.check_cron),
                              lambda ctx, fire: check_budgets(ctx, render=renderers.get("alert"))))
+    if settings.alert_channel:
+        from jobs.reconcile import check_drift
+
+        jobs.append(ScheduledJob("reconcile", cron(settings.reconcile_cron),
+                                 lambda ctx, fire: check_drift(ctx, now=fire, render=renderers.get("alert"))))
     try:
         from jobs.digest import digest_job
     except ModuleNotFoundError:

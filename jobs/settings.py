@@ -260,6 +260,17 @@ class Prepaid(_Strict):
         return self
 
 
+class OtlpMapping(_Strict):
+    """Where `POST /v1/traces` finds a span's project, feature, environment and API key: attribute
+    names tried in order, each on the span first and then on its resource; the first present wins.
+    With no project found, the span is filed under the ingest token's project."""
+
+    project: list[str] = ["service.name"]
+    feature: list[str] = []
+    environment: list[str] = ["deployment.environment.name", "deployment.environment", "gen_ai.environment"]
+    api_key: list[str] = []
+
+
 class Offline(_Strict):
     """Dimensions the operator knows to be offline work (batch candidates)."""
 
@@ -327,6 +338,13 @@ class Settings(BaseSettings):
     outbox_uncertain: Literal["skip", "repost"] = "skip"
     admin_refresh_seconds: float = Field(default=300.0, ge=10, le=86400)
 
+    # OpenTelemetry, LiteLLM and reconciliation with the provider's bill
+    otlp: OtlpMapping = OtlpMapping()
+    otlp_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    reconcile_cron: str = "41 5 * * *"
+    reconcile_drift_percent: Decimal = Field(default=Decimal("2"), gt=0, le=100)
+    reconcile_min_usd: Decimal = Field(default=Decimal("1"), ge=0)
+
     @field_validator("admins", mode="before")
     @classmethod
     def _admin_list(cls, value: Any) -> Any:
@@ -354,7 +372,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("pull_cron", "check_cron", "price_sync_cron")
+    @field_validator("pull_cron", "check_cron", "price_sync_cron", "reconcile_cron")
     @classmethod
     def _cron(cls, value: str, info: ValidationInfo) -> str:
         if value == cls.model_fields[info.field_name].default:  # type: ignore[index]

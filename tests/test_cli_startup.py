@@ -81,5 +81,5 @@ def test_the_default_crons_that_start_up_does_not_parse_are_valid() -> None:
 
     from jobs.settings import Settings
 
-    for name in ("pull_cron", "check_cron", "price_sync_cron"):
+    for name in ("pull_cron", "check_cron", "price_sync_cron", "reconcile_cron"):
         CronTrigger.from_crontab(Settings.model_fields[name].default, timezone="UTC")

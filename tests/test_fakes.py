@@ -7,6 +7,7 @@ import re
 import time
 import urllib.error
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -325,6 +326,45 @@ def test_results_carry_every_field_the_spec_lists(usage: FakeOpenAIUsage) -> Non
 
     result = get_usage(usage, start_time=NOV_1, limit=1).json()["data"][0]["results"][0]
 
+    assert set(result) == spec_fields
+
+
+def get_costs(fake: FakeOpenAIUsage, **params: Any) -> httpx.Response:
+    return httpx.get(f"{fake.origin}/v1/organization/costs", params=params,
+                     headers={"Authorization": "Bearer sk-admin"}, timeout=5)
+
+
+def test_costs_price_the_usage_per_line_item_in_daily_pages(usage: FakeOpenAIUsage) -> None:
+    usage.prices = {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
+                    "gpt-4o": (Decimal("2.50"), Decimal("1.25"), Decimal("10"))}
+    usage.extra_costs = [(NOV_1 + 100, "web search tool calls", Decimal("0.25"))]
+    page = get_costs(usage, start_time=NOV_1, end_time=NOV_1 + 2 * DAY, group_by=["line_item"], limit=1).json()
+    assert page["object"] == "page" and page["has_more"] and page["next_page"]
+    [bucket] = page["data"]
+    assert (bucket["start_time"], bucket["end_time"]) == (NOV_1, NOV_1 + DAY)
+    items = {r["line_item"]: r for r in bucket["results"]}
+    assert set(items) == {"gpt-4o, input", "gpt-4o, cached input", "gpt-4o, output", "gpt-4o-mini, input",
+                          "gpt-4o-mini, output", "web search tool calls"}
+    assert items["gpt-4o, cached input"]["quantity"] == 200 and items["gpt-4o, cached input"]["quantity_unit"] == "tokens"
+    assert items["gpt-4o-mini, input"]["amount"] == {"value": 24 * 1000 * 0.15 / 1e6, "currency": "usd"}
+    second = get_costs(usage, start_time=NOV_1, end_time=NOV_1 + 2 * DAY, group_by=["line_item"], limit=1,
+                       page=page["next_page"]).json()
+    assert not second["has_more"] and second["next_page"] is None
+    [total] = get_costs(usage, start_time=NOV_1, limit=1).json()["data"][0]["results"]
+    assert total["line_item"] is None and total["amount"]["value"] == pytest.approx(
+        sum(r["amount"]["value"] for r in bucket["results"]))
+    assert get_costs(usage, start_time=NOV_1, bucket_width="1h").status_code == 400  # only 1d, says the spec
+    assert get_costs(usage, start_time=NOV_1, limit=181).status_code == 400
+    assert get_costs(usage, start_time=NOV_1, group_by=["model"]).status_code == 400
+
+
+@needs_shared("specs/openai-usage-costs.yaml")
+def test_costs_results_carry_every_field_the_spec_lists(usage: FakeOpenAIUsage) -> None:
+    spec = (SPECS / "openai-usage-costs.yaml").read_text()
+    schema = spec.split("    CostsResult:")[1].split("      required:")[0]
+    spec_fields = set(re.findall(r"^        (\w+):$", schema, re.MULTILINE))
+    usage.prices = {"gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))}
+    result = get_costs(usage, start_time=NOV_1, group_by=["line_item"]).json()["data"][0]["results"][0]
     assert set(result) == spec_fields
 
 

@@ -16,7 +16,7 @@ from pricing.money import percent, usd
 
 ICONS = {"threshold": ":rotating_light:", "forecast": ":crystal_ball:", "spike": ":chart_with_upwards_trend:",
          "source": ":satellite_antenna:", "price": ":label:", "runway": ":fuelpump:", "idle": ":zzz:",
-         "stop": ":octagonal_sign:"}
+         "stop": ":octagonal_sign:", "drift": ":scales:"}
 
 
 class AlertAction(BaseModel):

@@ -1,4 +1,5 @@
-"""A fake OpenAI organization usage API: `GET /v1/organization/usage/completions`.
+"""A fake OpenAI organization usage API: `GET /v1/organization/usage/completions`, and what the
+organization was billed for that usage: `GET /v1/organization/costs`.
 
 It answers what `shared/specs/openai-usage-costs.yaml` describes, from raw usage events
 the test supplies: it keeps the events inside `[start_time, end_time)`, applies the
@@ -9,6 +10,11 @@ opaque `next_page` cursor.
     with FakeOpenAIUsage(events=[UsageEvent(1730419200, "gpt-4o-mini", input_tokens=10)]) as api:
         httpx.get(api.completions_url, params={"start_time": 1730419200},
                   headers={"Authorization": f"Bearer {api.admin_key}"})
+
+Costs are the same events priced with `prices` (USD per 1M tokens: input, cached input, output,
+per model), in daily buckets, one `organization.costs.result` per line item when grouped by
+`line_item` (`"<model>, input"`, `"<model>, cached input"`, `"<model>, output"`, with the token
+quantity), or one total per bucket otherwise; `extra_costs` adds line items that name no model.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from tests.fakes.http_server import FakeHTTPServer, RecordedRequest, Response, api_error
@@ -27,6 +34,9 @@ from tests.fakes.http_server import FakeHTTPServer, RecordedRequest, Response, a
 __all__ = ["BUCKET_LIMITS", "BUCKET_SECONDS", "FakeOpenAIUsage", "GROUP_BY_FIELDS", "UsageEvent"]
 
 COMPLETIONS_PATH = "/v1/organization/usage/completions"
+COSTS_PATH = "/v1/organization/costs"
+COSTS_GROUP_BY = ("project_id", "line_item", "api_key_id")
+MILLION = Decimal(1_000_000)
 BUCKET_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 BUCKET_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
 """Per bucket width: (default, maximum) number of buckets a page holds, as the spec says."""
@@ -95,11 +105,15 @@ class FakeOpenAIUsage(FakeHTTPServer):
         admin_key: str = "sk-admin-test",
         events: Iterable[UsageEvent] = (),
         clock: Callable[[], float] = time.time,
+        prices: dict[str, tuple[Decimal, Decimal, Decimal]] | None = None,
+        extra_costs: Iterable[tuple[int, str, Decimal]] = (),
     ) -> None:
         super().__init__()
         self.admin_key = admin_key
         self.clock = clock
         self._events: list[UsageEvent] = list(events)
+        self.prices = dict(prices or {})
+        self.extra_costs = list(extra_costs)  # (timestamp, line item, dollars)
 
     @property
     def url(self) -> str:
@@ -140,11 +154,13 @@ class FakeOpenAIUsage(FakeHTTPServer):
             )
             code = None if token is None else "invalid_api_key"
             return Response.json(api_error(401, code, message), 401)
-        if request.path != COMPLETIONS_PATH:
+        if request.path not in (COMPLETIONS_PATH, COSTS_PATH):
             return Response.json(api_error(404, None, f"Invalid URL ({request.method} {request.path})"), 404)
         if request.method != "GET":
             return Response.json(api_error(405, None, f"Method {request.method} not allowed."), 405)
         try:
+            if request.path == COSTS_PATH:
+                return Response.json(self._costs_page(request))
             return Response.json(self._page(request))
         except BadRequest as bad:
             body = api_error(400, None, str(bad))
@@ -194,6 +210,67 @@ class FakeOpenAIUsage(FakeHTTPServer):
         ]
         next_page = _encode_cursor(rest[0]) if rest else None
         return {"object": "page", "data": data, "has_more": bool(rest), "next_page": next_page}
+
+
+    def _costs_page(self, request: RecordedRequest) -> dict[str, Any]:
+        width_name = request.query_value("bucket_width") or "1d"
+        if width_name != "1d":
+            raise BadRequest("bucket_width", f"Invalid bucket_width {width_name!r}: only 1d is supported.")
+        start = _int_param(request, "start_time")
+        if start is None:
+            raise BadRequest("start_time", "Missing required parameter: 'start_time'.")
+        end = _int_param(request, "end_time")
+        end = int(self.clock()) if end is None else end
+        limit = _int_param(request, "limit")
+        limit = 7 if limit is None else limit
+        if not 1 <= limit <= 180:
+            raise BadRequest("limit", "limit must be between 1 and 180.")
+        group_by = request.query_values("group_by")
+        unknown = [g for g in group_by if g not in COSTS_GROUP_BY]
+        if unknown:
+            raise BadRequest("group_by", f"Invalid group_by field(s): {', '.join(unknown)}.")
+        width = BUCKET_SECONDS["1d"]
+        first = start - start % width
+        cursor = request.query_value("page")
+        starts = range(first if not cursor else _decode_cursor(cursor), end, width)
+        page, rest = starts[:limit], starts[limit:]
+        data = []
+        for bucket_start in page:
+            lines = self._line_items(bucket_start, bucket_start + width, start, end)
+            data.append({"object": "bucket", "start_time": bucket_start, "end_time": bucket_start + width,
+                         "results": _cost_results(lines, "line_item" in group_by)})
+        return {"object": "page", "data": data, "has_more": bool(rest),
+                "next_page": _encode_cursor(rest[0]) if rest else None}
+
+    def _line_items(self, lo: int, hi: int, start: int, end: int) -> list[tuple[str, Decimal, int | None]]:
+        """(line item, dollars, tokens) billed in [lo, hi), within the query's [start, end)."""
+        totals: dict[str, list[int]] = {}
+        for e in self._events:
+            if lo <= e.unix_time < hi and start <= e.unix_time < end and e.model in self.prices:
+                acc = totals.setdefault(e.model, [0, 0, 0])
+                acc[0] += e.input_tokens - e.input_cached_tokens
+                acc[1] += e.input_cached_tokens
+                acc[2] += e.output_tokens
+        lines: list[tuple[str, Decimal, int | None]] = []
+        for model, (uncached, cached, output) in sorted(totals.items()):
+            rates = self.prices[model]
+            for piece, tokens, rate in (("input", uncached, rates[0]), ("cached input", cached, rates[1]),
+                                        ("output", output, rates[2])):
+                if tokens:
+                    lines.append((f"{model}, {piece}", tokens * rate / MILLION, tokens))
+        lines.extend((item, amount, None) for at, item, amount in self.extra_costs if lo <= at < hi)
+        return lines
+
+
+def _cost_results(lines: list[tuple[str, Decimal, int | None]], by_line_item: bool) -> list[dict[str, Any]]:
+    def result(amount: Decimal, item: str | None, tokens: int | None) -> dict[str, Any]:
+        return {"object": "organization.costs.result", "amount": {"value": amount, "currency": "usd"},
+                "line_item": item, "project_id": None, "api_key_id": None, "quantity": tokens,
+                "quantity_unit": "tokens" if tokens is not None else None}
+
+    if by_line_item:
+        return [result(amount, item, tokens) for item, amount, tokens in lines]
+    return [result(sum((amount for _, amount, _ in lines), Decimal(0)), None, None)] if lines else []
 
 
 def _results(events: list[UsageEvent], group_by: list[str]) -> list[dict[str, Any]]:
