@@ -29,6 +29,7 @@ from jobs.context import Context
 from jobs.endpoints import EndpointInfo, endpoint_sources, idle_endpoints, running_endpoints
 from jobs.outbox import enqueue
 from jobs.projection import HISTORY_DAYS, Projection, PriceMemo, combine, fraction_of_day, index_rows, project_series
+from jobs.redaction import redact
 from pricing.money import percent, usd
 
 log = logging.getLogger(__name__)
@@ -407,7 +408,7 @@ def _source_alerts(session: Session, context: Context, now: datetime) -> list[Al
             hours = int((now - state.failing_since).total_seconds() // 3600)
             headline = f"Usage source {source.name} has been failing for {hours} h"
             details = [f"Last success: {state.last_success:%Y-%m-%d %H:%M} UTC." if state.last_success
-                       else "It has never succeeded.", f"Last error: {state.last_error}"]
+                       else "It has never succeeded.", f"Last error: {redact(state.last_error or 'not recorded')}"]
             began = state.failing_since
         elif source.kind in USAGE_KINDS and state.last_data_at is not None and state.last_success is not None:
             began = state.last_data_at

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import JobClaim
+from jobs.redaction import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,7 +63,7 @@ def finish(sessions: sessionmaker[Session], job: str, period: str, *, owner: str
         session.execute(
             update(JobClaim)
             .where(JobClaim.job == job, JobClaim.period == period, JobClaim.owner == owner)
-            .values(status="failed" if error else "done", finished_at=now, error=error)
+            .values(status="failed" if error else "done", finished_at=now, error=redact(error) if error else None)
         )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_sessionmaker
 from jobs.catalog import build_catalog
+from jobs.redaction import learn
 from jobs.settings import Settings
 from pricing.catalog import Catalog
 
@@ -27,6 +28,7 @@ class Context:
     @classmethod
     def open(cls, settings: Settings, *, with_synced_prices: bool = True) -> "Context":
         """Connect to the database and load the catalog (with synced prices when the schema has them)."""
+        learn(settings)
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         catalog = build_catalog(settings)

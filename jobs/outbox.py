@@ -32,6 +32,7 @@ from db.models import OutboxMessage
 from jobs import operator_notices
 from jobs.claims import OWNER
 from jobs.operator_notices import NOTICE_KIND, NoticeRoute
+from jobs.redaction import redact, redact_values
 from jobs.settings import Settings
 from jobs.slack_errors import is_permanent, refusal
 
@@ -83,6 +84,7 @@ def enqueue(session: Session, *, key: str, kind: str, channel: str, text: str,
 
     `attachment_name` should be unique to the message: a chart's recovery looks for it."""
     now = now or datetime.now(timezone.utc)
+    text, blocks = redact(text), redact_values(blocks)  # nothing posted to Slack carries a secret
     values = dict(dedupe_key=key, kind=kind, channel=channel, text=text, blocks=blocks, thread_of=thread_of,
                   attachment=attachment, attachment_name=attachment_name, attachment_alt=attachment_alt,
                   late=late, status="pending", attempts=0, next_attempt_at=now, created_at=now,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
 from db.ledger import record_source_cursor, record_source_note, record_source_outcome
+from jobs.redaction import one_line
 from jobs.settings import Settings, Source
 from jobs.sources import PullResult, RetryPolicy, SourceError
 from jobs.sources.generic_json import pull_generic_json
@@ -92,8 +93,7 @@ def pull_one(
     try:
         result = PULLERS[source.kind](sessions, settings, source, catalog, now, retry=retry, **options)
     except Exception as exc:  # noqa: BLE001 - a failing source must not stop the others
-        error = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
-        error = " ".join(error.split())[:500]
+        error = one_line(str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}")
         log.warning("pull of %s failed: %s", source.name, error)
         try:
             with transaction(sessions) as session:
@@ -105,7 +105,7 @@ def pull_one(
         record_source_cursor(session, source.name, result.until)
         record_source_outcome(session, source.name, now, newest=result.newest)
         if result.notes:
-            record_source_note(session, source.name, "; ".join(result.notes), now)
+            record_source_note(session, source.name, one_line("; ".join(result.notes), 2000), now)
     log.info("pulled %s: %d page(s), %d bucket row(s)", source.name, result.pages, result.rows)
     for note in result.notes:
         log.warning("pull of %s: %s", source.name, note)

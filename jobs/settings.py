@@ -29,14 +29,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from db import EMBEDDED_DATABASE_URL
+from jobs.redaction import SECRET_SETTINGS, learn
 
-SECRET_KEYS = (
-    "slack_bot_token",
-    "slack_signing_secret",
-    "slack_app_token",
-    "together_api_key",
-    "ingest_tokens",
-)
+SECRET_KEYS = SECRET_SETTINGS
 DEFAULT_CONFIG_FILE = "budget-guard.toml"
 
 
@@ -525,13 +520,15 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     env_keys = {k.lower() for k in os.environ}
     file_values = {k: v for k, v in data.items() if k.lower() not in env_keys}
     try:
-        return Settings(**{**file_values, **overrides})
+        settings = Settings(**{**file_values, **overrides})
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, data)) from None
     except SettingsError as exc:  # a list or table setting in the environment that is not JSON
         field = re.search(r'field "(\w+)"', str(exc))
         name = field.group(1).upper() if field else "a setting"
         raise ConfigError(f"{name}: in the environment this must be JSON; or set it in budget-guard.toml") from None
+    learn(settings)  # the redactor knows every secret from here on
+    return settings
 
 
 def describe_validation_error(exc: ValidationError, data: dict[str, Any] | None = None) -> str:

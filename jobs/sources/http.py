@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,9 +16,12 @@ from typing import Any, TypeVar
 
 import httpx
 
+from jobs.redaction import redact_untrusted
+
 T = TypeVar("T")
 CHUNK_BYTES = 1 << 16
 MAX_LINE_BYTES = 8 << 20  # one line of a streamed body; a longer one is not a line we can read
+REASON_CHARS = 120
 
 
 class SourceError(Exception):
@@ -138,7 +142,7 @@ class SourceClient:
             raise SourceError(f"{_where(url)}: HTTP {status}{_detail(response)}")
         try:
             payload = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past any sane depth
             raise _Retryable(f"answered something that is not JSON ({response.headers.get('content-type', '?')})") from None
         try:
             return parse(payload)
@@ -200,17 +204,29 @@ def _where(url: str) -> str:
 
 
 def _detail(response: httpx.Response) -> str:
-    """The provider's error message, if its body carries one, kept short."""
+    """The provider's reason, if its body gives one (see `_detail_of`)."""
     return _detail_of(response.content)
 
 
 def _detail_of(body: bytes) -> str:
+    """The provider's reason, if its body gives one: its error code and the first sentence of
+    its message, short and redacted. The body itself is never passed on (it may echo our key)."""
     try:
         error = json.loads(body).get("error")
-        message = error.get("message") if isinstance(error, dict) else error
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return ""
-    return f" ({str(message)[:200]})" if message else ""
+    if isinstance(error, dict):
+        code, message = error.get("code") or error.get("type"), error.get("message")
+    else:
+        code, message = None, error
+    parts = []
+    if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", code):
+        parts.append(code)
+    if isinstance(message, str) and message.strip():
+        # Redact the whole message first: a cut could leave half a key that no pattern knows.
+        first = re.split(r"(?<=[.!?])\s|\n", redact_untrusted(message.strip()), maxsplit=1)[0]
+        parts.append(first[:REASON_CHARS] + ("…" if len(first) > REASON_CHARS else ""))
+    return f" ({redact_untrusted(': '.join(parts))})" if parts else ""
 
 
 def _head(response: httpx.Response, limit: int = 65536) -> bytes:
