@@ -21,9 +21,10 @@ from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
 from jobs.budget_status import answer as status_answer
 from jobs import otlp
 from jobs.context import Context
-from jobs.ingest import IngestRejected, IngestResult, parse_body
+from jobs.ingest import IngestRejected, IngestResult, check_costs, parse_body
 from jobs.litellm_spend import parse_spend_logs
 from jobs.push_writer import PushWriter
+from jobs.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ def too_large(limit: int) -> JSONResponse:
     return JSONResponse({"error": f"request body is larger than {limit:,} bytes"}, status_code=413)
 
 
+def readable_slack_timestamp(value: str | None) -> bool:
+    """Whether X-Slack-Request-Timestamp is Unix seconds at all (Bolt would raise on `abc`)."""
+    return value is not None and 0 < len(value) <= 12 and value.isascii() and value.isdigit()
+
+
 def create_server(context: Context, slack: App | SlackLink | None, metrics: Metrics | None = None) -> Starlette:
     """The ASGI app. `slack` is the Bolt app, or the link that will hold it once Slack is reached;
     ingest, health and metrics work without it."""
@@ -67,6 +73,9 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
             why = "Slack refused the bot token" if link.state == REFUSED else "Slack is not reachable from here yet"
             return JSONResponse({"error": f"{why}; nothing was done", "slack": link.state}, status_code=503,
                                 headers={} if link.state == REFUSED else {"Retry-After": "30"})
+        if not readable_slack_timestamp(request.headers.get("x-slack-request-timestamp")):
+            return JSONResponse({"error": "invalid request: missing or malformed X-Slack-Request-Timestamp"},
+                                status_code=401)
         try:
             body = await read_body(request, limit)
         except BodyTooLarge:
@@ -88,7 +97,9 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
 
     def ingest(body: bytes, project: str) -> IngestResult:
         now = datetime.now(timezone.utc)
-        return writer.write(parse_body(body, project=project, now=now), source="push", now=now)
+        records = parse_body(body, project=project, now=now)
+        check_costs(records, context.catalog)  # here, not in the writer: a refusal costs the others nothing
+        return writer.write(records, source="push", now=now)
 
     def token_project(request: Request) -> str | None:
         """The project of the request's ingest bearer token, or None."""
@@ -235,7 +246,7 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
 
     async def metrics_endpoint(request: Request) -> Response:
         text_body = await run_in_threadpool(metrics.render, context)
-        text_body += "".join(line + "\n" for line in link.metrics())
+        text_body = redact(text_body + "".join(line + "\n" for line in link.metrics()))
         return PlainTextResponse(text_body, media_type="text/plain; version=0.0.4")
 
     def counted(name: str, endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:

@@ -17,7 +17,16 @@ from sqlalchemy import Select, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import PriceRecord, SeenEvent, SourceState, UsageBucket, counted_model, from_nanos
+from db.models import (
+    MAX_BUCKET_COUNT,
+    MAX_BUCKET_NANOS,
+    PriceRecord,
+    SeenEvent,
+    SourceState,
+    UsageBucket,
+    counted_model,
+    from_nanos,
+)
 
 KEY_COLUMNS = (
     "bucket_start", "width", "source", "model", "mode", "project", "feature", "api_key", "environment", "tags",
@@ -82,6 +91,21 @@ class BucketRow:
 def add_reported(a: int | None, b: int | None) -> int | None:
     """Two reported costs summed; unknown (None) if either is, as for our own cost."""
     return None if a is None or b is None else a + b
+
+
+class BucketFull(ValueError):
+    """Writing `rows` would take their buckets past what a bucket holds (MAX_BUCKET_COUNT,
+    MAX_BUCKET_NANOS); the statement's transaction must be rolled back."""
+
+    def __init__(self, rows: list[BucketRow]) -> None:
+        super().__init__(f"{len(rows)} bucket(s) would pass what one bucket holds")
+        self.rows = rows
+
+
+def over_capacity(row: BucketRow) -> bool:
+    """Whether one row on its own holds more than a bucket may."""
+    return (max(row.input_tokens, row.cached_input_tokens, row.output_tokens, row.requests, row.uptime_minutes)
+            > MAX_BUCKET_COUNT or max(row.cost_nanos or 0, row.reported_cost_nanos or 0) > MAX_BUCKET_NANOS)
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,10 @@ ADD_ON_CONFLICT = ", ".join(
        "price_id = COALESCE(excluded.price_id, usage_buckets.price_id)",
        "catalog_model = COALESCE(excluded.catalog_model, usage_buckets.catalog_model)",
        "reported_cost_nanos = usage_buckets.reported_cost_nanos + excluded.reported_cost_nanos"]
+) + " WHERE " + " AND ".join(  # a bucket never passes its capacity: such a row is left out, and counted
+    [f"usage_buckets.{c} <= {MAX_BUCKET_COUNT} - excluded.{c}" for c in COUNT_COLUMNS]
+    + [f"(usage_buckets.{c} IS NULL OR excluded.{c} IS NULL OR usage_buckets.{c} <= {MAX_BUCKET_NANOS} - excluded.{c})"
+       for c in ("cost_nanos", "reported_cost_nanos")]
 )
 
 
@@ -164,9 +192,14 @@ def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conf
     """INSERT ... ON CONFLICT (bucket key) DO UPDATE, as multi-row VALUES of driver parameters.
 
     The hot path of push and import: each distinct bucket start is converted once, and no
-    per-row bound-parameter processing happens. `rows` must have distinct keys."""
+    per-row bound-parameter processing happens. `rows` must have distinct keys. BucketFull if
+    a row, or a bucket it adds to, would hold more than a bucket may (nothing is then kept:
+    the caller's transaction rolls back)."""
     if not rows:
         return 0
+    full = [r for r in rows if over_capacity(r)]
+    if full:
+        raise BucketFull(full)
     connection = session.connection()
     dialect = connection.dialect
     bind = BUCKETS.c.bucket_start.type.dialect_impl(dialect).bind_processor(dialect)
@@ -187,8 +220,34 @@ def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conf
                 r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
                 r.cost_nanos, r.price_id, r.catalog_model, r.reported_cost_nanos,
             )
-        connection.exec_driver_sql(head + ", ".join([row_marks] * len(chunk)) + tail, tuple(params))
+        written = connection.exec_driver_sql(head + ", ".join([row_marks] * len(chunk)) + tail, tuple(params))
+        if written.rowcount != len(chunk):
+            raise BucketFull(_overflowing(session, source, list(chunk)))
     return len(rows)
+
+
+def _overflowing(session: Session, source: str, rows: list[BucketRow]) -> list[BucketRow]:
+    """Which of `rows` (just refused by the capacity check) their buckets could not take."""
+    starts = {r.bucket_start for r in rows}
+    stored = {
+        (b.bucket_start, b.width, b.model, b.mode, b.project, b.feature, b.api_key, b.environment, b.tags): b
+        for b in session.execute(
+            select(UsageBucket).where(UsageBucket.source == source, UsageBucket.bucket_start.in_(starts))
+        ).scalars()
+    }
+    full = []
+    for row in rows:
+        b = stored.get(row.key())
+        if b is None:
+            continue
+        total = BucketRow(row.bucket_start, row.width, row.model, row.mode, input_tokens=b.input_tokens,
+                          cached_input_tokens=b.cached_input_tokens, output_tokens=b.output_tokens,
+                          requests=b.requests, uptime_minutes=b.uptime_minutes, cost_nanos=b.cost_nanos,
+                          reported_cost_nanos=b.reported_cost_nanos)
+        total.absorb(row)
+        if over_capacity(total):
+            full.append(row)
+    return full or rows
 
 
 def upsert_pulled_buckets(

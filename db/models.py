@@ -26,6 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NANOS_PER_DOLLAR = 10**9
+# What one usage bucket may hold, far inside a BIGINT (9.2e18) so that adding one more batch to
+# a full bucket cannot overflow in the statement itself, and sums over buckets stay in range.
+MAX_BUCKET_COUNT = 10**15  # tokens, requests or minutes
+MAX_BUCKET_NANOS = 10**16  # $10,000,000
 
 
 def to_nanos(amount: Decimal) -> int:

@@ -12,8 +12,10 @@ quotes and budgets resolve names (`llama-3.3-70b`, `gpt-4o`, an `[[aliases]]` na
 bucket stores the catalog model it resolved to, which totals, rollups and budgets count it
 under. A name nothing matches stays unpriced under its own name; `reprice` resolves again.
 
+What a valid value is lives in `jobs.validation`; every way in (push, import, pull, and the
+OTLP and LiteLLM receivers) builds its records with `validate()` here, so all share it.
 A push is all or nothing: one bad line refuses the whole body, naming every bad line.
-An import validates the whole file first, then applies it in chunks.
+An import checks the whole file first, then applies it in one transaction.
 """
 
 from __future__ import annotations
@@ -24,23 +26,33 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import BucketRow, add_buckets, claim_event_ids, price_record_id
-from db.models import to_nanos
+from db.ledger import BucketFull, BucketRow, add_buckets, claim_event_ids, price_record_id
+from db.models import MAX_BUCKET_NANOS, to_nanos
+from jobs import validation
+from jobs.validation import MAX_COUNT, MAX_DEPTH, MAX_LINE_BYTES, RecordError, text_problem
 from pricing.catalog import Catalog, Price
 from pricing.costs import token_cost
+
+__all__ = [
+    "CSV_FIELDS", "Costing", "FileReader", "IngestRejected", "IngestResult", "MAX_COUNT", "PriceLookup",
+    "RecordError", "UsageRecord", "apply_records", "bucket_records", "check_costs", "file_format", "import_file",
+    "ingest_body", "latest_allowed", "parse_body", "parse_record", "price_lookup", "scan_line", "usage_price",
+    "validate",
+]
 
 MODES = frozenset({"serverless", "batch", "dedicated"})
 HOUR = 3600
 MAX_AHEAD = timedelta(days=1)
 EARLIEST = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp())
 MAX_ERRORS = 100
-MAX_COUNT = 10**12  # tokens or requests in one record; more is a bug upstream, and overflows a bucket
+BOM = b"\xef\xbb\xbf"
 
 LIMITS = {"id": 200, "model": 200, "project": 128, "feature": 128, "api_key": 128, "environment": 64, "tags": 512}
 CSV_FIELDS = (
@@ -56,10 +68,6 @@ CSV_ALIASES = {
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-class RecordError(ValueError):
-    """One record is unusable; the message says why, in words a user can act on."""
-
-
 class IngestRejected(Exception):
     """A push or import refused whole: (line number, reason) of the first bad lines, and how many."""
 
@@ -73,7 +81,7 @@ class IngestRejected(Exception):
 
 @dataclass(slots=True)
 class UsageRecord:
-    """One validated usage record, reduced to what the ledger keeps."""
+    """One validated usage record, reduced to what the ledger keeps (and the line it came from)."""
 
     event_id: str | None
     hour: int  # start of its hour, Unix seconds
@@ -89,6 +97,11 @@ class UsageRecord:
     environment: str
     tags: str
     reported_cost_nanos: int | None = None  # what the sender said it cost (LiteLLM), beside our own cost
+    line: int = 0
+
+    def bucket_key(self) -> tuple[Any, ...]:
+        return (self.hour, self.model, self.mode, self.project, self.feature, self.api_key, self.environment,
+                self.tags)
 
 
 @dataclass(frozen=True)
@@ -103,30 +116,8 @@ class IngestResult:
 # -- validating one record ---------------------------------------------------------------
 
 
-def _count(value: Any, name: str) -> int:
-    if type(value) is int and 0 <= value <= MAX_COUNT:
-        return value
-    if type(value) in (int, float) and value > MAX_COUNT:
-        raise RecordError(f"{name} is implausibly large (more than {MAX_COUNT:,})")
-    if value is None:
-        raise RecordError(f"{name} is missing")
-    if type(value) is int:
-        raise RecordError(f"{name} is negative ({value})")
-    if type(value) is float and value.is_integer():
-        if value < 0:
-            raise RecordError(f"{name} is negative ({value:g})")
-        return int(value)
-    raise RecordError(f"{name} must be a whole number of tokens, not {value!r}"[:200])
-
-
 def _text(value: Any, name: str) -> str:
-    if value is None:
-        return ""
-    if type(value) is not str:
-        raise RecordError(f"{name} must be a string")
-    if len(value) > LIMITS[name]:
-        raise RecordError(f"{name} is longer than {LIMITS[name]} characters")
-    return value
+    return "" if value is None else validation.text(value, name, LIMITS[name])
 
 
 def _tags(value: Any) -> str:
@@ -154,8 +145,9 @@ def _tags(value: Any) -> str:
         if not k or any(c in k or c in v for c in ",="):
             raise RecordError(f"tags: keys and values may not contain ',' or '=' ({k}={v})"[:200])
     text = ",".join(f"{k}={v}" for k, v in sorted(dict(pairs).items()))
-    if len(text) > LIMITS["tags"]:
-        raise RecordError(f"tags are longer than {LIMITS['tags']} characters")
+    problem = text_problem(text, LIMITS["tags"])
+    if problem is not None:
+        raise RecordError(f"tags {problem.replace('is longer', 'are longer')}")
     return text
 
 
@@ -168,9 +160,11 @@ def _unix_time(created: Any, timestamp: Any) -> int:
             return int(created)
         if type(created) is str:  # a CSV cell: Unix seconds, or ISO 8601 text
             try:
-                return int(float(created))
-            except (ValueError, OverflowError):
+                seconds = float(created)
+            except ValueError:
                 return _iso(created)
+            if seconds == seconds and abs(seconds) < 1e11:
+                return int(seconds)
         raise RecordError(f"created must be Unix seconds, not {created!r}"[:200])
     if timestamp is None:
         raise RecordError("no time: give created (Unix seconds) or timestamp (ISO 8601)")
@@ -183,10 +177,13 @@ def _iso(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise RecordError(f"unknown time format {text!r}: use ISO 8601 such as 2026-11-01T10:00:00Z"[:200]) from None
+        raise RecordError(f"unknown time format {text[:60]!r}: use ISO 8601 such as 2026-11-01T10:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)  # no offset given: read as UTC
-    return int(moment.timestamp())
+    try:
+        return int(moment.timestamp())
+    except (OverflowError, OSError, ValueError):
+        raise RecordError(f"time {text[:60]!r} is out of range") from None
 
 
 def validate(
@@ -209,33 +206,34 @@ def validate(
 ) -> UsageRecord:
     """A UsageRecord from raw field values, or RecordError naming the first problem.
 
-    The common case (right types, in range) takes the inline checks; anything else goes
-    through the helpers that say what is wrong."""
-    if event_id is not None and (type(event_id) is not str or not 0 < len(event_id) <= LIMITS["id"]):
+    The common case (right types, in range, plain text) takes the inline checks; anything
+    else goes through `jobs.validation`, which says what is wrong."""
+    if event_id is not None:
         if type(event_id) is not str or not event_id:
             raise RecordError("id must be a non-empty string")
-        raise RecordError(f"id is longer than {LIMITS['id']} characters")
+        if len(event_id) > LIMITS["id"] or "\x00" in event_id or not event_id.isascii():
+            validation.text(event_id, "id", LIMITS["id"])
     if type(model) is not str or not model.strip():
         raise RecordError("model is missing" if model is None else "model must be a non-empty string")
-    if len(model) > LIMITS["model"]:
-        raise RecordError(f"model is longer than {LIMITS['model']} characters")
+    if len(model) > LIMITS["model"] or "\x00" in model or not model.isascii():
+        validation.text(model, "model", LIMITS["model"])
     when = created if type(created) is int else _unix_time(created, timestamp)
     if when > latest:
         raise RecordError("time is more than a day in the future")
     if when < EARLIEST:
         raise RecordError("time is before 2000 (is it in milliseconds, or not Unix seconds?)")
     input_tokens = (prompt_tokens if type(prompt_tokens) is int and 0 <= prompt_tokens <= MAX_COUNT
-                    else _count(prompt_tokens, "prompt_tokens"))
+                    else validation.count(prompt_tokens, "prompt_tokens"))
     if completion_tokens is None:
         output_tokens = 0
     elif type(completion_tokens) is int and 0 <= completion_tokens <= MAX_COUNT:
         output_tokens = completion_tokens
     else:
-        output_tokens = _count(completion_tokens, "completion_tokens")
-    cached = 0 if cached_tokens is None else _count(cached_tokens, "cached_tokens")
+        output_tokens = validation.count(completion_tokens, "completion_tokens")
+    cached = 0 if cached_tokens is None else validation.count(cached_tokens, "cached_tokens")
     if cached > input_tokens:
         raise RecordError(f"cached_tokens ({cached}) exceed prompt_tokens ({input_tokens})")
-    n_requests = 1 if requests is None else _count(requests, "requests")
+    n_requests = 1 if requests is None else validation.count(requests, "requests")
     if mode is None:
         mode = "serverless"
     elif type(mode) is not str or mode not in MODES:
@@ -300,42 +298,57 @@ def latest_allowed(now: datetime | None = None) -> int:
 
 
 def parse_body(body: bytes, *, project: str, now: datetime | None = None) -> list[UsageRecord]:
-    """The records of a push body (one JSON record, or NDJSON); IngestRejected if any line is bad."""
+    """The records of a push body (one JSON record, perhaps pretty-printed, or NDJSON; a UTF-8
+    BOM is allowed); IngestRejected naming every bad line if any is bad."""
     latest = latest_allowed(now)
+    body = body.removeprefix(BOM)
     if not body.strip():
         raise IngestRejected([(1, "empty body: send one JSON record, or one record per line (NDJSON)")])
     try:
-        whole = json.loads(body)
-    except ValueError:
-        whole = None  # NDJSON, or malformed: look line by line
-    else:
-        if type(whole) is dict:
-            try:
-                return [parse_record(whole, latest=latest, project=project)]
-            except RecordError as exc:
-                raise IngestRejected([(1, str(exc))]) from None
-    lossy = False
-    try:
-        text = body.decode("utf-8")
+        text, lossy = body.decode("utf-8"), False
     except UnicodeDecodeError:
         text, lossy = body.decode("utf-8", errors="surrogateescape"), True  # bad lines are named below
+    lines = text.split("\n")
+    if not lossy and len(lines) > 1:
+        whole = _one_document(text, lines)
+        if whole is not None:
+            try:
+                record = parse_record(whole, latest=latest, project=project)
+            except RecordError as exc:
+                raise IngestRejected([(1, str(exc))]) from None
+            record.line = 1
+            return [record]
     records: list[UsageRecord] = []
     errors: list[tuple[int, str]] = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line or line.isspace():
             continue
         try:
             obj = scan_line(line, lossy)
-        except ValueError as exc:
+            record = parse_record(obj, latest=latest, project=project)
+        except (ValueError, RecordError) as exc:
             errors.append((number, str(exc)))
             continue
-        try:
-            records.append(parse_record(obj, latest=latest, project=project))
-        except RecordError as exc:
-            errors.append((number, str(exc)))
+        record.line = number
+        records.append(record)
     if errors:
         raise IngestRejected(errors)
     return records
+
+
+def _one_document(text: str, lines: list[str]) -> dict[str, Any] | None:
+    """A body spread over several lines that is one JSON object (a pretty-printed record);
+    None when its first line is a value on its own (NDJSON) or the body is not one object."""
+    first = next((line for line in lines if line and not line.isspace()), "")
+    try:
+        scan_line(first, False)
+    except ValueError:
+        try:
+            whole = validation.json_value(text)
+        except RecordError:
+            return None
+        return whole if type(whole) is dict else None
+    return None
 
 
 _SCAN = json.JSONDecoder().scan_once  # the C scanner, without json.loads' per-call overhead
@@ -347,13 +360,17 @@ def scan_line(line: str, lossy: bool = True) -> Any:
     try:
         if line[0] in _LEADING_SPACE:
             line = line.strip()
+        if line.count("[") + line.count("{") > MAX_DEPTH:
+            validation.json_value(line)  # depth-checked: no RecursionError, a clear reason instead
         obj, end = _SCAN(line, 0)
         if end != len(line) and not line[end:].isspace():
             raise ValueError
         if lossy and any("\udc80" <= c <= "\udcff" for c in line):
             raise ValueError
         return obj
-    except (StopIteration, ValueError, IndexError):
+    except RecordError as exc:
+        raise ValueError(str(exc)) from None
+    except (StopIteration, ValueError, IndexError, RecursionError):
         raise ValueError(_line_reason(line)) from None
 
 
@@ -361,16 +378,64 @@ def _line_reason(line: str) -> str:
     if any("\udc80" <= c <= "\udcff" for c in line):
         return "not valid UTF-8 text"
     try:
-        json.loads(line)
-    except ValueError as exc:
-        return _json_reason(exc)
+        validation.json_value(line)
+    except RecordError as exc:
+        return str(exc)
     return "not valid JSON"
 
 
-def _json_reason(exc: ValueError) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"not valid JSON ({exc.msg} at column {exc.colno})"
-    return "not valid UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"not valid JSON ({exc})"
+def check_costs(records: list[UsageRecord], catalog: Catalog) -> None:
+    """IngestRejected if any hour bucket of `records` alone would cost more than a bucket may hold.
+
+    Cheap first: tokens times the highest rate of each record's price, summed over all
+    records, is almost always far below the limit; only when it is not are buckets costed."""
+    lookup = price_lookup(catalog)
+    ceilings: dict[tuple[str, str, int], int] = {}
+    bound = 0
+    for r in records:
+        key = (r.model, r.mode, r.hour // 86400)
+        ceiling = ceilings.get(key)
+        if ceiling is None:
+            price = lookup(r.model, r.mode, (_EPOCH + timedelta(seconds=r.hour)).date()) if r.mode != "dedicated" else None
+            ceiling = ceilings[key] = _nanos_per_token(price)
+        bound += (r.input_tokens + r.output_tokens) * ceiling
+    if bound <= MAX_BUCKET_NANOS:
+        return
+    full = []
+    for row in bucket_records(records):
+        price = lookup(row.model, row.mode, row.bucket_start.date()) if row.mode != "dedicated" else None
+        if price is not None:
+            cost = to_nanos(token_cost(price, row.input_tokens, row.output_tokens, row.cached_input_tokens))
+            if cost > MAX_BUCKET_NANOS:
+                row.cost_nanos = cost
+                full.append(row)
+    if full:
+        raise _bucket_refusal(records, full)
+
+
+def _nanos_per_token(price: Price | None) -> int:
+    if price is None:
+        return 0
+    highest = max(price.input, price.output, price.cached_input or Decimal(0))
+    return int((highest * 1000).to_integral_value(rounding=ROUND_CEILING))  # $/1M tokens -> nano-$/token
+
+
+def _bucket_refusal(records: Iterable[UsageRecord], full: list[BucketRow]) -> IngestRejected:
+    """IngestRejected naming, for each bucket that would overflow, the first line that went into it."""
+    keys = {(int(r.bucket_start.timestamp()), r.model, r.mode, r.project, r.feature, r.api_key, r.environment,
+             r.tags): r for r in full}
+    errors: dict[tuple[Any, ...], tuple[int, str]] = {}
+    for record in records:
+        key = record.bucket_key()
+        if key in keys and key not in errors:
+            row = keys[key]
+            where = f"{row.model} at {row.bucket_start:%Y-%m-%d %H}:00 UTC" + (f", project {row.project}" if row.project else "")
+            problem = validation.bucket_problem(
+                {"tokens": max(row.input_tokens, row.output_tokens), "requests": row.requests}, row.cost_nanos
+            ) or (f"its bucket would pass what one hour bucket holds (${validation.MAX_BUCKET_DOLLARS:,} "
+                  f"or {validation.MAX_BUCKET_COUNT:,} tokens) with what the ledger has already")
+            errors[key] = (record.line, f"the bucket of {where}: {problem}")
+    return IngestRejected(sorted(errors.values()) or [(0, "a bucket would pass what one bucket holds")])
 
 
 # -- costing and bucketing -----------------------------------------------------------------
@@ -516,7 +581,10 @@ def apply_records(
     fresh = claim_event_ids(session, first.keys(), now)
     counted = anonymous + [record for event_id, record in first.items() if event_id in fresh]
     costing = Costing(catalog, session)
-    add_buckets(session, source, (costing.cost(row) for row in bucket_records(counted)))
+    try:
+        add_buckets(session, source, [costing.cost(row) for row in bucket_records(counted)])
+    except BucketFull as full:  # the caller's transaction rolls back: nothing of these records stays
+        raise _bucket_refusal(counted, full.rows) from None
     return IngestResult(accepted=len(counted), duplicates=len(records) - len(counted))
 
 
@@ -534,6 +602,7 @@ def ingest_body(
     Raises IngestRejected naming each bad line before anything is written."""
     now = now or datetime.now(timezone.utc)
     records = parse_body(body, project=project, now=now)
+    check_costs(records, catalog)
     with transaction(sessions) as session:
         return apply_records(session, catalog, records, source=source, now=now)
 
@@ -555,7 +624,11 @@ class _Line:
 
 @dataclass
 class FileReader:
-    """Streams a CSV or JSONL file as validated lines, one at a time, never the whole file."""
+    """Streams a CSV or JSONL file as validated lines, one at a time, never the whole file.
+
+    Everything that could refuse a line is found here, in the checking pass: bytes that are
+    not UTF-8 (named by line, never read as U+FFFD), lines over MAX_LINE_BYTES, CSV fields
+    over csv's 128 KB limit, JSON nested too deep, and every rule of `validate()`."""
 
     path: Path
     fmt: Format
@@ -573,55 +646,99 @@ class FileReader:
             else:
                 yield from self._csv(handle)
 
-    def _decoded(self, handle: io.BufferedReader, raw: list[str]) -> Iterator[str]:
-        for number, chunk in enumerate(handle):
+    def _physical(self, handle: io.BufferedReader) -> Iterator[tuple[int, str, str | None]]:
+        """(line number, text, problem) per physical line: the text is decoded with
+        surrogateescape (so a bad line can be written back byte for byte), the problem
+        says why the line is unusable (None: it is fine)."""
+        number = 0
+        while True:
+            chunk = handle.readline(MAX_LINE_BYTES + 1)
+            if not chunk:
+                return
+            number += 1
             self.bytes_read += len(chunk)
-            text = chunk.decode("utf-8-sig" if number == 0 else "utf-8", errors="replace")
-            raw.append(text)
-            yield text
-
-    def _jsonl(self, handle: io.BufferedReader) -> Iterator[_Line]:
-        for number, chunk in enumerate(handle, start=1):
-            self.bytes_read += len(chunk)
-            if not chunk.strip():
+            if number == 1:
+                chunk = chunk.removeprefix(BOM)
+            problem = None
+            if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+                while chunk and not chunk.endswith(b"\n"):  # skip the rest of it, holding none of it
+                    chunk = handle.readline(1 << 16)
+                    self.bytes_read += len(chunk)
+                yield number, "\n", f"the line is longer than {MAX_LINE_BYTES:,} bytes"
                 continue
             try:
-                line, lossy = _Line(number, chunk.decode("utf-8")), False
-            except UnicodeDecodeError:
-                line, lossy = _Line(number, chunk.decode("utf-8", errors="surrogateescape")), True
-            try:
-                obj = scan_line(line.raw.rstrip("\r\n"), lossy)
-            except ValueError as exc:
-                line.error = str(exc)
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                text = chunk.decode("utf-8", errors="surrogateescape")
+                problem = f"not valid UTF-8 text (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1})"
+            yield number, text, problem
+
+    def _jsonl(self, handle: io.BufferedReader) -> Iterator[_Line]:
+        for number, text, problem in self._physical(handle):
+            if problem is None and (not text or text.isspace()):
+                continue
+            line = _Line(number, text)
+            if problem is not None:
+                line.error = problem
             else:
                 try:
-                    line.record = parse_record(obj, latest=self.latest, project=self.project)
-                except RecordError as exc:
+                    line.record = parse_record(scan_line(text.rstrip("\r\n"), False), latest=self.latest,
+                                               project=self.project)
+                    line.record.line = number
+                except (ValueError, RecordError) as exc:
                     line.error = str(exc)
             yield line
 
     def _csv(self, handle: io.BufferedReader) -> Iterator[_Line]:
         raw: list[str] = []
-        reader = csv.reader(self._decoded(handle, raw))
+        problems: list[tuple[int, str]] = []
+        last = [0]
+
+        def feed() -> Iterator[str]:
+            for number, text, problem in self._physical(handle):
+                last[0] = number
+                raw.append(text)
+                if problem is not None:
+                    problems.append((number, problem))
+                yield text
+
+        reader = csv.reader(feed())
         try:
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as exc:
+            raise IngestRejected([(1, f"the header is not readable CSV ({exc})")]) from None
+        if problems:
+            raise IngestRejected([(1, f"the header: {problems[0][1]}")])
         self.header = "".join(raw)
         raw.clear()
         index = self._column_index([h.strip() for h in header])
-        number = 2
-        for row in reader:
-            text = "".join(raw)
-            raw.clear()
-            line = _Line(number, text)
-            number += text.count("\n") or 1
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
+        start = 2
+        while True:
+            error = None
             try:
-                line.record = self._csv_record(row, index)
-            except RecordError as exc:
-                line.error = str(exc)
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                row, error = [], f"not readable CSV ({exc})"
+            line = _Line(start, "".join(raw))
+            raw.clear()
+            start = last[0] + 1
+            if problems:
+                line.number, error = problems[0]
+                problems.clear()
+            if error is not None:
+                line.error = error
+            elif not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            else:
+                try:
+                    line.record = self._csv_record(row, index)
+                    line.record.line = line.number
+                except RecordError as exc:
+                    line.error = str(exc)
             yield line
 
     def _column_index(self, header: list[str]) -> dict[str, int]:
@@ -656,11 +773,17 @@ class FileReader:
         counts = []
         for name, text in (("prompt_tokens", prompt), ("completion_tokens", completion), ("cached_tokens", cached),
                            ("requests", requests)):
-            try:
-                counts.append(int(text) if text is not None else None)
-            except ValueError:
-                raise RecordError(f"{name} must be a whole number, not {text!r}"[:200]) from None
-        if created is not None and created.isdigit():
+            if text is None:
+                counts.append(None)
+            elif text.isdigit() and text.isascii() and len(text) <= 16:
+                counts.append(int(text))
+            elif text.lstrip("+-").isdigit() and text.isascii():
+                if len(text) > 17:
+                    raise RecordError(f"{name} is implausibly large (more than {MAX_COUNT:,})")
+                counts.append(int(text))  # negative: validate() names it
+            else:
+                raise RecordError(f"{name} must be a whole number, not {text[:40]!r}")
+        if created is not None and created.isdigit() and created.isascii() and len(created) <= 12:
             created = int(created)
         return validate(
             event_id=event_id,
@@ -708,8 +831,10 @@ def import_file(
     """Import a CSV or JSONL file, streaming it twice: first check every line, then apply.
 
     Bad lines refuse the file before anything is applied (IngestRejected), unless
-    `skip_bad` names a file to write them to; then the good lines are applied. Chunks
-    commit one by one; ids make an interrupted import safe to run again."""
+    `skip_bad` names a file to write them to; then the good lines are applied. The apply
+    pass is one transaction (chunks of `chunk_lines` are written inside it), so an import
+    is all or nothing: a bucket that would overflow, a crash or a lost database leaves
+    nothing of the file behind, and running it again is safe."""
     now = now or datetime.now(timezone.utc)
     reader = FileReader(path, file_format(path, fmt), latest_allowed(now), dict(columns or {}), project)
     total_bytes = path.stat().st_size
@@ -741,24 +866,20 @@ def import_file(
 
     accepted = duplicates = 0
     chunk: list[UsageRecord] = []
-    for line in reader.lines():
-        if line.record is None:
-            continue
-        chunk.append(line.record)
-        if len(chunk) >= chunk_lines:
-            result = _apply_chunk(sessions, catalog, chunk, source, now)
+    with transaction(sessions) as session:
+        for line in reader.lines():
+            if line.record is None:
+                if skip_bad is None:  # it passed the check: the file changed since
+                    raise IngestRejected([(line.number, f"{line.error} (the file changed during the import)")])
+                continue
+            chunk.append(line.record)
+            if len(chunk) >= chunk_lines:
+                result = apply_records(session, catalog, chunk, source=source, now=now)
+                accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
+                chunk = []
+                report("importing", reader.bytes_read, total_bytes)
+        if chunk:
+            result = apply_records(session, catalog, chunk, source=source, now=now)
             accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
-            chunk = []
-            report("importing", reader.bytes_read, total_bytes)
-    if chunk:
-        result = _apply_chunk(sessions, catalog, chunk, source, now)
-        accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
     report("importing", total_bytes, total_bytes)
     return IngestResult(accepted=accepted, duplicates=duplicates, bad=bad)
-
-
-def _apply_chunk(
-    sessions: sessionmaker[Session], catalog: Catalog, records: list[UsageRecord], source: str, now: datetime
-) -> IngestResult:
-    with transaction(sessions) as session:
-        return apply_records(session, catalog, records, source=source, now=now)

@@ -259,7 +259,7 @@ def test_a_pretty_printed_single_record_is_accepted() -> None:
 
 # -- properties --------------------------------------------------------------------------------
 
-names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",="), min_size=1, max_size=20)
+names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",=\x00"), min_size=1, max_size=20)
 counts = st.integers(min_value=0, max_value=10**12)
 moments = st.integers(min_value=int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()), max_value=int(NOW.timestamp()))
 
@@ -268,7 +268,7 @@ moments = st.integers(min_value=int(datetime(2000, 1, 1, tzinfo=timezone.utc).ti
 def records(draw: st.DrawFn) -> dict[str, Any]:
     prompt = draw(counts)
     record = response(
-        id=draw(st.one_of(st.none(), st.text(min_size=1, max_size=40))),
+        id=draw(st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=40))),
         model=draw(names.filter(lambda s: s.strip() != "")),
         prompt=prompt,
         completion=draw(counts),

@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
 from db.ledger import BucketRow, source_state, upsert_pulled_buckets
+from jobs import validation
 from jobs.ingest import Costing
 from jobs.settings import Settings, Source
 from jobs.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start
+from jobs.validation import MAX_BUCKET_COUNT, RecordError
 from pricing.catalog import Catalog
 
 PATH = "/v1/organization/usage/completions"
@@ -52,7 +54,8 @@ def parse_page(payload: Any) -> UsagePage:
         if not isinstance(bucket, dict):
             raise SchemaError("a bucket is not an object")
         start, end, results = bucket.get("start_time"), bucket.get("end_time"), bucket.get("results")
-        if type(start) is not int or type(end) is not int or end <= start or not isinstance(results, list):
+        if type(start) is not int or type(end) is not int or not 0 <= start < end < 10**11 \
+                or not isinstance(results, list):
             raise SchemaError("a bucket lacks start_time, end_time or results")
         for result in results:
             _check_result(result)
@@ -61,18 +64,28 @@ def parse_page(payload: Any) -> UsagePage:
 
 
 def _check_result(result: Any) -> None:
+    """A result holds counts a bucket can store and strings both engines keep (jobs.validation)."""
     if not isinstance(result, dict):
         raise SchemaError("a result is not an object")
-    for name in ("input_tokens", "output_tokens", "num_model_requests"):
-        value = result.get(name)
-        if type(value) is not int or value < 0:
+    for name in ("input_tokens", "output_tokens", "num_model_requests", "input_cached_tokens"):
+        value = result.get(name, 0 if name == "input_cached_tokens" else None)
+        if value is None and name == "input_cached_tokens":
+            continue
+        if type(value) is not int:
             raise SchemaError(f"a result's {name} is missing or not a count")
-    cached = result.get("input_cached_tokens", 0)
-    if cached is not None and (type(cached) is not int or cached < 0):
-        raise SchemaError("a result's input_cached_tokens is not a count")
+        try:
+            validation.count(value, name, MAX_BUCKET_COUNT)
+        except RecordError as exc:
+            raise SchemaError(f"a result's {exc}") from None
     for name in ("model", "project_id", "api_key_id"):
-        if result.get(name) is not None and not isinstance(result.get(name), str):
+        value = result.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
             raise SchemaError(f"a result's {name} is not a string")
+        problem = validation.text_problem(value, 10_000)
+        if problem is not None:
+            raise SchemaError(f"a result's {name} {problem}")
 
 
 def result_row(start: int, width: str, result: dict[str, Any]) -> BucketRow:

@@ -36,6 +36,7 @@ from pricing.catalog import Catalog
 
 BILLED_STATES = frozenset({"STARTING", "STARTED", "STOPPING"})
 """States in which an endpoint holds its hardware (PENDING waits for it; STOPPED and ERROR do not)."""
+MAX_DOLLARS_PER_MINUTE = Decimal(10_000)  # more is not a price any GPU has; it would overflow a bucket
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,10 @@ def parse_hardware(payload: Any) -> dict[str, Decimal]:
             cents = item["pricing"]["cents_per_minute"]
             if isinstance(cents, bool) or not isinstance(cents, (int, float, str)):
                 raise TypeError
-            prices[str(item["id"])] = Decimal(str(cents)) / 100
+            per_minute = Decimal(str(cents)) / 100
+            if not per_minute.is_finite() or not 0 <= per_minute <= MAX_DOLLARS_PER_MINUTE:
+                raise TypeError
+            prices[str(item["id"])] = per_minute
         except (KeyError, TypeError, InvalidOperation):
             raise SchemaError("a hardware item lacks id or pricing.cents_per_minute") from None
     return prices
