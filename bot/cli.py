@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
+
+from jobs.redaction import RedactedStream
 
 # Each module in bot/commands/ exposes `register(subparsers)`, which adds its parser and
 # sets `func=run`, where `run(args) -> int` is the exit code. A module that fails to import
@@ -64,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 done, 1 failed (a source, the database, a bug), 2 bad
+    input (arguments, configuration, a refused file). Everything printed goes through the
+    redactor, and no traceback reaches the terminal (unless LOG_LEVEL=DEBUG)."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactedStream(stdout), RedactedStream(stderr)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -76,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `budget-guard usage | head`
         sys.stderr.close()
         return 0
+    except Exception as exc:  # noqa: BLE001 - a bug or an outage: one line, not a traceback
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"budget-guard {args.command}: failed: {type(exc).__name__}" + (f": {first}" if first else ""),
+              file=sys.stderr)
+        if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
+            traceback.print_exc()
+        else:
+            print("  (set LOG_LEVEL=DEBUG to see where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

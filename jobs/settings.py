@@ -414,6 +414,15 @@ class Settings(BaseSettings):
     def _supported_database(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgresql(\+psycopg)?)://", value):
             raise ValueError("expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+        from sqlalchemy import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:  # as the engine will read it; nothing of the URL is echoed (it may hold a password)
+            port = make_url(value).port
+        except (ValueError, ArgumentError):
+            port = 0
+        if port is not None and not 0 < port <= 65535:
+            raise ValueError("the port is not a number from 1 to 65535; expected postgresql+psycopg://USER@HOST:5432/DB")
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value[len("postgresql://"):]
         return value

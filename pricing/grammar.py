@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation, localcontext
 
 from pricing.costs import DAYS_PER_MONTH
 
@@ -22,6 +22,9 @@ MAX_MONTHLY_REQUESTS = Decimal(10) ** 13
 MAX_MONTHLY_TOKENS = Decimal(10) ** 16
 MAX_RATE = Decimal(100_000)
 MAX_MODELS = 60
+MAX_MAGNITUDE = 18  # no number a quote takes is larger than 1e18
+MAX_EXPONENT = 40  # 1e40 or 1e-40 is already out of range: say so before Decimal tries 1e999999999
+NUMBERS = Context(prec=60, traps=[InvalidOperation])  # exact for every number that passes the checks
 
 EXAMPLES = (
     "llama-3.3-70b in=3000 out=1000 requests=2M/month",
@@ -103,16 +106,24 @@ def parse_number(text: str, what: str) -> Decimal:
     if lowered[-1] in SUFFIXES:
         multiplier = SUFFIXES[lowered[-1]]
         lowered = lowered[:-1]
+    digits = lowered.replace(",", "").replace("_", "")
+    mantissa, _, exponent = digits.partition("e")
+    if exponent and abs(int(exponent)) > MAX_EXPONENT:
+        raise QuoteSyntaxError(f"{what} has an exponent out of range (e{exponent[:12]}); "
+                               f"numbers here go up to 1e{MAX_MAGNITUDE}, e.g. 3000, 3k or 2M")
+    if len(mantissa.lstrip("+-0").split(".")[0]) > MAX_MAGNITUDE + 1:
+        raise QuoteSyntaxError(f"{what} is too large; numbers here go up to 1e{MAX_MAGNITUDE}")
     try:
-        value = Decimal(lowered.replace(",", "").replace("_", "")) * multiplier
-    except InvalidOperation:
+        with localcontext(NUMBERS):
+            value = Decimal(digits) * multiplier
+    except (InvalidOperation, ArithmeticError):
         raise QuoteSyntaxError(f"{what} must be a number like 3000, 3k or 2M") from None
     if not value.is_finite():
         raise QuoteSyntaxError(f"{what} must be a finite number")
     if value < 0:
         raise QuoteSyntaxError(f"{what} cannot be negative")
-    if value.adjusted() > 18:
-        raise QuoteSyntaxError(f"{what} is too large")
+    if value.adjusted() > MAX_MAGNITUDE:
+        raise QuoteSyntaxError(f"{what} is too large; numbers here go up to 1e{MAX_MAGNITUDE}")
     return value
 
 
@@ -128,7 +139,7 @@ def _tokens(text: str, what: str) -> int:
 def _period(word: str) -> str:
     period = PERIODS.get(word.lower())
     if period is None:
-        raise QuoteSyntaxError(f"the volume period must be hour, day, week or month (not {word[:20]!r})",
+        raise QuoteSyntaxError(f"the volume period must be hour, day, week or month (not {quoted(word, 20)})",
                                "maestro 3k/1k x 2M/mo")
     return period
 
@@ -362,6 +373,9 @@ def _set_volume(request: QuoteRequest, volume: Volume) -> None:
         raise QuoteSyntaxError("the volume is given twice; say it once, e.g. 2M/month")
     if volume.amount <= 0:
         raise QuoteSyntaxError("the volume must be more than 0, e.g. 2M/month")
+    if volume.amount < 1:
+        raise QuoteSyntaxError(f"that volume is less than one {volume.unit.rstrip('s')} a month; check the number",
+                               "maestro 3k/1k x 2M/mo")
     limit = MAX_MONTHLY_TOKENS if volume.unit == "tokens" else MAX_MONTHLY_REQUESTS
     if volume.amount > limit:
         raise QuoteSyntaxError(f"that volume is more than {limit:.0e} {volume.unit} a month; check the number")
@@ -399,6 +413,13 @@ def _plain(name: str) -> bool:
     return bool(re.match(r"^[\w.\-/:]{1,80}$", name))
 
 
-def _inert(text: str) -> str:
-    """User text quoted and clipped for an error message (views escape it for Slack)."""
-    return "'" + text[:40] + ("…" if len(text) > 40 else "") + "'"
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def quoted(text: str, limit: int = 40) -> str:
+    """User text quoted and clipped for an error message (views escape it for Slack); control
+    characters and lone surrogates, which no message may carry, shown as `?`."""
+    return "'" + _UNSHOWABLE.sub("?", text[:limit]) + ("…" if len(text) > limit else "") + "'"
+
+
+_inert = quoted

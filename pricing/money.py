@@ -3,11 +3,29 @@ request or per 1M tokens keep at least 3 significant digits below $1."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+import functools
+from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Any, TypeVar
 
 CENT = Decimal("0.01")
+WIDE = Context(prec=80)
+F = TypeVar("F", bound=Callable[..., str])
 
 
+def _wide(show: F) -> F:
+    """Run a formatter with digits to spare: rounding for display never overflows the context,
+    and a plain int or float is taken as the Decimal it stands for."""
+
+    @functools.wraps(show)
+    def wrapper(value: Any, *args: Any) -> str:
+        with localcontext(WIDE):
+            return show(value if isinstance(value, Decimal) else Decimal(str(value)), *args)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_wide
 def usd(amount: Decimal) -> str:
     """`$12,000.00`, `$0.0069`, `$0.0001235`, `-$3.50`; exact amounts stay in `--json`."""
     sign = "-" if amount < 0 else ""
@@ -24,6 +42,7 @@ def usd(amount: Decimal) -> str:
     return f"{sign}${whole}.{fraction}"
 
 
+@_wide
 def unit_usd(amount: Decimal) -> str:
     """An amount per request or per 1M tokens: `$0.0175`, `$0.024`, `$0.90`, `$0.00875`, `$12.50`.
 
@@ -40,11 +59,13 @@ def unit_usd(amount: Decimal) -> str:
     return f"{sign}${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
+@_wide
 def per_million(rate: Decimal) -> str:
     """A rate in USD per 1M tokens, e.g. `$0.90/1M`, `$0.088/1M`."""
     return f"{unit_usd(rate)}/1M"
 
 
+@_wide
 def count(value: Decimal | int | float) -> str:
     """A large count readably: 2M, 1.5B, 3,000."""
     number = Decimal(str(value))
@@ -57,6 +78,7 @@ def count(value: Decimal | int | float) -> str:
     return f"{number.quantize(Decimal('0.1')):,}"
 
 
+@_wide
 def percent(fraction: Decimal) -> str:
     """0.5 → `50%`, 0.123 → `12.3%`."""
     value = (fraction * 100).quantize(Decimal("0.1"))

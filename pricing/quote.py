@@ -18,7 +18,7 @@ from pricing.costs import (
     dedicated_quote,
     token_cost,
 )
-from pricing.grammar import EXAMPLES, QuoteRequest, QuoteSyntaxError
+from pricing.grammar import EXAMPLES, QuoteRequest, QuoteSyntaxError, quoted
 
 MILLION = Decimal(1_000_000)
 ESTIMATE_NOTE = ("Dedicated figures are estimates (model-card and data-sheet facts, stated efficiency factors); "
@@ -125,7 +125,7 @@ def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None,
         except UnknownModel as exc:
             hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
             raise QuoteSyntaxError(
-                f"no model called '{name[:60]}'{hint}",
+                f"no model called {quoted(name, 60)}{hint}",
                 " ".join(f"{exc.suggestions[0]} 3k/1k x 2M/mo".split()) if exc.suggestions else EXAMPLES[0],
             ) from None
         price = catalog.price(match.provider, match.model, at)
@@ -139,7 +139,7 @@ def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None,
     gpu = (request.gpu or default_gpu).lower()
     if request.dedicated and gpu not in catalog.hardware:
         raise QuoteSyntaxError(
-            f"no dedicated hardware called '{gpu[:20]}'; known: {', '.join(sorted(catalog.hardware))}",
+            f"no dedicated hardware called {quoted(gpu, 20)}; known: {', '.join(sorted(catalog.hardware))}",
             EXAMPLES[4],
         )
     quotes = [_model_quote(request, catalog, label, price, runners_up, gpu) for label, price, runners_up in prices]
@@ -292,7 +292,7 @@ def _cluster(request: QuoteRequest, catalog: Catalog) -> QuoteResult:
     gpu = (request.gpu or "").lower()
     if gpu not in catalog.hardware:
         raise QuoteSyntaxError(
-            f"no GPU type called '{gpu[:20]}'; known: {', '.join(sorted(catalog.hardware))}", EXAMPLES[6]
+            f"no GPU type called {quoted(gpu, 20)}; known: {', '.join(sorted(catalog.hardware))}", EXAMPLES[6]
         )
     option = catalog.hardware[gpu]
     per_gpu_hour = option.hourly / option.count

@@ -79,7 +79,7 @@ def test_import_then_usage_shows_costs_and_unpriced_tokens(
 def test_import_refuses_a_bad_file_naming_lines(db_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(response("a")) + "\n" + json.dumps(response("b", prompt=-2)) + "\nnope\n")
-    assert main(["import", str(path)]) == 1
+    assert main(["import", str(path)]) == 2
     err = capsys.readouterr().err
     assert "refused, nothing applied: 2 bad line(s)" in err
     assert "line 2: prompt_tokens is negative (-2)" in err and "line 3: not valid JSON" in err

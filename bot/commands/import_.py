@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  line {line}: {reason}", file=sys.stderr)
         if exc.total > 20:
             print(f"  ...and {exc.total - 20:,} more; --skip-bad FILE applies the good lines", file=sys.stderr)
-        return 1
+        return 2
     finally:
         context.close()
     print(f"{args.file}: {result.accepted:,} record(s) imported, {result.duplicates:,} duplicate(s) skipped", end="")
