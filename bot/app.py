@@ -69,7 +69,7 @@ def create_app(context: Context, *, metrics: Metrics | None = None, admins: Admi
     quote.register(app, context)
     credit.register(app, context, admins)  # before budget: Bolt runs the first listener that matches
     budget.register(app, context, admins)
-    alerts.register(app, context)
+    alerts.register(app, context, admins)
     guard.register(app, context, admins)
     home.register(app, context, admins)
     home.register_other_events(app)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import Alert, SourceState, SyncedPrice, from_nanos
+from db.models import Alert, OutboxMessage, SourceState, SyncedPrice, from_nanos
 from db.rollups import DailyRow, daily_rows, local_midnight, month_bounds
 from jobs import budget_status, claims, guard, runway
 from jobs import budgets as budget_store
@@ -486,6 +486,18 @@ def record_alert(context: Context, draft: AlertDraft, now: datetime, render: Ale
         enqueue(session, key=draft.key, kind="alert", channel=draft.channel, text=text, blocks=blocks or None,
                 thread_of=first, now=now)
     return True
+
+
+def alert_channel(context: Context, alert_id: int, budget: str) -> str | None:
+    """The channel an alert was posted in (or is queued for); None if there is no such alert
+    for that budget (a forged or stale button)."""
+    with context.sessions() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None or alert.budget != budget:
+            return None
+        row = session.execute(select(OutboxMessage.posted_channel, OutboxMessage.channel)
+                              .where(OutboxMessage.dedupe_key == alert.outbox_key)).first()
+    return (row[0] or row[1]) if row is not None else None
 
 
 def acknowledge(context: Context, alert_id: int, budget: str, user: str, *, now: datetime | None = None) -> Alert | None:

@@ -37,6 +37,7 @@ MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and 
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN) as fake:
         fake.set_usergroup("S0ADMINS", ["U0GROUPIE"])
+        fake.add_channel("C0ALERTS", members=["U0LEAD", "U0OTHER"])  # who may acknowledge its alerts
         yield fake
 
 

@@ -1,5 +1,6 @@
 """Alert buttons: Acknowledge, Snooze for a day, Show breakdown. Each click is acknowledged at
-once; the change, the message update and the breakdown follow (see `bot.listeners.lazy`)."""
+once; the change, the message update and the breakdown follow (see `bot.listeners.lazy`).
+Who may press which: `bot.alert_access`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pydantic import ValidationError
 from slack_bolt import App, Respond
 from slack_sdk import WebClient
 
+from bot.admins import AdminDirectory
+from bot.alert_access import NOT_YOURS, may_change
 from bot.listeners.lazy import ack_first
 from bot.views.alerts import AlertAction, acknowledged_blocks, breakdown_blocks
-from jobs.budget_check import acknowledge, breakdown, snooze
+from jobs.budget_check import acknowledge, alert_channel, breakdown, snooze
 from jobs.context import Context
 
 log = logging.getLogger(__name__)
@@ -34,17 +37,35 @@ def _update_message(client: WebClient, body: dict[str, Any], user: str, what: st
                            blocks=acknowledged_blocks(message.get("blocks") or [], user, what))
 
 
-def register(app: App, context: Context) -> None:
+def register(app: App, context: Context, admins: AdminDirectory) -> None:
+    def permitted(action: AlertAction | None, user: str, verb: str, client: WebClient, respond: Respond) -> bool:
+        """Is this a known alert, and may `user` change it? Refusals answer ephemerally."""
+        channel = alert_channel(context, action.alert_id, action.budget) if action is not None else None
+        if channel is None:
+            respond(text=REFUSED, response_type="ephemeral", replace_original=False)
+            return False
+        if not may_change(admins, client, channel, user):
+            respond(text=NOT_YOURS.format(channel=channel, verb=verb), response_type="ephemeral",
+                    replace_original=False)
+            return False
+        return True
+
     def acknowledge_alert(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         action, user = _action(body), body.get("user", {}).get("id", "")
-        if action is None or acknowledge(context, action.alert_id, action.budget, user) is None:
+        if not permitted(action, user, "acknowledge", client, respond):
+            return
+        assert action is not None
+        if acknowledge(context, action.alert_id, action.budget, user) is None:
             respond(text=REFUSED, response_type="ephemeral", replace_original=False)
             return
         _update_message(client, body, user, "Acknowledged")
 
     def snooze_alert(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         action, user = _action(body), body.get("user", {}).get("id", "")
-        if action is None or snooze(context, action.alert_id, action.budget, user) is None:
+        if not permitted(action, user, "snooze", client, respond):
+            return
+        assert action is not None
+        if snooze(context, action.alert_id, action.budget, user) is None:
             respond(text=REFUSED, response_type="ephemeral", replace_original=False)
             return
         _update_message(client, body, user, "Snoozed for a day")

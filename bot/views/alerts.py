@@ -22,7 +22,7 @@ ICONS = {"threshold": ":rotating_light:", "forecast": ":crystal_ball:", "spike":
 class AlertAction(BaseModel):
     """What a button carries: the alert it acts on (checked against the database on click)."""
 
-    alert_id: int = Field(gt=0)
+    alert_id: int = Field(gt=0, lt=2**31)  # the alerts.id column: a larger id is no alert of ours
     budget: str = Field(max_length=200)
 
 

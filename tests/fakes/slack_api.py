@@ -46,6 +46,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "conversations.info": frozenset({"channels:read"}),  # groups:read for a private one
     "conversations.history": frozenset({"channels:history"}),  # groups:history for a private one
     "conversations.join": frozenset({"channels:join"}),
+    "conversations.members": frozenset({"channels:read"}),  # groups:read for a private one
     "users.info": frozenset({"users:read"}),
     "usergroups.users.list": frozenset({"usergroups:read"}),
     "files.getUploadURLExternal": frozenset({"files:write"}),
@@ -143,6 +144,7 @@ class FakeSlack(FakeHTTPServer):
             "conversations.info": self._conversations_info,
             "conversations.history": self._conversations_history,
             "conversations.join": self._conversations_join,
+            "conversations.members": self._conversations_members,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
@@ -194,6 +196,7 @@ class FakeSlack(FakeHTTPServer):
         a private one (`is_private=True`) refuses posts with not_in_channel and its history
         with channel_not_found, and cannot be joined. `is_archived=True` refuses posts and
         joins with is_archived.
+        `members=[user ids]` is what conversations.members lists.
         """
         with self._lock:
             self._channels[channel_id] = {**self._made_up_channel(channel_id), **fields}
@@ -423,6 +426,19 @@ class FakeSlack(FakeHTTPServer):
         if already:
             answer.update(warning="already_in_channel", response_metadata={"warnings": ["already_in_channel"]})
         return answer
+
+    def _conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The `members` a test gave `add_channel` (none otherwise), `limit` a page, cursor-paged."""
+        channel_id = str(params.get("channel") or "")
+        if not channel_id:
+            return _error("channel_not_found")
+        members = list((self._channels.get(channel_id) or {}).get("members") or [])
+        start = int(str(params.get("cursor") or "0").removeprefix("members_") or 0)
+        limit = max(1, min(int(params.get("limit") or 100), 1000))
+        page = members[start:start + limit]
+        more = start + limit < len(members)
+        return {"ok": True, "members": page,
+                "response_metadata": {"next_cursor": f"members_{start + limit}" if more else ""}}
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = str(params.get("user") or "")
