@@ -439,6 +439,50 @@ def test_forged_or_unknown_buttons_change_nothing(context: Context, slack: FakeS
     assert slack.calls_to("chat.update") == []
 
 
+def test_an_alert_id_past_the_column_is_a_refusal_not_an_overflow(context: Context, slack: FakeSlack,
+                                                                    server: ServerThread,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15: an alert_id of 2**63 raised OverflowError."""
+    now = datetime.now(timezone.utc)
+    spend(context, now - timedelta(hours=2), Decimal(600))
+    run_check(context, now)
+    [message] = alerts_in(slack)
+    for action in ("alert_ack", "alert_snooze", "alert_breakdown"):
+        for alert_id in (2**63, 2**31, -1):
+            value = json.dumps({"alert_id": alert_id, "budget": "llama-prod"})
+            assert click(server, slack, action, message, value=value).status_code == 200
+        posts = responses(slack, action, 3)  # the work follows the ack
+        assert len(posts) == 3 and all("nothing was changed" in p.payload["text"] for p in posts)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_only_the_alerts_channel_and_admins_may_acknowledge_or_snooze(context: Context, slack: FakeSlack,
+                                                                       server: ServerThread) -> None:
+    now = datetime.now(timezone.utc)
+    spend(context, now - timedelta(hours=2), Decimal(600))
+    run_check(context, now)
+    [message] = alerts_in(slack)
+    for action in ("alert_ack", "alert_snooze"):
+        assert click(server, slack, action, message, user="U0STRANGER").status_code == 200
+    refused = [p.payload["text"] for action in ("alert_ack", "alert_snooze") for p in responses(slack, action, 1)]
+    assert len(refused) == 2 and all("Only members of <#C0ALERTS> and budget admins" in t for t in refused)
+    with context.sessions() as session:
+        alert = session.scalar(select(Alert))
+        assert (alert.acknowledged_by, alert.snoozed_until) == (None, None)
+    assert slack.calls_to("chat.update") == []
+    assert slack.calls_to("conversations.members")[0].params["channel"] == "C0ALERTS"
+
+    assert click(server, slack, "alert_snooze", message, user="U0ADMIN").status_code == 200  # an admin, not a member
+    assert wait_until(lambda: len(slack.calls_to("chat.update")) == 1, timeout=10)
+    assert click(server, slack, "alert_ack", message, user="U0GROUPIE").status_code == 200  # an admin by group
+    assert wait_until(lambda: len(slack.calls_to("chat.update")) == 2, timeout=10)
+    assert click(server, slack, "alert_ack", message, user="U0OTHER").status_code == 200  # a member
+    assert wait_until(lambda: len(slack.calls_to("chat.update")) == 3, timeout=10)
+    with context.sessions() as session:
+        alert = session.scalar(select(Alert))
+        assert alert.snoozed_until is not None and alert.acknowledged_by == "U0OTHER"
+
+
 def test_a_forged_breakdown_button_shows_nothing(context: Context, slack: FakeSlack, server: ServerThread) -> None:
     now = datetime.now(timezone.utc)
     spend(context, now - timedelta(hours=2), Decimal(600))

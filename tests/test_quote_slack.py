@@ -124,6 +124,28 @@ def test_forged_signature_is_refused_and_runs_nothing(server: ServerThread, fake
     assert len(fake_slack.calls) == before
 
 
+@pytest.mark.parametrize("text", ["llama-3.3-70b 1e999999999/1k", "llama-3.3-70b 3k/1k x 1e999999999/mo",
+                                  "in=3000 out=1000 rate=1e999999999/3.30 requests=2M/mo",
+                                  "llama-3.3-70b 3k/1k x 1e-999999999/mo"])
+def test_huge_exponents_are_a_clear_refusal_not_an_error(server: ServerThread, text: str,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15: `1e999999999` raised decimal.Overflow and Slack read "something went wrong"."""
+    answer = post_slash_command(server.url, text).json()
+    assert answer["response_type"] == "ephemeral" and "went wrong" not in answer["text"]
+    assert "exponent out of range" in answer["text"] and "Try: /costquote" in answer["text"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_malformed_slack_timestamp_is_401_without_a_traceback(server: ServerThread, fake_slack: FakeSlack,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15: `X-Slack-Request-Timestamp: abc` answered 200 "something went wrong" and logged a traceback."""
+    body = slash_command_body("maestro 3k/1k")
+    for stamp in ("abc", "", "1e9", "12345678901234567890", "-5"):
+        headers = {**signed_headers(body), "X-Slack-Request-Timestamp": stamp}
+        assert httpx.post(f"{server.url}/slack/events", content=body, headers=headers).status_code == 401, stamp
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
 def test_oversize_body_is_refused(server: ServerThread) -> None:
     body = "x" * 6_000_000
     response = httpx.post(f"{server.url}/slack/events", content=body, headers=signed_headers(body))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from tests.fakes.http_server import FakeHTTPServer, RecordedRequest, Response, api_error
 
@@ -97,6 +98,7 @@ class FakeOpenAIUsage(FakeHTTPServer):
     `admin_key`: the bearer token accepted; anything else gets 401.
     `events`: initial usage; `add_events()` adds more while the server runs.
     `clock`: "now" in Unix seconds, used when a query has no `end_time`.
+    `echo_key`: a refused key is echoed back in the error message (raw and URL-encoded).
     """
 
     def __init__(
@@ -107,9 +109,11 @@ class FakeOpenAIUsage(FakeHTTPServer):
         clock: Callable[[], float] = time.time,
         prices: dict[str, tuple[Decimal, Decimal, Decimal]] | None = None,
         extra_costs: Iterable[tuple[int, str, Decimal]] = (),
+        echo_key: bool = False,
     ) -> None:
         super().__init__()
         self.admin_key = admin_key
+        self.echo_key = echo_key
         self.clock = clock
         self._events: list[UsageEvent] = list(events)
         self.prices = dict(prices or {})
@@ -153,6 +157,9 @@ class FakeOpenAIUsage(FakeHTTPServer):
                 "https://platform.openai.com/account/api-keys."
             )
             code = None if token is None else "invalid_api_key"
+            if self.echo_key:  # as a careless provider does: the header it got, raw and URL-encoded
+                message = (f"Invalid API key provided: {request.header('Authorization')}. Manage keys at "
+                           f"https://keys.example/?key={quote(token or '', safe='')}")
             return Response.json(api_error(401, code, message), 401)
         if request.path not in (COMPLETIONS_PATH, COSTS_PATH):
             return Response.json(api_error(404, None, f"Invalid URL ({request.method} {request.path})"), 404)
