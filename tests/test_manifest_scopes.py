@@ -22,6 +22,7 @@ BOLT_CALLS = {"auth.test"}  # Bolt checks the token when the app is built
 CASES = {
     "chat.postMessage": {"chat:write.public"},  # a public channel the bot could not join first
     "conversations.history": {"groups:history"},  # a private channel the bot was invited to
+    "conversations.members": {"groups:read"},  # an alert posted in a private channel
 }
 CLIENT_METHODS = {name for name in dir(WebClient) if re.match(r"^[a-z]+_[A-Za-z_]+$", name)} - {"api_call"}
 
