@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -156,7 +156,7 @@ def parse_amount(text: str) -> Decimal:
         raw = raw[:-1]
     try:
         amount = Decimal(raw) * multiplier
-    except InvalidOperation:
+    except ArithmeticError:  # InvalidOperation, or Overflow for 1e999999999
         raise BudgetError(f"the amount must be dollars like 5000 or 5k, not '{text[:30]}'") from None
     if not amount.is_finite() or amount <= 0:
         raise BudgetError("the amount must be more than $0")

@@ -309,7 +309,7 @@ def parse_body(body: bytes, *, project: str, now: datetime | None = None) -> lis
     except UnicodeDecodeError:
         text, lossy = body.decode("utf-8", errors="surrogateescape"), True  # bad lines are named below
     lines = text.split("\n")
-    if not lossy and len(lines) > 1:
+    if not lossy and len(lines) > 1 and len(body) <= MAX_LINE_BYTES:
         whole = _one_document(text, lines)
         if whole is not None:
             try:

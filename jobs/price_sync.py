@@ -18,6 +18,7 @@ from db.models import SyncedHardware, SyncedPrice
 from jobs.settings import Settings
 from jobs.sources.http import RetryPolicy, SchemaError, SourceClient
 from jobs.sources.together_endpoints import parse_hardware
+from pricing.grammar import MAX_RATE
 
 log = logging.getLogger(__name__)
 PRICED_TYPES = {"chat", "language", "code"}
@@ -46,7 +47,7 @@ def parse_models(payload: Any) -> dict[str, tuple[Decimal, Decimal]]:
             rates = (Decimal(str(pricing["input"])), Decimal(str(pricing["output"])))
         except (KeyError, InvalidOperation):
             raise SchemaError(f"model {item['id']} has no input/output pricing") from None
-        if all(r.is_finite() and r >= 0 for r in rates) and any(r > 0 for r in rates):
+        if all(r.is_finite() and 0 <= r <= MAX_RATE for r in rates) and any(r > 0 for r in rates):
             prices[item["id"]] = rates
     return prices
 

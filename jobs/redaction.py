@@ -27,7 +27,7 @@ SECRET_ENVIRONMENT = ("TOGETHER_API_KEY",)
 # Credentials nobody told us about. `keep` is a prefix left in place (the scheme, the user name).
 _SHAPES = re.compile(
     r"(?P<keep1>(?i:\b(?:bearer|basic)\s+))[A-Za-z0-9._~+/=-]{6,}"
-    r"|(?P<keep2>://[^/\s:@\"']*:)[^/\s@\"']+(?=@)"
+    r"|(?P<keep2>://[^/\s:@\"']*:)(?!\*+@)[^/\s@\"']+(?=@)"  # a password shown as *** is already masked
     r"|(?P<keep3>[?&;](?i:api[_-]?key|apikey|key|token|access_token|secret|password|sig)=)[^&\s\"'<>]+"
     r"|\bxox[abposre]-[A-Za-z0-9-]{6,}|\bxapp-[A-Za-z0-9-]{6,}"
     r"|\bsk-[A-Za-z0-9_-]{16,}|\btgp_v1_[A-Za-z0-9_-]{8,}"

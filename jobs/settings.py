@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from db import EMBEDDED_DATABASE_URL
 from jobs.redaction import SECRET_SETTINGS, learn
+from pricing.grammar import MAX_RATE
 
 SECRET_KEYS = SECRET_SETTINGS
 DEFAULT_CONFIG_FILE = "budget-guard.toml"
@@ -47,9 +48,9 @@ class PriceOverride(_Strict):
     """A negotiated or corrected price; wins over the catalog from `start` on."""
 
     model: str
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
-    cached_input: Decimal | None = Field(default=None, ge=0)
+    input: Decimal = Field(ge=0, le=MAX_RATE)
+    output: Decimal = Field(ge=0, le=MAX_RATE)
+    cached_input: Decimal | None = Field(default=None, ge=0, le=MAX_RATE)
     batch_discount: Decimal | None = Field(default=None, ge=0, le=100)
     batch: bool = True
     start: date | None = None
@@ -66,8 +67,8 @@ class Hardware(_Strict):
     """A dedicated GPU configuration: type, count and its hourly price."""
 
     gpu: str
-    count: int = Field(default=1, ge=1)
-    hourly: Decimal = Field(gt=0)
+    count: int = Field(default=1, ge=1, le=100_000)
+    hourly: Decimal = Field(gt=0, le=10**6)
 
 
 class ClusterRate(_Strict):
@@ -82,7 +83,7 @@ class Throughput(_Strict):
 
     model: str
     gpu: str
-    tokens_per_second: Decimal = Field(gt=0)
+    tokens_per_second: Decimal = Field(gt=0, le=10**9)
 
 
 class ModelFactsOverride(_Strict):

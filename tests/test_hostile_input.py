@@ -373,3 +373,14 @@ def _as_csv(body: bytes) -> bytes:
         except (ValueError, KeyError, TypeError):
             rows.append(line + b"\n")
     return (BOM if body.startswith(BOM) else b"") + b"".join(rows)
+
+
+def test_a_budget_amount_or_a_configured_rate_of_1e999999999_is_refused_in_words(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.budgets import BudgetError, parse_amount
+
+    with pytest.raises(BudgetError, match="dollars like 5000"):
+        parse_amount("1e999999999")
+    (tmp_path / "budget-guard.toml").write_text('[[prices]]\nmodel = "acme/x"\ninput = "1e999999999"\noutput = 1\n')
+    code, _, err = run_cli(capsys, "quote", "acme/x 3k/1k x 2M/mo")
+    assert code == 2 and err.strip() == "budget-guard: configuration: prices.0.input: Input should be less than or equal to 100000"
