@@ -12,8 +12,8 @@ from jobs.settings import Settings
 
 
 class RedactingJsonFormatter(logging.Formatter):
-    """Formats records as JSON; the finished line goes through the redactor, which knows each
-    secret JSON-escaped as well as raw."""
+    """Formats records as JSON. The message goes through the redactor before it is escaped
+    into the line, and the finished line again (the redactor knows each secret JSON-escaped)."""
 
     def __init__(self, redactor: Redactor = REDACTOR) -> None:
         super().__init__()
@@ -24,10 +24,10 @@ class RedactingJsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": self.redactor.redact(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = self.redactor.redact(self.formatException(record.exc_info))
         for key in ("job", "period", "seconds", "source", "channel", "outbox_id"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)

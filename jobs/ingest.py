@@ -117,6 +117,8 @@ class IngestResult:
 
 
 def _text(value: Any, name: str) -> str:
+    if type(value) is str and len(value) <= LIMITS[name] and value.isascii() and "\x00" not in value:
+        return value  # the common case, without a call
     return "" if value is None else validation.text(value, name, LIMITS[name])
 
 
@@ -775,14 +777,13 @@ class FileReader:
                            ("requests", requests)):
             if text is None:
                 counts.append(None)
-            elif text.isdigit() and text.isascii() and len(text) <= 16:
-                counts.append(int(text))
-            elif text.lstrip("+-").isdigit() and text.isascii():
-                if len(text) > 17:
-                    raise RecordError(f"{name} is implausibly large (more than {MAX_COUNT:,})")
-                counts.append(int(text))  # negative: validate() names it
-            else:
-                raise RecordError(f"{name} must be a whole number, not {text[:40]!r}")
+                continue
+            try:
+                counts.append(int(text))  # validate() says if it is negative or too large
+            except ValueError:
+                if text.lstrip("+-").isdigit():  # more digits than int() reads
+                    raise RecordError(f"{name} is implausibly large (more than {MAX_COUNT:,})") from None
+                raise RecordError(f"{name} must be a whole number, not {text[:40]!r}") from None
         if created is not None and created.isdigit() and created.isascii() and len(created) <= 12:
             created = int(created)
         return validate(
