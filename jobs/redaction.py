@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 if TYPE_CHECKING:
     from jobs.settings import Settings
@@ -63,14 +63,11 @@ def secrets_of(settings: "Settings") -> set[str]:
             values.add(raw)
             if name == "ingest_tokens":
                 values.update(pair.partition("=")[2].strip() for pair in raw.split(","))
-    try:
-        from sqlalchemy import make_url
+    from jobs.settings import database_url_parts
 
-        password = make_url(settings.database_url).password
-    except Exception:  # noqa: BLE001 - an unreadable URL holds no password we can find
-        password = None
+    password = (database_url_parts(settings.database_url) or {}).get("password")
     if password:
-        values.add(str(password))
+        values |= {password, unquote(password)}
     for source in settings.sources:
         key = source.api_key()
         if key:

@@ -415,14 +415,9 @@ class Settings(BaseSettings):
     def _supported_database(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgresql(\+psycopg)?)://", value):
             raise ValueError("expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
-        from sqlalchemy import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:  # as the engine will read it; nothing of the URL is echoed (it may hold a password)
-            port = make_url(value).port
-        except (ValueError, ArgumentError):
-            port = 0
-        if port is not None and not 0 < port <= 65535:
+        parts = database_url_parts(value)  # as the engine will read it; nothing of it is echoed (a password)
+        port = parts.get("port") if parts else ""
+        if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
             raise ValueError("the port is not a number from 1 to 65535; expected postgresql+psycopg://USER@HOST:5432/DB")
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value[len("postgresql://"):]
@@ -499,6 +494,21 @@ class _GivenOnly(Settings):
 def given_settings(**values: Any) -> Settings:
     """Settings from `values` alone (the demo must not depend on the machine's configuration)."""
     return _GivenOnly(**values)
+
+
+_DATABASE_URL = re.compile(  # SQLAlchemy's own URL pattern (sqlalchemy.engine.url), without importing it
+    r"""(?P<name>[\w\+]+)://
+        (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+        (?:(?:\[(?P<ipv6host>[^/\?]+)\]|(?P<ipv4host>[^/:\?]+))?(?::(?P<port>[^/\?]*))?)?
+        (?:/(?P<database>[^\?]*))?(?:\?(?P<query>.*))?""",
+    re.X,
+)
+
+
+def database_url_parts(url: str) -> dict[str, str | None] | None:
+    """A database URL's parts as SQLAlchemy will read them (the password still URL-encoded)."""
+    match = _DATABASE_URL.match(url)
+    return match.groupdict() if match else None
 
 
 def config_path() -> Path:

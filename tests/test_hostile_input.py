@@ -318,7 +318,7 @@ def expected_delta(body: bytes) -> tuple[int, int, int]:
     return tin, tout, n
 
 
-@hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(body=push_bodies())
 def test_property_a_push_is_2xx_and_all_of_it_or_4xx_and_none_of_it(server: ServerThread, context: Context,
