@@ -24,7 +24,7 @@ MAX_BUCKET_DOLLARS = MAX_BUCKET_NANOS // NANOS_PER_DOLLAR
 
 __all__ = [
     "MAX_BUCKET_COUNT", "MAX_BUCKET_DOLLARS", "MAX_BUCKET_NANOS", "MAX_COUNT", "MAX_DEPTH", "MAX_LINE_BYTES",
-    "RecordError", "bucket_problem", "count", "json_value", "text", "text_problem", "utf8",
+    "RecordError", "bucket_problem", "count", "json_value", "storable", "text", "text_problem", "utf8",
 ]
 
 
@@ -44,6 +44,15 @@ def text_problem(value: str, limit: int) -> str | None:
         except UnicodeEncodeError:
             return "contains a lone surrogate (not valid Unicode text)"
     return None
+
+
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def storable(value: str, limit: int) -> str:
+    """A name a provider gave (an endpoint's, a job's), cut to `limit` with NUL and lone
+    surrogates shown as `?`: kept, where a record of ours with them would be refused."""
+    return _UNSTORABLE.sub("?", value[:limit])
 
 
 def text(value: Any, name: str, limit: int) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from jobs.settings import Settings, Source
 from jobs.sources import SchemaError, SourceError
+from jobs.validation import storable
 
 
 def together_key(source: Source, settings: Settings) -> str:
@@ -35,4 +36,4 @@ def optional_time(value: Any, name: str) -> datetime | None:
 
 def tag_value(value: str) -> str:
     """A value that can sit in the ledger's "k=v,k2=v2" tags."""
-    return value.replace(",", "_").replace("=", "_")
+    return storable(value, 512).replace(",", "_").replace("=", "_")

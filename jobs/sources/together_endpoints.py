@@ -32,6 +32,7 @@ from jobs.settings import Settings, Source
 from jobs.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
 from jobs.sources.together import parse_time, tag_value, together_key
 from jobs.sources.uptime import counted_since, locked_cursor, minutes_by_hour, whole_minute
+from jobs.validation import storable
 from pricing.catalog import Catalog
 
 BILLED_STATES = frozenset({"STARTING", "STARTED", "STOPPING"})
@@ -155,7 +156,7 @@ def uptime_rows(endpoint: Endpoint, since: datetime, until: datetime, per_minute
             BucketRow(
                 bucket_start=hour,
                 width="1h",
-                model=endpoint.model[:200],
+                model=storable(endpoint.model, 200),
                 mode="dedicated",
                 tags=tags[:512],
                 uptime_minutes=billed,

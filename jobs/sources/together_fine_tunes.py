@@ -27,6 +27,7 @@ from db.ledger import BucketRow, add_buckets, claim_event_ids, source_state
 from jobs.settings import Settings, Source
 from jobs.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for, window_start
 from jobs.sources.together import optional_time, parse_time, tag_value, together_key
+from jobs.validation import storable
 from pricing.catalog import Catalog
 
 CLAIM_PREFIX = "together-fine-tune:"
@@ -79,7 +80,7 @@ def parse_fine_tunes(payload: Any) -> list[FineTune]:
         jobs.append(FineTune(
             id=item["id"][:160],
             status=item["status"],
-            model=model[:200] if isinstance(model, str) and model.strip() else UNKNOWN_MODEL,
+            model=storable(model, 200) if isinstance(model, str) and model.strip() else UNKNOWN_MODEL,
             finished_at=_finished_at(item),
             total_price=_price(item.get("total_price")),
         ))
