@@ -26,6 +26,7 @@ from jobs.settings import Settings, Source
 from jobs.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
 from jobs.sources.together import optional_time, tag_value, together_key
 from jobs.sources.uptime import counted_since, locked_cursor, minutes_by_hour, whole_minute
+from jobs.validation import storable
 from pricing.catalog import Catalog
 from pricing.clusters import GpuHourRate, cluster_rates
 from pricing.costs import cluster_quote
@@ -65,7 +66,7 @@ def parse_clusters(payload: Any) -> list[Cluster]:
         clusters.append(Cluster(
             id=item["cluster_id"][:160],
             name=str(item.get("cluster_name") or item["cluster_id"])[:160],
-            gpu_type=item["gpu_type"][:64],
+            gpu_type=storable(item["gpu_type"], 64),
             num_gpus=gpus,
             status=item["status"],
             created_at=optional_time(item.get("created_at"), "created_at"),
