@@ -25,6 +25,7 @@ from jobs import claims
 from jobs.context import Context
 from jobs.endpoints import EndpointInfo, get, info
 from jobs.sources import SourceError, api_root
+from jobs.sources.http import provider_reason
 from jobs.sources.together import together_key
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,8 @@ def request_stop(base_url: str, api_key: str, endpoint_id: str, *, timeout: floa
 
 
 def _detail(response: httpx.Response) -> str:
-    try:
-        error = response.json().get("error")
-        message = error.get("message") if isinstance(error, dict) else error
-    except (ValueError, AttributeError):
-        return ""
-    return f" ({str(message)[:200]})" if message else ""
+    """together.ai's reason, short and redacted, as every source's error says it."""
+    return provider_reason(response.content)
 
 
 def _credentials(context: Context, source_name: str) -> tuple[str, str | None, float]:

@@ -116,3 +116,14 @@ def test_the_redactor_knows_each_form_of_a_secret_and_shapes_it_was_not_told() -
     assert all(s not in unknown for s in ("abcdef123456", "xoxp-999", "abcdefghijklmnop1234", "s3cr3tvalue"))
     assert "Bearer [redacted]" in unknown and "x=1" in unknown
     assert redact("3,000 in + 1,000 out at $0.90/1M: $0.0060") == "3,000 in + 1,000 out at $0.90/1M: $0.0060"
+
+
+def test_a_provider_reason_is_short_and_never_an_echoed_key_even_one_we_were_not_told() -> None:
+    """The reason every source and the Stop endpoint button pass on (jobs.sources.http.provider_reason)."""
+    from jobs.sources.http import provider_reason
+
+    for key in ("tgp_v1_abcdefghijklmnop1234567890", "9f1c2b3a4d5e6f708192a3b4c5d6e7f8"):
+        body = json.dumps({"error": {"code": "invalid_api_key", "type": "invalid_request_error",
+                                     "message": f"Invalid API key provided: {key}. See the docs. " + "x" * 500}})
+        assert provider_reason(body.encode()) == " (invalid_api_key: Invalid API key provided: [redacted].)"
+    assert provider_reason(b"<html>" + SECRET.encode() + b"</html>") == ""

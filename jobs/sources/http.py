@@ -154,7 +154,7 @@ class SourceClient:
             with self._client.stream("GET", url, headers={"Accept": "*/*"}) as response:
                 status = response.status_code
                 if status >= 400:
-                    detail = _detail_of(_head(response))
+                    detail = provider_reason(_head(response))
                     if status == 429 or status >= 500:
                         raise _Retryable(f"HTTP {status}{detail}", retry_after_seconds(response.headers.get("Retry-After")))
                     raise SourceError(f"{_where(url)}: HTTP {status}{detail}")
@@ -204,13 +204,13 @@ def _where(url: str) -> str:
 
 
 def _detail(response: httpx.Response) -> str:
-    """The provider's reason, if its body gives one (see `_detail_of`)."""
-    return _detail_of(response.content)
+    """The provider's reason, if its body gives one (see `provider_reason`)."""
+    return provider_reason(response.content)
 
 
-def _detail_of(body: bytes) -> str:
-    """The provider's reason, if its body gives one: its error code and the first sentence of
-    its message, short and redacted. The body itself is never passed on (it may echo our key)."""
+def provider_reason(body: bytes) -> str:
+    """A provider's reason for an error, if its body gives one, as " (code: first sentence)":
+    short and redacted. The body itself is never passed on (it may echo our key)."""
     try:
         error = json.loads(body).get("error")
     except (ValueError, AttributeError, RecursionError):
