@@ -197,7 +197,10 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
                 return refuse(exc.status, exc.message, "body" if exc.status != 415 else None)
             try:
                 if parsed.records:
+                    await run_in_threadpool(check_costs, parsed.records, context.catalog)
                     await run_in_threadpool(lambda: writer.write(parsed.records, source="otlp", now=now))
+            except IngestRejected as exc:  # a bucket would pass what it holds: the spans' fault, not ours
+                return refuse(400, f"nothing was applied: {exc}", "body")
             except Exception as exc:  # the database is down: retryable, and nothing of the request applied
                 return refuse(503, ledger_down("traces", exc), headers={"Retry-After": "5"})
         if parsed.rejected:
@@ -223,8 +226,12 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
                 errors = [{"entry": entry, "reason": reason} for entry, reason in exc.errors[:1000]]
                 return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
             try:
+                await run_in_threadpool(check_costs, parsed.records, context.catalog)
                 result = (await run_in_threadpool(lambda: writer.write(parsed.records, source="litellm", now=now))
                           if parsed.records else IngestResult(0, 0))
+            except IngestRejected as exc:  # a bucket would pass what it holds
+                errors = [{"entry": entry, "reason": reason} for entry, reason in exc.errors[:1000]]
+                return JSONResponse({"error": "nothing was applied", "errors": errors}, status_code=422)
             except Exception as exc:  # the database is down: retryable, nothing applied
                 return unavailable("litellm", exc)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,

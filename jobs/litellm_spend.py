@@ -60,6 +60,7 @@ def parse_spend_logs(body: bytes, *, catalog: Catalog, project: str, now: dateti
         if record is None:
             parsed.skipped += 1
         else:
+            record.line = number  # a refusal at write time (a full bucket) names the entry
             parsed.records.append(record)
     if errors:
         raise IngestRejected(errors)
@@ -72,7 +73,7 @@ def _payloads(body: bytes) -> list[tuple[int, Any]]:
         raise IngestRejected([(1, "empty body: LiteLLM sends a JSON array of StandardLoggingPayload objects")])
     try:
         whole = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # read line by line, which names each problem
         whole = None
     else:
         if type(whole) is list:

@@ -147,6 +147,8 @@ def _parse_json(body: bytes, request: ExportTraceServiceRequest) -> None:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OtlpError(400, f"the body is not JSON ({str(exc)[:120]})") from None
+    except RecursionError:
+        raise OtlpError(400, "the body is not JSON an exporter sends (nested past any real span)") from None
     if type(payload) is not dict:
         raise OtlpError(400, "the body must be a JSON object (an ExportTraceServiceRequest)")
     for resource_spans in _list(payload.get("resourceSpans", payload.get("resource_spans"))):

@@ -384,3 +384,24 @@ def test_a_budget_amount_or_a_configured_rate_of_1e999999999_is_refused_in_words
     (tmp_path / "budget-guard.toml").write_text('[[prices]]\nmodel = "acme/x"\ninput = "1e999999999"\noutput = 1\n')
     code, _, err = run_cli(capsys, "quote", "acme/x 3k/1k x 2M/mo")
     assert code == 2 and err.strip() == "budget-guard: configuration: prices.0.input: Input should be less than or equal to 100000"
+
+
+# -- the other ways in (OTLP, LiteLLM) keep the same rules -----------------------------------------
+
+
+def test_otlp_and_litellm_refuse_deep_json_and_overflowing_buckets_without_a_5xx(server: ServerThread,
+                                                                                 context: Context) -> None:
+    headers = {"Authorization": "Bearer tok_web", "Content-Type": "application/json"}
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    traces = httpx.post(f"{server.url}/v1/traces", content=deep, headers=headers, timeout=20)
+    assert traces.status_code == 400, traces.text
+    litellm = httpx.post(f"{server.url}/v1/litellm", content=deep, headers=headers, timeout=20)
+    assert litellm.status_code == 422 and "nested deeper than 64 levels" in litellm.text
+    example = json.loads((Path(__file__).parent / "data" / "litellm_standard_logging_payload.json").read_text())
+    calls = [{**example, "id": f"call-{n}", "model": "o1-pro", "prompt_tokens": 0, "completion_tokens": 10**12}
+             for n in range(16)]  # $600,000,000 each
+    refused = httpx.post(f"{server.url}/v1/litellm", content=json.dumps(calls), headers=headers, timeout=20)
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert error["entry"] == 1 and "$10,000,000" in error["reason"]
+    assert ledger(context.sessions) == EMPTY
