@@ -34,6 +34,7 @@ FAST = 1.0  # the most any request may take to be answered
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN, scopes=manifest_scopes()) as fake:
         fake.set_usergroup("S0ADMINS", ["U0GROUPIE"])
+        fake.add_channel("C0ALERTS", members=["U0LEAD"])  # who may acknowledge and snooze its alerts
         yield fake
 
 
