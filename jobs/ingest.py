@@ -32,8 +32,9 @@ from typing import Any, Literal, TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.bulk import DirectWriter, LedgerWriter, bulk_writer
 from db.engine import transaction
-from db.ledger import BucketFull, BucketRow, add_buckets, claim_event_ids, price_record_id
+from db.ledger import BucketFull, BucketRow, price_record_id
 from db.models import MAX_BUCKET_NANOS, to_nanos
 from jobs import validation
 from jobs.validation import MAX_COUNT, MAX_DEPTH, MAX_LINE_BYTES, RecordError, text_problem
@@ -570,9 +571,12 @@ def bucket_records(records: Iterable[UsageRecord]) -> list[BucketRow]:
 
 
 def apply_records(
-    session: Session, catalog: Catalog, records: list[UsageRecord], *, source: str, now: datetime
+    session: Session, catalog: Catalog, records: list[UsageRecord], *, source: str, now: datetime,
+    writer: LedgerWriter | None = None,
 ) -> IngestResult:
-    """Count each event id once (within `records` and against the ledger), then add the rest."""
+    """Count each event id once (within `records` and against the ledger), then add the rest
+    (through `writer`, an import's bulk writer; by default straight into the ledger)."""
+    writer = writer or DirectWriter(session, source)
     first: dict[str, UsageRecord] = {}
     anonymous: list[UsageRecord] = []
     for record in records:
@@ -580,11 +584,11 @@ def apply_records(
             anonymous.append(record)
         elif record.event_id not in first:
             first[record.event_id] = record
-    fresh = claim_event_ids(session, first.keys(), now)
+    fresh = writer.claim_event_ids(first.keys(), now)
     counted = anonymous + [record for event_id, record in first.items() if event_id in fresh]
     costing = Costing(catalog, session)
     try:
-        add_buckets(session, source, [costing.cost(row) for row in bucket_records(counted)])
+        writer.add_buckets([costing.cost(row) for row in bucket_records(counted)])
     except BucketFull as full:  # the caller's transaction rolls back: nothing of these records stays
         raise _bucket_refusal(counted, full.rows) from None
     return IngestResult(accepted=len(counted), duplicates=len(records) - len(counted))
@@ -868,6 +872,7 @@ def import_file(
     accepted = duplicates = 0
     chunk: list[UsageRecord] = []
     with transaction(sessions) as session:
+        writer = bulk_writer(session, source)
         for line in reader.lines():
             if line.record is None:
                 if skip_bad is None:  # it passed the check: the file changed since
@@ -875,12 +880,16 @@ def import_file(
                 continue
             chunk.append(line.record)
             if len(chunk) >= chunk_lines:
-                result = apply_records(session, catalog, chunk, source=source, now=now)
+                result = apply_records(session, catalog, chunk, source=source, now=now, writer=writer)
                 accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
                 chunk = []
                 report("importing", reader.bytes_read, total_bytes)
         if chunk:
-            result = apply_records(session, catalog, chunk, source=source, now=now)
+            result = apply_records(session, catalog, chunk, source=source, now=now, writer=writer)
             accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
+        try:
+            writer.finish()
+        except BucketFull as full:  # named by the first line of each such bucket, read again
+            raise _bucket_refusal((line.record for line in reader.lines() if line.record), full.rows) from None
     report("importing", total_bytes, total_bytes)
     return IngestResult(accepted=accepted, duplicates=duplicates, bad=bad)
