@@ -30,7 +30,7 @@ from db.ledger import (
 )
 from db.models import MAX_BUCKET_COUNT, MAX_BUCKET_NANOS
 
-__all__ = ["BucketFull", "CopyWriter", "DirectWriter", "LedgerWriter", "bulk_writer"]
+__all__ = ["CopyWriter", "DirectWriter", "LedgerWriter", "bulk_writer"]
 
 BUCKET_STAGE = "import_bucket_stage"
 EVENT_STAGE = "import_event_stage"
@@ -56,7 +56,8 @@ class LedgerWriter(Protocol):
 
 def bulk_writer(session: Session, source: str) -> LedgerWriter:
     """The fastest writer the session's engine has for an import into `source`."""
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":  # COPY through psycopg 3
         return CopyWriter(session, source)
     return DirectWriter(session, source)
 
@@ -129,8 +130,9 @@ class CopyWriter:
         self._starts: dict[datetime, datetime] = {}
 
     def _cursor(self) -> Any:
-        """A cursor of the session's own psycopg connection, inside its transaction."""
-        connection = self.session.connection().connection.driver_connection
+        """A cursor of the session's own psycopg connection, inside its transaction; the staging
+        tables are made on first use (temporary: ON COMMIT DROP, and gone with a rollback)."""
+        connection: Any = self.session.connection().connection.driver_connection  # a psycopg.Connection
         cursor = connection.cursor()
         if not self._staged:
             columns = ", ".join(STAGE_COLUMNS)
