@@ -357,8 +357,11 @@ def _count(value: Any, key: str) -> Any:
         return value.int_value
     if kind == "double_value":
         return value.double_value
-    if kind == "string_value" and value.string_value.strip().lstrip("-").isdigit():
-        return int(value.string_value)
+    if kind == "string_value":
+        try:
+            return int(value.string_value)
+        except ValueError:
+            pass
     raise _Span(f"{key} must be a whole number, not {_describe(value)}")
 
 

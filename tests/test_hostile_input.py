@@ -405,3 +405,14 @@ def test_otlp_and_litellm_refuse_deep_json_and_overflowing_buckets_without_a_5xx
     [error] = refused.json()["errors"]
     assert error["entry"] == 1 and "$10,000,000" in error["reason"]
     assert ledger(context.sessions) == EMPTY
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "\u0663", "--5", "1\u00b2"])
+def test_characters_that_look_like_digits_are_read_as_text_not_crashed_on(text: str) -> None:
+    from bot.views.spend import pull_schedule
+    from jobs.sources.generic_json import dig
+    from jobs.sources.http import retry_after_seconds
+
+    assert retry_after_seconds(text) is None
+    assert dig({"data": [1, 2, 3]}, f"data.{text}") is None or text == "\u0663"
+    assert pull_schedule(f"*/{text} * * * *").startswith(("on the schedule", "every"))

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -258,6 +258,8 @@ counts = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floa
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(prompt=0, completion=0, cached="\u00b2", model="", end=0)  # `isdigit()` but not a number int() reads
+@example(prompt="--5", completion=0, cached=0, model="", end=0)
 @given(prompt=counts, completion=counts, cached=counts, model=st.text(max_size=300),
        end=st.integers(min_value=0, max_value=2**64 - 1))
 def test_any_attribute_values_give_a_record_or_a_reason(prompt: Any, completion: Any, cached: Any, model: str,

@@ -36,12 +36,12 @@ def pull_schedule(cron: str) -> str:
         minute, hour = fields[:2]
         if hour == "*" and (minute == "*" or minute == "*/1"):
             return "every minute"
-        if hour == "*" and minute.startswith("*/") and minute[2:].isdigit():
+        if hour == "*" and minute.startswith("*/") and minute[2:].isdecimal():
             return f"every {int(minute[2:])} minutes"
-        if minute.isdigit() and int(minute) < 60:
+        if minute.isdecimal() and int(minute) < 60:
             if hour == "*":
                 return f"hourly at :{int(minute):02d}"
-            if hour.isdigit() and int(hour) < 24:
+            if hour.isdecimal() and int(hour) < 24:
                 return f"daily at {int(hour):02d}:{int(minute):02d}"
     return f"on the schedule `{escape(cron)}` (`PULL_CRON`)"
 
