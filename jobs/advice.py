@@ -257,7 +257,7 @@ def rank(usage_by_workload: dict[WorkloadKey, Usage], *, offline: Offline, catal
         if not reasons or usage.tokens == 0:
             continue
         model = key[0]
-        price = catalog.price_of(model, today)
+        price = catalog.usage_price(model, "serverless", today)
         if price is None:
             unpriced.add(model)
             continue

@@ -44,7 +44,7 @@ from pricing.costs import token_cost
 __all__ = [
     "CSV_FIELDS", "Costing", "FileReader", "IngestRejected", "IngestResult", "MAX_COUNT", "PriceLookup",
     "RecordError", "UsageRecord", "apply_records", "bucket_records", "check_costs", "file_format", "import_file",
-    "ingest_body", "latest_allowed", "parse_body", "parse_record", "price_lookup", "scan_line", "usage_price",
+    "ingest_body", "latest_allowed", "parse_body", "parse_record", "price_lookup", "scan_line",
     "validate",
 ]
 
@@ -444,21 +444,8 @@ def _bucket_refusal(records: Iterable[UsageRecord], full: list[BucketRow]) -> In
 # -- costing and bucketing -----------------------------------------------------------------
 
 
-def usage_price(catalog: Catalog, model: str, mode: str, at: date | datetime) -> Price | None:
-    """The price that applies to usage of `model` in `mode` at `at`, or None (unpriced).
-
-    The name resolves as quotes and budgets resolve it (`Catalog.match`). Batch applies the
-    batch discount; dedicated token usage has no per-token price (its cost is the endpoint's
-    uptime)."""
-    match = catalog.match(model)
-    price = catalog.price(match.provider, match.model, at) if match is not None else None
-    if price is not None and mode == "batch":
-        price = price.batch()
-    return price
-
-
 class PriceLookup:
-    """`usage_price` remembered per (model, mode, day) for one catalog; shared by every ingest
+    """`Catalog.usage_price` remembered per (model, mode, day) for one catalog; shared by every ingest
     that uses the same catalog object, so a push does not search the catalog again."""
 
     MAX_ENTRIES = 100_000
@@ -474,7 +461,7 @@ class PriceLookup:
         except KeyError:
             if len(self._memo) >= self.MAX_ENTRIES:
                 self._memo.clear()
-            price = self._memo[key] = usage_price(self.catalog, model, mode, day)
+            price = self._memo[key] = self.catalog.usage_price(model, mode, day)
             return price
 
 

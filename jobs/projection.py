@@ -130,8 +130,7 @@ class PriceMemo:
     def __call__(self, model: str, mode: str, day: date) -> Price | None:
         key = (model, mode, day)
         if key not in self.memo:
-            price = self.catalog.price_of(model, day)
-            self.memo[key] = price.batch() if price is not None and mode == "batch" else price
+            self.memo[key] = self.catalog.usage_price(model, mode, day)
         return self.memo[key]
 
 

@@ -161,6 +161,16 @@ class Catalog:
         provider, model = self.split(name)
         return self.price(provider, model, at) if model else None
 
+    def usage_price(self, name: str, mode: str, at: date | datetime | None = None) -> Price | None:
+        """The price of usage recorded as `name` in `mode` at `at`, or None (unpriced): the one
+        rule the ledger, the forecast, the batch advice and `reprice` share.
+
+        The name resolves as quotes and budgets resolve it (`match`); batch gets the batch
+        discount."""
+        found = self.match(name)
+        price = self.price(found.provider, found.model, at) if found is not None else None
+        return price.batch() if price is not None and mode == "batch" else price
+
     def split(self, name: str) -> tuple[str, str]:
         """`provider/model` → (provider, model) where provider is known, else (together, name).
 
@@ -369,8 +379,9 @@ def load_catalog(
         )
     for price in synced:
         catalog.add(replace(price, source="provider-api"))
-    for price in overrides:
-        catalog.add(replace(price, source="config"))
+    for price in overrides:  # `openai/gpt-4o-mini` overrides OpenAI's entry; a new name is together.ai's
+        provider, model = catalog.split(price.model) if price.provider == PRIMARY_PROVIDER else (price.provider, price.model)
+        catalog.add(replace(price, provider=provider, model=model, source="config"))
 
     table = _read_toml("hardware.toml")
     for entry in table.get("hardware", []):

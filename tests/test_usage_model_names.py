@@ -174,3 +174,56 @@ def test_reprice_resolves_a_name_again_after_an_alias_and_the_digest_names_it_un
     assert main(["usage"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("budget-guard: configuration: aliases 'house-llama'.model: no catalog model called")
+
+
+def test_gpt_4o_mini_is_priced_the_same_in_the_ledger_the_forecast_and_the_advice(
+        database_url: str, tmp_path: Path) -> None:
+    """One price rule: usage named as OpenAI names it is priced at ingest, repriced by the
+    forecast when the price changes, and costed by the batch advice, all at the catalog's rate."""
+    from jobs.advice import advise
+    from jobs.month_end import forecast_month_end
+    from jobs.settings import Offline, PriceOverride
+    from pricing.costs import token_cost
+
+    now = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)
+    today = now.date()
+    csv = tmp_path / "usage.csv"
+    lines = ["id,timestamp,model,prompt_tokens,completion_tokens,feature"]
+    for n in range(1, 41):  # 40 nights, 03:00 UTC
+        stamp = datetime.combine(today - timedelta(days=n), datetime.min.time(), timezone.utc) + timedelta(hours=3)
+        lines.append(f"n{n},{stamp.isoformat()},gpt-4o-mini,20000000,5000000,nightly-summaries")
+    csv.write_text("\n".join(lines) + "\n")
+    plain = settings_for(database_url, offline=Offline(features=["nightly-summaries"]))
+    doubled = settings_for(database_url, offline=Offline(features=["nightly-summaries"]), prices=[
+        PriceOverride(model="openai/gpt-4o-mini", input=Decimal("0.30"), output=Decimal("1.20"),
+                      start=today + timedelta(days=1))])
+    context = Context.open(plain)
+    try:
+        assert import_file(context.sessions, context.catalog, csv, now=now).accepted == 40
+        rate = context.catalog.price("openai", "gpt-4o-mini", today)
+        night = token_cost(rate, 20_000_000, 5_000_000)  # $3 + $3
+        with context.sessions() as session:
+            [(model, cost, unpriced)] = [(g.key, g.cost, g.unpriced_tokens)
+                                         for g in totals(session, None, None, "model")]
+            assert (model, cost, unpriced) == ("openai/gpt-4o-mini", 40 * night, 0)  # the ledger
+
+            [candidate] = advise(session, context.settings, context.catalog, now=now).candidates  # the advice
+            assert candidate.window_cost == 28 * night
+            assert candidate.window_saving == 28 * night * rate.batch_discount / 100
+            before = forecast_month_end(session, context.settings, context.catalog, now=now)
+    finally:
+        context.close()
+    context = Context.open(doubled)
+    try:
+        with context.sessions() as session:
+            after = forecast_month_end(session, context.settings, context.catalog, now=now)
+    finally:
+        context.close()
+    assert before is not None and after is not None and before.total.unpriced_tokens == 0
+    ahead = before.total.point - before.total.month_to_date
+    assert ahead > 0 and after.total.month_to_date == before.total.month_to_date
+    # the forecast prices each day to come at the price in effect that day: twice the rate from tomorrow
+    assert before.total.unpriced_tokens == after.total.unpriced_tokens == 0
+    assert [d for d, _ in after.total.remaining] == [d for d, _ in before.total.remaining]
+    for (day, was), (_, now_) in zip(before.total.remaining, after.total.remaining):
+        assert abs(now_ - (was * 2 if day > today else was)) <= Decimal("0.000001"), day
