@@ -128,4 +128,3 @@ def cluster_quote(
     tokens = tokens_per_second * hours * 3600 if tokens_per_second else None
     effective = cost / tokens * MILLION if tokens else None
     return ClusterQuote(gpus, hours, per_gpu_hour, cost, tokens, effective)
-from db.models import UsageBucket  # noqa: F401  (throwaway: an upward import)
