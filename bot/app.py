@@ -66,14 +66,13 @@ def create_app(context: Context, *, metrics: Metrics | None = None, admins: Admi
     )
     admins = admins or admin_directory(context, client).start()
     deliveries.register(app, context)
-    quote.register(app, context)
+    quote.register(app, context, metrics or Metrics())
     credit.register(app, context, admins)  # before budget: Bolt runs the first listener that matches
     budget.register(app, context, admins)
     alerts.register(app, context, admins)
     guard.register(app, context, admins)
     home.register(app, context, admins)
     home.register_other_events(app)
-    quote.register_timing(app, metrics or Metrics())
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
