@@ -380,7 +380,7 @@ def load_catalog(
     for price in synced:
         catalog.add(replace(price, source="provider-api"))
     for price in overrides:  # `openai/gpt-4o-mini` overrides OpenAI's entry; a new name is together.ai's
-        provider, model = catalog.split(price.model) if price.provider == PRIMARY_PROVIDER else (price.provider, price.model)
+        provider, model = catalog.split(price.model)
         catalog.add(replace(price, provider=provider, model=model, source="config"))
 
     table = _read_toml("hardware.toml")

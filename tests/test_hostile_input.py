@@ -414,5 +414,5 @@ def test_characters_that_look_like_digits_are_read_as_text_not_crashed_on(text: 
     from jobs.sources.http import retry_after_seconds
 
     assert retry_after_seconds(text) is None
-    assert dig({"data": [1, 2, 3]}, f"data.{text}") is None or text == "\u0663"
+    assert dig({"data": [1, 2, 3]}, f"data.{text}") is None
     assert pull_schedule(f"*/{text} * * * *").startswith(("on the schedule", "every"))
