@@ -50,11 +50,11 @@ def post_an_alert(database_url: str, slack: FakeSlack) -> dict:
     from bot.views.alerts import alert_message
     from db.models import UsageBucket, to_nanos
     from db.schema import upgrade
-    from jobs.budget_check import check_budgets
-    from jobs.context import Context
-    from jobs.outbox import send_pending
-    from jobs.scheduler import outbox_client
-    from jobs.settings import BudgetConfig, Settings
+    from jobs.budgets.check import check_budgets
+    from jobs.config.context import Context
+    from jobs.runtime.outbox import send_pending
+    from jobs.runtime.scheduler import outbox_client
+    from jobs.config.settings import BudgetConfig, Settings
 
     upgrade(database_url)
     context = Context.open(Settings(database_url=database_url, slack_bot_token=BOT_TOKEN, slack_api_url=slack.url,

@@ -109,9 +109,9 @@ def pull_once(url: str, workdir: Path, name: str, trace: bool) -> tuple[float, i
     from db.engine import make_engine, make_sessionmaker
     from db.ledger import totals
     from db.schema import upgrade
-    from jobs.catalog import build_catalog
-    from jobs.pull import pull_one
-    from jobs.settings import Settings, Source
+    from jobs.config.catalog import build_catalog
+    from jobs.usage.pull import pull_one
+    from jobs.config.settings import Settings, Source
 
     database = f"sqlite:///{workdir / (name + '.db')}"
     upgrade(database)

@@ -39,7 +39,7 @@ def budgets(models: list[str]) -> list:  # type: ignore[type-arg]
     """50 budgets, as benchmarks/budget_check.py has them: per project, per model, per feature, totals."""
     from decimal import Decimal
 
-    from jobs.settings import BudgetConfig
+    from jobs.config.settings import BudgetConfig
 
     scopes = [{"project": f"project-{p}"} for p in range(10)]
     scopes += [{"model": m} for m in models[:30]]
@@ -58,13 +58,13 @@ def measure(url: str, tz: str) -> dict[str, float]:
     from bot.views.chart import spend_chart
     from bot.views.digest import digest_blocks, digest_text
     from bot.views.home import home_view
-    from jobs.context import Context
+    from jobs.config.context import Context
     from db.rollups import DailyUsage
-    from jobs.advice import advise
-    from jobs.digest import build_digest, build_overview
-    from jobs.outbox import send_pending
-    from jobs.scheduler import outbox_client
-    from jobs.settings import Settings
+    from jobs.advice.batch import advise
+    from jobs.digest.daily import build_digest, build_overview
+    from jobs.runtime.outbox import send_pending
+    from jobs.runtime.scheduler import outbox_client
+    from jobs.config.settings import Settings
     from tests.fakes.slack_api import FakeSlack
     from tests.harness import BOT_TOKEN
 
@@ -103,7 +103,7 @@ def measure(url: str, tz: str) -> dict[str, float]:
         figures["models"] = len(digest.overview.models)
         figures["rss_after_digest_mb"] = peak_rss_mb()
 
-        from jobs.digest import queue_digest
+        from jobs.digest.daily import queue_digest
 
         started = time.perf_counter()
         queue_digest(context, digest, key=f"digest:bench-{uuid.uuid4().hex[:6]}",

@@ -8,7 +8,7 @@ missing, for next time). PostgreSQL gets a fresh schema, dropped afterwards. Eac
 runs in a child process, so its peak RSS is its own:
 
 - the one-time rollup build (what the first read after a bulk load pays) is reported apart;
-- forecast (`jobs.month_end`, all models) and advice (`jobs.advice.advise`), warm rollups, as
+- forecast (`jobs.forecast.month_end`, all models) and advice (`jobs.advice.batch.advise`), warm rollups, as
   the jobs run them, best and median of `--repeat` runs, with tracemalloc's peak for one run;
 - `budget-guard forecast --json` and `budget-guard advise --json` end to end (start-up,
   schema check and catalog included)."""
@@ -48,7 +48,7 @@ def measure_rollup(url: str) -> dict[str, float]:
 
     from db.engine import make_engine, make_sessionmaker
     from db.rollups import DailyUsage, RollupZone, refresh_daily
-    from jobs.settings import Settings
+    from jobs.config.settings import Settings
 
     settings = Settings(database_url=url)
     engine = make_engine(url)
@@ -67,10 +67,10 @@ def measure_rollup(url: str) -> dict[str, float]:
 
 def measure_jobs(url: str, repeat: int) -> dict[str, object]:
     """Forecast for all models, then advice, as the jobs run them; rollups already built."""
-    from jobs.advice import advise
-    from jobs.context import Context
-    from jobs.month_end import forecast_month_end
-    from jobs.settings import Settings
+    from jobs.advice.batch import advise
+    from jobs.config.context import Context
+    from jobs.forecast.month_end import forecast_month_end
+    from jobs.config.settings import Settings
 
     started = time.perf_counter()
     context = Context.open(Settings(database_url=url))

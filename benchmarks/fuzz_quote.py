@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 from bot.cli import main as cli_main  # noqa: E402
 from bot.commands.quote import render_table  # noqa: E402
 from bot.listeners.quote import answer  # noqa: E402
-from jobs.context import Context  # noqa: E402
-from jobs.settings import given_settings  # noqa: E402
+from jobs.config.context import Context  # noqa: E402
+from jobs.config.settings import given_settings  # noqa: E402
 from pricing.grammar import QuoteSyntaxError, parse  # noqa: E402
 from pricing.quote import build_quote, quote_json  # noqa: E402
 

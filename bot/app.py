@@ -17,7 +17,7 @@ from bot import deliveries
 from bot.admins import AdminDirectory
 from bot.listeners import alerts, budget, credit, guard, home, quote
 from bot.metrics import Metrics
-from jobs.context import Context
+from jobs.config.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 
-from jobs.redaction import RedactedStream
+from jobs.config.redaction import RedactedStream
 
 # Each module in bot/commands/ exposes `register(subparsers)`, which adds its parser and
 # sets `func=run`, where `run(args) -> int` is the exit code. A module that fails to import

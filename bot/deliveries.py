@@ -9,8 +9,8 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
-from jobs.context import Context
-from jobs.slack_deliveries import first_delivery
+from jobs.config.context import Context
+from jobs.runtime.slack_deliveries import first_delivery
 
 log = logging.getLogger(__name__)
 WRITING_COMMANDS = frozenset({"/budget"})  # /costquote writes nothing

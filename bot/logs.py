@@ -7,8 +7,8 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from jobs.redaction import REDACTOR, Redactor, learn
-from jobs.settings import Settings
+from jobs.config.redaction import REDACTOR, Redactor, learn
+from jobs.config.settings import Settings
 
 
 class RedactingJsonFormatter(logging.Formatter):

@@ -19,7 +19,7 @@ from bot.commands.startup import StartupError
 from bot.metrics import Metrics
 from bot.server import create_server
 from bot.slack_link import UNREACHABLE, SlackLink, SlackRefused, SlackUnreachable
-from jobs.context import Context
+from jobs.config.context import Context
 
 log = logging.getLogger("budget_guard.runtime")
 
@@ -167,16 +167,17 @@ def _quiet_slack_logs() -> Iterator[None]:
 
 
 def _start_scheduler(context: Context, metrics: Metrics, admins: AdminDirectory | None) -> Any:
-    from jobs.scheduler import start_scheduler
+    from jobs.runtime.scheduler import start_scheduler
+    from jobs.schedule import scheduled_jobs
 
-    return start_scheduler(context, metrics=metrics, renderers=renderers(),
+    return start_scheduler(context, scheduled_jobs(context, renderers()), metrics=metrics,
                            publish_home=admin_homes(context, admins))
 
 
 def command_outbox_policy(context: Context) -> Any:
     """The outbox policy of a one-off command: like serve's, with the admins named by ID (their
     groups are not read) for Home-tab notices."""
-    from jobs.outbox import OutboxPolicy
+    from jobs.runtime.outbox import OutboxPolicy
 
     return OutboxPolicy.from_settings(context.settings, admin_homes(context, admin_directory(context)))
 

@@ -18,13 +18,13 @@ from starlette.routing import Route
 
 from bot.metrics import Metrics
 from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
-from jobs.budget_status import answer as status_answer
-from jobs import otlp
-from jobs.context import Context
-from jobs.ingest import IngestRejected, IngestResult, check_costs, parse_body
-from jobs.litellm_spend import parse_spend_logs
-from jobs.push_writer import PushWriter
-from jobs.redaction import redact
+from jobs.budgets.status import answer as status_answer
+from jobs.usage import otlp
+from jobs.config.context import Context
+from jobs.usage.ingest import IngestRejected, IngestResult, check_costs, parse_body
+from jobs.usage.litellm_spend import parse_spend_logs
+from jobs.usage.push_writer import PushWriter
+from jobs.config.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from jobs.backtest import CHECKPOINTS, Case, SeriesError, load_series, run_backtest, summarize
+from jobs.forecast.backtest import CHECKPOINTS, Case, SeriesError, load_series, run_backtest, summarize
 from tests.conftest import SHARED, needs_shared
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_tests_that_need_the_shared_folder_say_what_is_missing_and_where_it_goes
 
 
 def protocol_months(path: Path) -> dict[str, float]:
-    """Independently of jobs.backtest: months whose days are all present with >= 60 days
+    """Independently of jobs.forecast.backtest: months whose days are all present with >= 60 days
     of history before them, and their totals."""
     with path.open() as fh:
         rows = list(csv.DictReader(fh))

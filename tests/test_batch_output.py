@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.sources.batch_output import summarize_output
-from jobs.sources.http import split_lines
+from jobs.usage.sources.batch_output import summarize_output
+from jobs.usage.sources.http import split_lines
 from tests.fakes.together_api import batch_output_line
 
 WHEN = 1_795_084_200

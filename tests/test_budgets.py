@@ -18,13 +18,13 @@ from bot.cli import main
 from bot.server import create_server
 from bot.views.alerts import alert_message
 from db.models import Alert, Budget, OutboxMessage, SourceState, SyncedPrice, UsageBucket, to_nanos
-from jobs.budget_check import check_budgets
-from jobs.context import Context
-from jobs.outbox import send_pending
-from jobs.pull import pull_sources
-from jobs.sources import RetryPolicy
-from jobs.scheduler import ScheduledJob, outbox_client, run_claimed
-from jobs.settings import BudgetConfig, Settings, Source
+from jobs.budgets.check import check_budgets
+from jobs.config.context import Context
+from jobs.runtime.outbox import send_pending
+from jobs.usage.pull import pull_sources
+from jobs.usage.sources import RetryPolicy
+from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
+from jobs.config.settings import BudgetConfig, Settings, Source
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (BOT_TOKEN, SIGNING_SECRET, ServerThread, block_actions_payload, post_interaction,
                            post_slash_command)
@@ -340,8 +340,8 @@ def test_a_budget_the_file_gets_wrong_stops_the_command_in_one_line(  # type: ig
 
 def test_file_budgets_follow_the_file_unless_slack_changed_them(database_url: str, slack: FakeSlack,
                                                                 tmp_path: Path) -> None:
-    from jobs.budgets import BudgetConfig as Config, current_budgets, delete, save
-    from jobs.settings import load_settings
+    from jobs.budgets.specs import BudgetConfig as Config, current_budgets, delete, save
+    from jobs.config.settings import load_settings
 
     config = tmp_path / "budget-guard.toml"
 
@@ -504,7 +504,7 @@ def test_a_snoozed_source_alert_waits(database_url: str, slack: FakeSlack) -> No
     [first] = run_check(context, start + timedelta(hours=2))
     with context.sessions() as session:
         alert_id = session.scalar(select(Alert.id))
-    from jobs.budget_check import snooze
+    from jobs.budgets.check import snooze
 
     assert snooze(context, alert_id, first.budget, "U0LEAD", now=start + timedelta(hours=2)) is not None
     with context.sessions() as session, session.begin():  # the source recovers, then fails again
@@ -559,7 +559,7 @@ def test_budget_command_admins_only_with_specific_refusals(context: Context, sla
     # Survives a restart; the file does not bring a deleted budget back.
     restarted = Context.open(context.settings)
     with restarted.sessions() as session:
-        from jobs.budgets import current_budgets
+        from jobs.budgets.specs import current_budgets
 
         assert [b.name for b in current_budgets(session, restarted.settings, restarted.catalog)] == ["llama-prod"]
     restarted.close()
@@ -583,7 +583,7 @@ def test_a_budget_set_from_slack_needs_a_channel_when_there_is_no_default(databa
 
 def test_the_production_schedule_runs_in_the_configured_zone_once_per_period(database_url: str,
                                                                              slack: FakeSlack) -> None:
-    from jobs.scheduler import scheduled_jobs
+    from jobs.schedule import scheduled_jobs
 
     settings = make_settings(database_url, slack, tz="Asia/Tokyo", check_cron="0 9 * * *", pull_cron="*/15 * * * *",
                              together_api_key="tok-test", sources=[Source(name="gateway", kind="generic_json",

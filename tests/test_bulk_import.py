@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.bulk import CopyWriter, DirectWriter, bulk_writer
 from db.models import SeenEvent, UsageBucket, counted_model
 from db.rollups import daily_rows, local_day
-from jobs.catalog import build_catalog
-from jobs.ingest import IngestRejected, IngestResult, import_file, ingest_body
-from jobs.settings import PriceOverride, Settings
+from jobs.config.catalog import build_catalog
+from jobs.usage.ingest import IngestRejected, IngestResult, import_file, ingest_body
+from jobs.config.settings import PriceOverride, Settings
 from pricing.catalog import Catalog
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)

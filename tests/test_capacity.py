@@ -14,8 +14,8 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from bot.cli import main
 from bot.commands.quote import render_table
 from bot.views.quote import quote_blocks
-from jobs.catalog import build_catalog
-from jobs.settings import ConfigError, ModelFactsOverride, Settings, Throughput, load_settings
+from jobs.config.catalog import build_catalog
+from jobs.config.settings import ConfigError, ModelFactsOverride, Settings, Throughput, load_settings
 from pricing import capacity
 from pricing.catalog import load_catalog
 from pricing.grammar import parse

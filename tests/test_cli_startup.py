@@ -70,8 +70,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_parser_choices_copied_to_keep_start_up_fast_match_their_source() -> None:
     from bot.commands import forecast, import_, usage
     from db.ledger import GROUPS as LEDGER_GROUPS
-    from jobs.ingest import CSV_FIELDS
-    from jobs.month_end import GROUPS
+    from jobs.usage.ingest import CSV_FIELDS
+    from jobs.forecast.month_end import GROUPS
 
     assert forecast.GROUPS == GROUPS and import_.CSV_FIELDS == CSV_FIELDS and usage.GROUP_CHOICES == LEDGER_GROUPS
 
@@ -79,7 +79,7 @@ def test_parser_choices_copied_to_keep_start_up_fast_match_their_source() -> Non
 def test_the_default_crons_that_start_up_does_not_parse_are_valid() -> None:
     from apscheduler.triggers.cron import CronTrigger
 
-    from jobs.settings import Settings
+    from jobs.config.settings import Settings
 
     for name in ("pull_cron", "check_cron", "price_sync_cron", "reconcile_cron"):
         CronTrigger.from_crontab(Settings.model_fields[name].default, timezone="UTC")

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from jobs.demo import simulated_now
+from jobs.usage.demo import simulated_now
 from tests.processes import REPO
 
 

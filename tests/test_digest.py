@@ -23,12 +23,13 @@ from bot.runtime import renderers
 from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS
 from bot.views.digest import digest_blocks
 from db.models import JobClaim, OutboxMessage, UsageBucket, to_nanos
-from jobs.context import Context
-from jobs.advice import advise
-from jobs.digest import build_digest, digest_job
-from jobs.outbox import send_pending
-from jobs.scheduler import ScheduledJob, outbox_client, run_claimed, scheduled_jobs
-from jobs.settings import BudgetConfig, Settings
+from jobs.config.context import Context
+from jobs.advice.batch import advise
+from jobs.digest.daily import build_digest, digest_job
+from jobs.runtime.outbox import send_pending
+from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
+from jobs.schedule import scheduled_jobs
+from jobs.config.settings import BudgetConfig, Settings
 from tests.fakes.slack_api import FakeSlack
 from pricing.money import usd
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
@@ -376,7 +377,7 @@ def test_an_empty_ledger_gets_a_digest_that_says_how_to_get_usage_in(context: Co
 
 def test_a_private_channel_the_bot_is_not_in_fails_the_digest_until_the_operator_retries(
         context: Context, slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
-    from jobs.outbox import retry
+    from jobs.runtime.outbox import retry
 
     steady_ledger(context, date(2026, 11, 25))
     slack.add_channel(CHANNEL, is_member=False, is_private=True)

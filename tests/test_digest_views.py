@@ -19,7 +19,7 @@ from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS, MA
 from bot.views.chart import chart_data, draw_chart, spend_chart
 from bot.views.digest import digest_blocks, digest_message, digest_text, terminal_text
 from bot.views.home import home_view
-from jobs.digest import (
+from jobs.digest.daily import (
     BatchSaving,
     BudgetStatus,
     Digest,

@@ -22,10 +22,10 @@ from sqlalchemy import select
 from db.engine import make_engine, make_sessionmaker
 from db.ledger import totals
 from db.models import OutboxMessage, SourceState
-from jobs.outbox import enqueue, send_pending
-from jobs.pull import pull_sources
-from jobs.settings import Settings, Source
-from jobs.sources import RetryPolicy
+from jobs.runtime.outbox import enqueue, send_pending
+from jobs.usage.pull import pull_sources
+from jobs.config.settings import Settings, Source
+from jobs.usage.sources import RetryPolicy
 from pricing.catalog import load_catalog
 from tests.conftest import PG_URL
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from jobs.forecast import (
+from jobs.forecast.forecaster import (
     MonthForecast,
     forecast_month,
     forecast_total,

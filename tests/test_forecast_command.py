@@ -13,10 +13,10 @@ import pytest
 from bot.cli import main
 from db.models import UsageBucket, from_nanos, to_nanos
 from db.rollups import DailyRow
-from jobs.catalog import build_catalog
-from jobs.context import Context
-from jobs.projection import project
-from jobs.settings import PriceOverride, Settings
+from jobs.config.catalog import build_catalog
+from jobs.config.context import Context
+from jobs.forecast.projection import project
+from jobs.config.settings import PriceOverride, Settings
 from pricing.costs import token_cost
 from pricing.money import usd
 

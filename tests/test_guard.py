@@ -21,14 +21,14 @@ from bot.app import create_app
 from bot.server import create_server
 from bot.views.alerts import alert_message
 from db.models import Alert, BudgetSnapshot, DedicatedEndpoint, JobClaim, UsageBucket
-from jobs.budget_check import check_budgets
-from jobs.context import Context
-from jobs.endpoints import idle_endpoints
-from jobs.outbox import send_pending
-from jobs.pull import pull_sources
-from jobs.scheduler import outbox_client
-from jobs.settings import BudgetConfig, Settings, Source
-from jobs.sources import RetryPolicy
+from jobs.budgets.check import check_budgets
+from jobs.config.context import Context
+from jobs.usage.endpoints import idle_endpoints
+from jobs.runtime.outbox import send_pending
+from jobs.usage.pull import pull_sources
+from jobs.runtime.scheduler import outbox_client
+from jobs.config.settings import BudgetConfig, Settings, Source
+from jobs.usage.sources import RetryPolicy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.together_api import SAMPLE_ENDPOINTS, Endpoint, FakeTogether
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_interaction, trigger_id
@@ -382,8 +382,8 @@ def test_the_readmes_litellm_hook_refuses_a_call_over_budget(sqlite_url: str, sl
 
 
 def test_on_exceed_takes_alert_or_stop_endpoints_only() -> None:
-    from jobs.budgets import BudgetError, parse_set
-    from jobs.settings import ConfigError, load_settings
+    from jobs.budgets.specs import BudgetError, parse_set
+    from jobs.config.settings import ConfigError, load_settings
     from pricing.catalog import load_catalog
 
     catalog = load_catalog()

@@ -22,9 +22,9 @@ from bot.cli import main
 from bot.server import create_server
 from db.ledger import totals
 from db.models import SeenEvent, UsageBucket
-from jobs.context import Context
-from jobs.ingest import IngestRejected, import_file, ingest_body
-from jobs.settings import PriceOverride, Settings
+from jobs.config.context import Context
+from jobs.usage.ingest import IngestRejected, import_file, ingest_body
+from jobs.config.settings import PriceOverride, Settings
 from tests.harness import ServerThread
 
 PRICEY = "acme/pricey-model"  # $150 in, $600 out per 1M tokens
@@ -377,7 +377,7 @@ def _as_csv(body: bytes) -> bytes:
 
 def test_a_budget_amount_or_a_configured_rate_of_1e999999999_is_refused_in_words(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from jobs.budgets import BudgetError, parse_amount
+    from jobs.budgets.specs import BudgetError, parse_amount
 
     with pytest.raises(BudgetError, match="dollars like 5000"):
         parse_amount("1e999999999")
@@ -410,8 +410,8 @@ def test_otlp_and_litellm_refuse_deep_json_and_overflowing_buckets_without_a_5xx
 @pytest.mark.parametrize("text", ["\u00b2", "\u0663", "--5", "1\u00b2"])
 def test_characters_that_look_like_digits_are_read_as_text_not_crashed_on(text: str) -> None:
     from bot.views.spend import pull_schedule
-    from jobs.sources.generic_json import dig
-    from jobs.sources.http import retry_after_seconds
+    from jobs.usage.sources.generic_json import dig
+    from jobs.usage.sources.http import retry_after_seconds
 
     assert retry_after_seconds(text) is None
     assert dig({"data": [1, 2, 3]}, f"data.{text}") is None

@@ -12,8 +12,8 @@ import pytest
 
 from bot.server import create_server
 from db.ledger import totals
-from jobs.context import Context
-from jobs.settings import Settings
+from jobs.config.context import Context
+from jobs.config.settings import Settings
 from tests.harness import ServerThread
 
 MODEL = "arcee-ai/maestro-reasoning"  # $0.90 in, $3.30 out per 1M tokens

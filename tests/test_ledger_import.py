@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import UsageBucket
-from jobs.catalog import build_catalog
-from jobs.ingest import IngestRejected, import_file, ingest_body
-from jobs.pull import pull_one
-from jobs.settings import Settings, Source
-from jobs.sources import RetryPolicy
+from jobs.config.catalog import build_catalog
+from jobs.usage.ingest import IngestRejected, import_file, ingest_body
+from jobs.usage.pull import pull_one
+from jobs.config.settings import Settings, Source
+from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.test_ledger_ingest import MAESTRO, NOW, bucket_count, response, snapshot

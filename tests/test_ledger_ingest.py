@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.ledger import totals
 from db.models import PriceRecord, SeenEvent, UsageBucket
-from jobs.catalog import build_catalog
-from jobs.ingest import (
+from jobs.config.catalog import build_catalog
+from jobs.usage.ingest import (
     IngestRejected,
     RecordError,
     bucket_records,
@@ -24,7 +24,7 @@ from jobs.ingest import (
     parse_record,
     latest_allowed,
 )
-from jobs.settings import PriceOverride, Settings
+from jobs.config.settings import PriceOverride, Settings
 from pricing.catalog import Catalog
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.ledger import totals
 from db.models import SourceState, UsageBucket, from_nanos
-from jobs.catalog import build_catalog
-from jobs.pull import PullOutcome, pull_one, pull_sources
-from jobs.settings import FieldMap, Settings, Source
-from jobs.sources import RetryPolicy
+from jobs.config.catalog import build_catalog
+from jobs.usage.pull import PullOutcome, pull_one, pull_sources
+from jobs.config.settings import FieldMap, Settings, Source
+from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from pricing.costs import token_cost
 from tests.fakes.http_server import FakeHTTPServer, RecordedRequest, Response

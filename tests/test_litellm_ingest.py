@@ -23,11 +23,11 @@ from sqlalchemy import func, select
 from bot.server import create_server
 from db.ledger import totals
 from db.models import UsageBucket, from_nanos
-from jobs.catalog import build_catalog
-from jobs.context import Context
-from jobs.ingest import IngestRejected
-from jobs.litellm_spend import parse_spend_logs
-from jobs.settings import Settings, given_settings
+from jobs.config.catalog import build_catalog
+from jobs.config.context import Context
+from jobs.usage.ingest import IngestRejected
+from jobs.usage.litellm_spend import parse_spend_logs
+from jobs.config.settings import Settings, given_settings
 from tests.harness import ServerThread
 
 CATALOG = build_catalog(given_settings())

@@ -25,10 +25,10 @@ from sqlalchemy import text
 
 from bot.server import create_server
 from db.ledger import totals
-from jobs import otlp
-from jobs.catalog import build_catalog
-from jobs.context import Context
-from jobs.settings import OtlpMapping, Settings
+from jobs.usage import otlp
+from jobs.config.catalog import build_catalog
+from jobs.config.context import Context
+from jobs.config.settings import OtlpMapping, Settings
 from tests.harness import ServerThread
 
 MODEL = "arcee-ai/maestro-reasoning"  # $0.90 in, $3.30 out per 1M tokens

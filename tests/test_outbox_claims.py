@@ -11,8 +11,8 @@ from slack_sdk import WebClient
 from sqlalchemy import select, update
 
 from db.models import OutboxMessage
-from jobs import claims
-from jobs.outbox import SENDING_LEASE, enqueue, send_pending
+from jobs.runtime import claims
+from jobs.runtime.outbox import SENDING_LEASE, enqueue, send_pending
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN
 
@@ -228,9 +228,9 @@ def test_two_senders_share_no_message(sessions, slack) -> None:  # type: ignore[
 def test_a_job_whose_process_died_runs_again_after_job_lease_seconds(database_url: str) -> None:
     from apscheduler.triggers.cron import CronTrigger
 
-    from jobs.context import Context
-    from jobs.scheduler import ScheduledJob, period_key, run_claimed
-    from jobs.settings import Settings
+    from jobs.config.context import Context
+    from jobs.runtime.scheduler import ScheduledJob, period_key, run_claimed
+    from jobs.config.settings import Settings
 
     context = Context.open(Settings(database_url=database_url, job_lease_seconds=60))
     try:

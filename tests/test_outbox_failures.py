@@ -18,9 +18,9 @@ from bot.cli import main
 from bot.metrics import database_gauges
 from bot.runtime import command_outbox_policy
 from db.models import OperatorNotice, OutboxMessage
-from jobs.context import Context
-from jobs.outbox import OutboxPolicy, enqueue, retry, send_pending
-from jobs.settings import Settings
+from jobs.config.context import Context
+from jobs.runtime.outbox import OutboxPolicy, enqueue, retry, send_pending
+from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
 
@@ -124,11 +124,11 @@ def test_a_token_problem_is_told_once_as_a_token_problem(context: Context, slack
     for n in range(3):
         queue(context, f"alert:{n}")
     slack.invalid_token = error
-    with caplog.at_level(logging.ERROR, logger="jobs.operator_notices"):
+    with caplog.at_level(logging.ERROR, logger="jobs.runtime.operator_notices"):
         report = send(context, client)
         send(context, client, later(30))
     assert report.failed == 3 and {r.status for r in rows(context).values()} == {"failed"}
-    told = [r.getMessage() for r in caplog.records if r.name == "jobs.operator_notices"]
+    told = [r.getMessage() for r in caplog.records if r.name == "jobs.runtime.operator_notices"]
     assert len(told) == 1, told  # once, in the log: no token can post it to Slack
     assert f"Slack no longer accepts the bot token ({error})" in told[0] and "SLACK_BOT_TOKEN" in told[0]
     assert "for channel" not in told[0] and ALERTS not in told[0]

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from db.models import SyncedHardware, SyncedPrice
-from jobs.context import Context
-from jobs.price_sync import sync_prices
-from jobs.settings import Settings
-from jobs.sources.http import RetryPolicy, SourceError
+from jobs.config.context import Context
+from jobs.usage.price_sync import sync_prices
+from jobs.config.settings import Settings
+from jobs.usage.sources.http import RetryPolicy, SourceError
 from tests.fakes.together_api import FakeTogether, Hardware, TogetherModel
 
 NOW = datetime(2026, 11, 20, 3, 17, tzinfo=timezone.utc)

@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-import jobs.push_writer as push_writer
+import jobs.usage.push_writer as push_writer
 from db.models import UsageBucket
-from jobs.context import Context
-from jobs.ingest import parse_body
-from jobs.push_writer import PushWriter
-from jobs.settings import Settings
+from jobs.config.context import Context
+from jobs.usage.ingest import parse_body
+from jobs.usage.push_writer import PushWriter
+from jobs.config.settings import Settings
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"

@@ -15,8 +15,8 @@ from bot.app import create_app
 from bot.server import create_server
 from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS
 from bot.views.quote import quote_blocks
-from jobs.context import Context
-from jobs.settings import Settings
+from jobs.config.context import Context
+from jobs.config.settings import Settings
 from pricing.catalog import load_catalog
 from pricing.grammar import parse
 from pricing.quote import build_quote

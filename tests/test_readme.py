@@ -15,8 +15,8 @@ import pytest
 
 from bot.cli import main
 from bot.server import create_server
-from jobs.context import Context
-from jobs.settings import Settings
+from jobs.config.context import Context
+from jobs.config.settings import Settings
 from tests.conftest import REPO
 from tests.harness import ServerThread
 

@@ -17,15 +17,16 @@ from bot.cli import main
 from bot.views.alerts import alert_message
 from db.engine import transaction
 from db.models import Alert, OutboxMessage
-from jobs.context import Context
-from jobs.ingest import apply_records
-from jobs.litellm_spend import parse_spend_logs
-from jobs.outbox import send_pending
-from jobs.pull import pull_sources
-from jobs.reconcile import DayComparison, _likely_cause, check_drift, reconcile
-from jobs.scheduler import outbox_client, run_claimed, scheduled_jobs
-from jobs.settings import Settings, Source
-from jobs.sources import RetryPolicy
+from jobs.config.context import Context
+from jobs.usage.ingest import apply_records
+from jobs.usage.litellm_spend import parse_spend_logs
+from jobs.runtime.outbox import send_pending
+from jobs.usage.pull import pull_sources
+from jobs.budgets.reconcile import DayComparison, _likely_cause, check_drift, reconcile
+from jobs.runtime.scheduler import outbox_client, run_claimed
+from jobs.schedule import scheduled_jobs
+from jobs.config.settings import Settings, Source
+from jobs.usage.sources import RetryPolicy
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET

@@ -18,13 +18,13 @@ from bot.cli import main
 from bot.server import create_server
 from bot.views.alerts import alert_message
 from db.models import Alert, PrepaidEntry, UsageBucket, to_nanos
-from jobs.budget_check import check_budgets
-from jobs.context import Context
-from jobs.digest import build_digest, build_overview
-from jobs.outbox import send_pending
-from jobs.runway import CreditError, current_runway, parse_credit_amount
-from jobs.scheduler import outbox_client
-from jobs.settings import ConfigError, Prepaid, Settings, Topup, load_settings
+from jobs.budgets.check import check_budgets
+from jobs.config.context import Context
+from jobs.digest.daily import build_digest, build_overview
+from jobs.runtime.outbox import send_pending
+from jobs.forecast.runway import CreditError, current_runway, parse_credit_amount
+from jobs.runtime.scheduler import outbox_client
+from jobs.config.settings import ConfigError, Prepaid, Settings, Topup, load_settings
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_slash_command
 from tests.processes import wait_until

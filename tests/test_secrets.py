@@ -20,14 +20,14 @@ from bot.server import create_server
 from bot.views.alerts import alert_message
 from db.models import Base, SourceState
 from db.rollups import DailyUsage  # noqa: F401 - its tables are in the metadata too
-from jobs.budget_check import check_budgets
-from jobs.context import Context
-from jobs.outbox import send_pending
-from jobs.pull import pull_sources
-from jobs.redaction import REDACTED, Redactor, forms, redact
-from jobs.scheduler import outbox_client
-from jobs.settings import Settings, load_settings
-from jobs.sources import RetryPolicy
+from jobs.budgets.check import check_budgets
+from jobs.config.context import Context
+from jobs.runtime.outbox import send_pending
+from jobs.usage.pull import pull_sources
+from jobs.config.redaction import REDACTED, Redactor, forms, redact
+from jobs.runtime.scheduler import outbox_client
+from jobs.config.settings import Settings, load_settings
+from jobs.usage.sources import RetryPolicy
 from tests.fakes.openai_usage import FakeOpenAIUsage
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, ServerThread
@@ -119,8 +119,8 @@ def test_the_redactor_knows_each_form_of_a_secret_and_shapes_it_was_not_told() -
 
 
 def test_a_provider_reason_is_short_and_never_an_echoed_key_even_one_we_were_not_told() -> None:
-    """The reason every source and the Stop endpoint button pass on (jobs.sources.http.provider_reason)."""
-    from jobs.sources.http import provider_reason
+    """The reason every source and the Stop endpoint button pass on (jobs.usage.sources.http.provider_reason)."""
+    from jobs.usage.sources.http import provider_reason
 
     for key in ("tgp_v1_abcdefghijklmnop1234567890", "9f1c2b3a4d5e6f708192a3b4c5d6e7f8"):
         body = json.dumps({"error": {"code": "invalid_api_key", "type": "invalid_request_error",

@@ -76,7 +76,7 @@ def test_two_serve_processes_post_each_alert_once(database_url: str, slack: Fake
 
 def test_sigterm_mid_post_finishes_that_post_releases_the_rest_and_a_restart_posts_each_once(
         database_url: str, slack: FakeSlack, tmp_path: Path) -> None:
-    from jobs.outbox import enqueue
+    from jobs.runtime.outbox import enqueue
 
     sessions = make_sessionmaker(make_engine(database_url))
     with sessions() as session, session.begin():

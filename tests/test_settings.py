@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from jobs.settings import ConfigError, load_settings
+from jobs.config.settings import ConfigError, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from bot.app import admin_directory, create_app
 from bot.server import create_server
 from db.models import Alert, Budget, SlackDelivery
-from jobs.context import Context
+from jobs.config.context import Context
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (BOT_TOKEN, ServerThread, block_actions_payload, event_callback_body, interaction_body,
                            post_event, post_interaction, signed_headers, slash_command_body)

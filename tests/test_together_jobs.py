@@ -18,10 +18,10 @@ from together import Together
 
 from db.ledger import totals
 from db.models import SourceState, UsageBucket, from_nanos
-from jobs.catalog import build_catalog
-from jobs.pull import PullOutcome, pull_one
-from jobs.settings import ClusterRate, Settings, Source
-from jobs.sources import RetryPolicy
+from jobs.config.catalog import build_catalog
+from jobs.usage.pull import PullOutcome, pull_one
+from jobs.config.settings import ClusterRate, Settings, Source
+from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from pricing.costs import token_cost
 from tests.fakes.together_api import BatchJob, Endpoint, FakeTogether, FineTune, GpuCluster, batch_output_line
@@ -380,9 +380,9 @@ def test_the_digest_has_a_cluster_line_and_training_is_spent_not_extrapolated(
     database_url: str, catalog: Catalog, together: FakeTogether, retry: RetryPolicy
 ) -> None:
     from bot.views.digest import digest_blocks
-    from jobs.context import Context
-    from jobs.digest import ClusterRun, build_digest
-    from jobs.settings import BudgetConfig
+    from jobs.config.context import Context
+    from jobs.digest.daily import ClusterRun, build_digest
+    from jobs.config.settings import BudgetConfig
 
     clusters, fine_tunes = source(together, "together_clusters", start=None), source(together, "together_fine_tunes")
     settings = Settings(database_url=database_url, sources=[clusters, fine_tunes], alert_channel="C0ALERTS",

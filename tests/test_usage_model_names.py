@@ -20,11 +20,11 @@ from bot.cli import main
 from bot.server import create_server
 from db.ledger import totals
 from db.models import UsageBucket
-from jobs.budget_check import check_budgets
-from jobs.context import Context
-from jobs.ingest import import_file
-from jobs.pull import pull_sources
-from jobs.settings import BudgetConfig, Settings, Source
+from jobs.budgets.check import check_budgets
+from jobs.config.context import Context
+from jobs.usage.ingest import import_file
+from jobs.usage.pull import pull_sources
+from jobs.config.settings import BudgetConfig, Settings, Source
 from pricing.catalog import Price, UnknownModel, load_catalog
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.harness import ServerThread
@@ -180,9 +180,9 @@ def test_gpt_4o_mini_is_priced_the_same_in_the_ledger_the_forecast_and_the_advic
         database_url: str, tmp_path: Path) -> None:
     """One price rule: usage named as OpenAI names it is priced at ingest, repriced by the
     forecast when the price changes, and costed by the batch advice, all at the catalog's rate."""
-    from jobs.advice import advise
-    from jobs.month_end import forecast_month_end
-    from jobs.settings import Offline, PriceOverride
+    from jobs.advice.batch import advise
+    from jobs.forecast.month_end import forecast_month_end
+    from jobs.config.settings import Offline, PriceOverride
     from pricing.costs import token_cost
 
     now = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)

@@ -17,8 +17,8 @@ import together
 from bot.server import create_server
 from bot.usage_push import UsagePusher
 from db.ledger import totals
-from jobs.context import Context
-from jobs.settings import Settings
+from jobs.config.context import Context
+from jobs.config.settings import Settings
 from tests.fakes.chat_api import FakeChatAPI
 from tests.fakes.http_server import FakeHTTPServer, RecordedRequest, Response
 from tests.harness import ServerThread

@@ -11,7 +11,7 @@ from bot.commands.startup import StartupError, add_database_option, add_now_opti
 from pricing.money import count, usd
 
 if TYPE_CHECKING:
-    from jobs.advice import Advice, Candidate
+    from jobs.advice.batch import Advice, Candidate
 
 EMPTY_LEDGER = ("no usage recorded in the last {days} days: nothing to advise on. "
                 "Record usage first (`budget-guard import FILE`, `budget-guard pull`, or POST /v1/usage).")
@@ -32,7 +32,7 @@ def utc_now() -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.advice import advise
+    from jobs.advice.batch import advise
 
     if args.days < 1:
         return fail(StartupError("--days must be at least 1, e.g. --days 28"))

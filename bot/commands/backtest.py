@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.backtest import SeriesError, format_table, load_series, run_backtest, summarize
+    from jobs.forecast.backtest import SeriesError, format_table, load_series, run_backtest, summarize
 
     try:
         cases = run_backtest(load_series(args.series))

@@ -11,7 +11,7 @@ from bot.commands.startup import StartupError, add_database_option, fail, open_c
 from pricing.money import usd
 
 if TYPE_CHECKING:
-    from jobs.budget_check import AlertDraft
+    from jobs.budgets.check import AlertDraft
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,10 +32,10 @@ def render_text(draft: AlertDraft) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from bot.runtime import command_outbox_policy, renderers
-    from jobs import claims
-    from jobs.budget_check import check_budgets
-    from jobs.outbox import send_pending
-    from jobs.scheduler import outbox_client
+    from jobs.runtime import claims
+    from jobs.budgets.check import check_budgets
+    from jobs.runtime.outbox import send_pending
+    from jobs.runtime.scheduler import outbox_client
 
     try:
         context = open_context(args)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from bot.commands.startup import instant
 
 if TYPE_CHECKING:
-    from jobs.context import Context
-    from jobs.settings import BudgetConfig
+    from jobs.config.context import Context
+    from jobs.config.settings import BudgetConfig
 
 SAMPLE_QUOTE = "compare llama-3.3-70b deepseek-v3 qwen3-235b 3k/1k 100k/day"
 
@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from bot.views.blocks import to_dicts
     from bot.views.quote import quote_blocks
     from db.schema import upgrade
-    from jobs.budget_check import check_budgets
-    from jobs.context import Context
-    from jobs.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
-    from jobs.settings import given_settings
+    from jobs.budgets.check import check_budgets
+    from jobs.config.context import Context
+    from jobs.usage.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
+    from jobs.config.settings import given_settings
     from pricing.grammar import parse
     from pricing.quote import build_quote
 
@@ -103,9 +103,9 @@ def simulation_note(real_now: datetime, now: datetime) -> str:
 def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
     """One budget 90% used (an actual alert), one that the forecast says will be exceeded."""
     from db.rollups import daily_rows, local_midnight
-    from jobs.demo import ALERT_CHANNEL
-    from jobs.projection import fraction_of_day, project
-    from jobs.settings import BudgetConfig
+    from jobs.usage.demo import ALERT_CHANNEL
+    from jobs.forecast.projection import fraction_of_day, project
+    from jobs.config.settings import BudgetConfig
 
     today = now.date()
     with context.sessions() as session:
@@ -128,7 +128,7 @@ def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
 
 def show_advice(context: Context, now: datetime) -> str:
     from bot.commands.advise import render as render_advice
-    from jobs.advice import advise
+    from jobs.advice.batch import advise
 
     with context.sessions() as session:
         return render_advice(advise(session, context.settings, context.catalog, now=now))

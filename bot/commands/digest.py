@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from bot.commands.startup import StartupError, add_database_option, add_now_option, fail, now_from, open_context
 
 if TYPE_CHECKING:
-    from jobs.context import Context
+    from jobs.config.context import Context
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def write_files(out: Path, text: str, blocks: list[dict], chart: bytes | None) -
 def dry_run_digest(context: Context, now: datetime, out: Path) -> str:
     """Build the digest, write its files into `out`, and return it as the terminal shows it."""
     from bot.views.digest import digest_message, terminal_text
-    from jobs.digest import build_digest
+    from jobs.digest.daily import build_digest
 
     text, blocks, chart = digest_message(build_digest(context, now=now))
     written = write_files(out, text, blocks, chart)
@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from bot.runtime import command_outbox_policy
     from bot.views.digest import digest_message
     from db.models import OutboxMessage
-    from jobs import claims
-    from jobs.digest import build_digest, queue_digest
-    from jobs.outbox import send_pending
-    from jobs.scheduler import outbox_client
+    from jobs.runtime import claims
+    from jobs.digest.daily import build_digest, queue_digest
+    from jobs.runtime.outbox import send_pending
+    from jobs.runtime.scheduler import outbox_client
 
     try:
         context = open_context(args)

@@ -1,7 +1,7 @@
 """`budget-guard forecast [--by model|project|feature] [--json]`: where this month will land.
 
 Month-to-date spend, the month-end forecast and its 80% interval per group, from the ledger,
-as the digest and the budget check compute them (`jobs.projection`): tokens are forecast
+as the digest and the budget check compute them (`jobs.forecast.projection`): tokens are forecast
 and priced per remaining day, so a start-dated price change moves the forecast. The total is
 the sum of the groups' forecasts; its interval comes from the summed series."""
 
@@ -17,10 +17,10 @@ from bot.commands.startup import StartupError, add_database_option, add_now_opti
 from pricing.money import count, usd
 
 if TYPE_CHECKING:
-    from jobs.month_end import LedgerForecast
-    from jobs.projection import Projection
+    from jobs.forecast.month_end import LedgerForecast
+    from jobs.forecast.projection import Projection
 
-GROUPS = ("model", "project", "feature")  # jobs.month_end.GROUPS, without importing it to build the parser
+GROUPS = ("model", "project", "feature")  # jobs.forecast.month_end.GROUPS, without importing it to build the parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +37,8 @@ def utc_now() -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.month_end import forecast_month_end
-    from jobs.projection import HISTORY_DAYS
+    from jobs.forecast.month_end import forecast_month_end
+    from jobs.forecast.projection import HISTORY_DAYS
 
     try:
         context = open_context(args)

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.pull import UnknownSource, pull_sources
+    from jobs.usage.pull import UnknownSource, pull_sources
 
     try:
         context = open_context(args)

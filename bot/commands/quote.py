@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.catalog import build_catalog
-    from jobs.settings import ConfigError
+    from jobs.config.catalog import build_catalog
+    from jobs.config.settings import ConfigError
     from pricing.grammar import QuoteSyntaxError, parse
     from pricing.quote import build_quote, quote_json
 

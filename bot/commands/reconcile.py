@@ -14,7 +14,7 @@ from bot.commands.startup import StartupError, add_database_option, fail, open_c
 from pricing.money import percent, usd
 
 if TYPE_CHECKING:  # the command's work is imported when it runs: `budget-guard --help` stays quick
-    from jobs.reconcile import DayComparison, ModelDrift, Reconciliation
+    from jobs.budgets.reconcile import DayComparison, ModelDrift, Reconciliation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def _day(text: str) -> date:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.reconcile import drift_window, reconcile
+    from jobs.budgets.reconcile import drift_window, reconcile
 
     since, until = drift_window(datetime.now(timezone.utc))
     since = args.since or since
@@ -82,7 +82,7 @@ def as_json(result: Reconciliation) -> dict[str, object]:
 
 
 def render(result: Reconciliation, drift_percent: Decimal) -> str:
-    from jobs.reconcile import biller_label
+    from jobs.budgets.reconcile import biller_label
 
     last = result.until - timedelta(days=1)
     lines = [f"reconcile {result.since} to {last} (UTC days); drift above {drift_percent}% is flagged"]

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.reprice import reprice
+    from jobs.usage.reprice import reprice
 
     try:
         context = open_context(args)

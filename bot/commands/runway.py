@@ -1,7 +1,7 @@
 """`budget-guard runway [--json]`: when the prepaid balance reaches $0 at the forecast pace.
 
 The balance and top-ups come from `[prepaid]` in budget-guard.toml and `/budget credit`; the
-spend since, from the ledger; the pace, from the month-end forecast (`jobs.runway`)."""
+spend since, from the ledger; the pace, from the month-end forecast (`jobs.forecast.runway`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def utc_now() -> datetime:
 
 def run(args: argparse.Namespace) -> int:
     from bot.views.runway import NO_BALANCE, runway_json, runway_terminal
-    from jobs.runway import current_runway
+    from jobs.forecast.runway import current_runway
 
     try:
         context = open_context(args)

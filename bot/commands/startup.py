@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from db import EMBEDDED_DATABASE_URL
 
 if TYPE_CHECKING:
-    from jobs.context import Context
-    from jobs.settings import Settings
+    from jobs.config.context import Context
+    from jobs.config.settings import Settings
 
 
 class StartupError(Exception):
@@ -53,7 +53,7 @@ def now_from(args: object) -> datetime:
 
 def settings_from_args(args: object) -> Settings:
     """Settings from the environment and TOML file, with `--database-url` winning if given."""
-    from jobs.settings import ConfigError, load_settings
+    from jobs.config.settings import ConfigError, load_settings
 
     overrides = {}
     if getattr(args, "database_url", None):
@@ -67,8 +67,8 @@ def settings_from_args(args: object) -> Settings:
 def open_context(args: object, *, require_schema: bool = True) -> Context:
     """Settings plus a database whose schema is up to date."""
     from db.schema import SchemaOutOfDate, check_up_to_date
-    from jobs.context import Context
-    from jobs.settings import ConfigError
+    from jobs.config.context import Context
+    from jobs.config.settings import ConfigError
 
     settings = settings_from_args(args)
     try:
@@ -91,7 +91,7 @@ def open_context(args: object, *, require_schema: bool = True) -> Context:
 
 def _check_file_budgets(context: Context) -> None:
     """Every model a file budget names must be one the catalog or the ledger knows."""
-    from jobs.budgets import FileBudgetError, file_budgets, ledger_models
+    from jobs.budgets.specs import FileBudgetError, file_budgets, ledger_models
 
     try:
         with context.sessions() as session:

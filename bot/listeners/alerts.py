@@ -15,8 +15,8 @@ from bot.admins import AdminDirectory
 from bot.alert_access import NOT_YOURS, may_change
 from bot.listeners.lazy import ack_first
 from bot.views.alerts import AlertAction, acknowledged_blocks, breakdown_blocks
-from jobs.budget_check import acknowledge, alert_channel, breakdown, snooze
-from jobs.context import Context
+from jobs.budgets.check import acknowledge, alert_channel, breakdown, snooze
+from jobs.config.context import Context
 
 log = logging.getLogger(__name__)
 REFUSED = "That button does not belong to an alert I know; nothing was changed."

@@ -15,10 +15,10 @@ from bot.listeners.lazy import logged
 from bot.views.alerts import budget_error_blocks, budget_list_blocks, budget_saved_blocks
 from bot.views.blocks import escape
 from db.models import Budget
-from jobs import budgets as budget_store
-from jobs.budget_check import month_spend
-from jobs.budgets import BudgetError, BudgetSpec
-from jobs.context import Context
+from jobs.budgets import specs as budget_store
+from jobs.budgets.check import month_spend
+from jobs.budgets.specs import BudgetError, BudgetSpec
+from jobs.config.context import Context
 
 log = logging.getLogger(__name__)
 USAGE = ("/budget list   |   /budget set NAME AMOUNT [model=… project=… feature=… tag=… mode=…] [50,80,100] [#channel] "

@@ -17,8 +17,8 @@ from bot.listeners.lazy import logged
 from bot.views.alerts import budget_error_blocks
 from bot.views.blocks import escape
 from bot.views.runway import credit_blocks, credit_text
-from jobs.context import Context
-from jobs.runway import CreditError, current_runway, parse_credit, record_credit
+from jobs.config.context import Context
+from jobs.forecast.runway import CreditError, current_runway, parse_credit, record_credit
 from pricing.money import usd
 
 log = logging.getLogger(__name__)

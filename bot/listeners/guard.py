@@ -1,6 +1,6 @@
 """The Stop endpoint button of an idle-endpoint alert (admins only; Slack confirms first).
 
-Acknowledged at once; the admin check, the stop (`jobs.guard`, which calls together.ai) and the
+Acknowledged at once; the admin check, the stop (`jobs.budgets.guard`, which calls together.ai) and the
 edit of the alert follow in a lazy listener. A forged, stale or replayed click changes nothing
 and is told so privately; a stop together.ai refused or did not answer is said in the thread."""
 
@@ -18,8 +18,8 @@ from bot.admins import AdminDirectory, GroupReadError
 from bot.listeners.lazy import ack_first
 from bot.views.alerts import StopAction, already_stopped_text, stop_failed_text, stopped_blocks
 from bot.views.blocks import escape
-from jobs.context import Context
-from jobs.guard import stop_from_alert
+from jobs.config.context import Context
+from jobs.budgets.guard import stop_from_alert
 
 log = logging.getLogger(__name__)
 REFUSED = "That button does not belong to an idle alert I know; nothing was changed."

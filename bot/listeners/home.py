@@ -16,9 +16,9 @@ from slack_sdk import WebClient
 from bot.admins import AdminDirectory
 from bot.listeners.lazy import ack_at_once, ack_first
 from bot.views.home import home_error_view, home_view
-from jobs.context import Context
-from jobs.digest import build_overview
-from jobs.operator_notices import open_notices
+from jobs.config.context import Context
+from jobs.digest.daily import build_overview
+from jobs.runtime.operator_notices import open_notices
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 from bot.metrics import Metrics
 from bot.views.blocks import to_dicts
 from bot.views.quote import error_blocks, error_text, help_blocks, help_text, quote_blocks, quote_text
-from jobs.context import Context
+from jobs.config.context import Context
 from pricing.grammar import QuoteSyntaxError, parse
 from pricing.quote import build_quote
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject, PlainTextObject
 
 from bot.views.blocks import clip, context, escape, header, line_sections, plain_section, section, to_dicts
-from jobs.budget_check import AlertDraft
-from jobs.budgets import BudgetSpec
+from jobs.budgets.check import AlertDraft
+from jobs.budgets.specs import BudgetSpec
 from pricing.money import percent, usd
 
 ICONS = {"threshold": ":rotating_light:", "forecast": ":crystal_ball:", "spike": ":chart_with_upwards_trend:",

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from jobs.digest import Digest, ForecastDay
+from jobs.digest.daily import Digest, ForecastDay
 from pricing.money import usd
 
 if TYPE_CHECKING:

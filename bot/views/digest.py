@@ -28,7 +28,7 @@ from bot.views.spend import (
     short_date,
     unpriced_note,
 )
-from jobs.digest import ClusterRun, Digest, EndpointRun, Mover
+from jobs.digest.daily import ClusterRun, Digest, EndpointRun, Mover
 from pricing.money import count, percent, usd
 
 TOP_MODELS = 10

@@ -10,7 +10,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.views.blocks import context, escape, header, section, to_dicts
 from bot.views.spend import runway_line
-from jobs.runway import FILE, Runway, summary
+from jobs.forecast.runway import FILE, Runway, summary
 from pricing.money import count, usd
 
 NO_BALANCE = ("No prepaid balance is recorded. An admin can state it with `/budget credit set 500`, "

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from bot.views.alerts import progress_bar
 from bot.views.blocks import escape
-from jobs.digest import BatchSaving, BudgetStatus, Outlook
-from jobs.runway import Runway
+from jobs.digest.daily import BatchSaving, BudgetStatus, Outlook
+from jobs.forecast.runway import Runway
 from pricing.money import count, percent, usd
 
 UNPRICED_NAMED = 5  # unpriced models named in the note; the rest are counted
