@@ -11,7 +11,7 @@ from bot.commands.startup import StartupError, add_database_option, fail, open_c
 from pricing.money import usd
 
 if TYPE_CHECKING:
-    from jobs.budgets.check import AlertDraft
+    from jobs.budgets.rules import AlertDraft
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject, PlainTextObject
 
 from bot.views.blocks import clip, context, escape, header, line_sections, plain_section, section, to_dicts
-from jobs.budgets.check import AlertDraft
+from jobs.budgets.rules import AlertDraft
 from jobs.budgets.specs import BudgetSpec
 from pricing.money import percent, usd
 

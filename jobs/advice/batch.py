@@ -20,13 +20,13 @@ price (`Price.batch()`), scaled from the days observed to a month of 30.44 days.
 from __future__ import annotations
 
 import statistics
-import threading
-import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -48,7 +48,6 @@ BATCH_OUTPUT_TOKENS = 500  # output tokens per request
 MIN_SIGNALS = 2  # without an operator's mark, this many signals must agree
 MIN_ACTIVE_DAYS = 3  # a pattern seen on fewer days is not evidence
 MIN_MONTHLY_SAVING = Decimal("1")  # smaller suggestions are noise in a digest
-SCOPE_CACHE_SECONDS = 30.0  # one budget check asks once per budget; read the ledger once
 
 WorkloadKey = tuple[str, str, str, str]  # model, project, feature, api_key
 TaggedKey = tuple[WorkloadKey, str]  # a workload and one tags string
@@ -285,27 +284,66 @@ def rank(usage_by_workload: dict[WorkloadKey, Usage], *, offline: Offline, catal
     return candidates, notes
 
 
-@dataclass(frozen=True)
-class _Window:
-    """The window's serverless usage, indexed per workload and tags."""
+class Savings:
+    """Batch candidates of a window of complete days, overall or inside a scope, from daily rows
+    already read (they may cover more days: only the window's count). The rows are indexed on
+    the first ask, and each scope is ranked when asked, so a caller pays only for what it shows."""
 
-    start: date  # first local day read
-    end: date  # today: excluded, it is not complete
-    days_observed: int  # complete days the ledger covers in the window (a young ledger has fewer)
-    index: dict[TaggedKey, Usage]
-    examples: dict[TaggedKey, DailyRow]
-    usage_seen: bool
+    def __init__(self, rows: list[DailyRow], *, today: date, first_day: date, offline: Offline, catalog: Catalog,
+                 window_days: int = 28) -> None:
+        if window_days < 1:
+            raise ValueError("window_days must be at least 1")
+        self.start = today - timedelta(days=window_days)  # first local day counted
+        self.end = today  # excluded: it is not complete
+        self.days_observed = max(1, (today - max(first_day, self.start)).days)  # a young ledger has fewer
+        self.offline, self.catalog = offline, catalog
+        self._rows = rows
+        self._index: tuple[dict[TaggedKey, Usage], dict[TaggedKey, DailyRow]] | None = None
+        self._scopes: dict[tuple[tuple[str, str], ...], Decimal | None] = {}
+
+    def _indexed(self) -> tuple[dict[TaggedKey, Usage], dict[TaggedKey, DailyRow]]:
+        if self._index is None:
+            self._index = index_usage([row for row in self._rows if self.start <= row.day < self.end])
+        return self._index
+
+    @property
+    def usage_seen(self) -> bool:
+        """Any usage at all in the window (an empty ledger has none)."""
+        return any(self.start <= row.day < self.end for row in self._rows)
+
+    def candidates(self, scope: Mapping[str, str] | None = None) -> tuple[list[Candidate], list[str]]:
+        """Candidates (inside `scope`, if given; signals are read on the in-scope part of each
+        workload), largest saving first, and notes on what was left out."""
+        index, examples = self._indexed()
+        if scope:
+            index = {key: usage for key, usage in index.items() if in_scope(scope, examples[key])}
+        return rank(workloads(index), offline=self.offline, catalog=self.catalog, today=self.end,
+                    days=self.days_observed)
+
+    def saving(self, scope: Mapping[str, str]) -> Decimal | None:
+        """The monthly saving of the candidates inside `scope`; None when there is none."""
+        memo = tuple(sorted(scope.items()))
+        if memo not in self._scopes:
+            candidates, _ = self.candidates(scope)
+            self._scopes[memo] = sum((c.monthly_saving for c in candidates), Decimal(0)) or None
+        return self._scopes[memo]
 
 
-def _read_window(session: Session, settings: Settings, now: datetime, window_days: int) -> _Window:
+def first_usage_day(session: Session, zone: ZoneInfo) -> date | None:
+    """The local day of the ledger's first bucket; None when it is empty."""
+    first_bucket = session.scalar(select(func.min(UsageBucket.bucket_start)))
+    return local_day(first_bucket, zone) if first_bucket is not None else None
+
+
+def read_savings(session: Session, settings: Settings, catalog: Catalog, *, now: datetime,
+                 window_days: int = 28) -> Savings:
+    """The window's rows read from the ledger, as `Savings`."""
     zone = settings.zone
     today = now.astimezone(zone).date()
     start = today - timedelta(days=window_days)
     rows = daily_rows(session, local_midnight(start, zone), local_midnight(today, zone), zone)
-    first_bucket = session.scalar(select(func.min(UsageBucket.bucket_start)))
-    first = local_day(first_bucket, zone) if first_bucket is not None else today
-    index, examples = index_usage(rows)
-    return _Window(start, today, max(1, (today - max(first, start)).days), index, examples, bool(rows))
+    return Savings(rows, today=today, first_day=first_usage_day(session, zone) or today, offline=settings.offline,
+                   catalog=catalog, window_days=window_days)
 
 
 def advise(session: Session, settings: Settings, catalog: Catalog, *, now: datetime | None = None,
@@ -313,46 +351,17 @@ def advise(session: Session, settings: Settings, catalog: Catalog, *, now: datet
     """Serverless workloads of the last `window_days` complete days that belong on batch."""
     if window_days < 1:
         raise ValueError("window_days must be at least 1")
-    now = now or datetime.now(timezone.utc)
-    window = _read_window(session, settings, now, window_days)
-    candidates, notes = rank(workloads(window.index), offline=settings.offline, catalog=catalog,
-                             today=window.end, days=window.days_observed)
-    return Advice(candidates, sum((c.monthly_saving for c in candidates), Decimal(0)), window.start, window.end,
-                  window.days_observed, notes, window.usage_seen)
-
-
-# ------------------------------------------------------------------ for budgets
-
-_scope_cache: dict[tuple[str, str, date, int], tuple[float, _Window]] = {}
-_scope_lock = threading.Lock()
+    savings = read_savings(session, settings, catalog, now=now or datetime.now(timezone.utc),
+                           window_days=window_days)
+    candidates, notes = savings.candidates()
+    return Advice(candidates, sum((c.monthly_saving for c in candidates), Decimal(0)), savings.start, savings.end,
+                  savings.days_observed, notes, savings.usage_seen)
 
 
 def saving_in_scope(context: Context, scope: dict[str, str], *, now: datetime | None = None,
                     window_days: int = 28) -> Decimal | None:
-    """The monthly batch saving of the candidates inside a budget's scope; None when there is none.
-
-    Signals are read on the in-scope part of each workload. The window's rows are kept for a
-    few seconds, so a budget check over fifty budgets reads the ledger once."""
-    settings = context.settings
-    window = _cached_window(context, now or datetime.now(timezone.utc), window_days)
-    inside = {key: usage for key, usage in window.index.items() if in_scope(scope, window.examples[key])}
-    candidates, _ = rank(workloads(inside), offline=settings.offline, catalog=context.catalog, today=window.end,
-                         days=window.days_observed)
-    total = sum((c.monthly_saving for c in candidates), Decimal(0))
-    return total or None
-
-
-def _cached_window(context: Context, now: datetime, window_days: int) -> _Window:
-    settings = context.settings
-    today = now.astimezone(settings.zone).date()
-    key = (settings.database_url, settings.tz, today, window_days)
-    with _scope_lock:
-        hit = _scope_cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < SCOPE_CACHE_SECONDS:
-            return hit[1]
+    """The monthly batch saving of the candidates inside a scope; None when there is none."""
     with context.sessions() as session:
-        window = _read_window(session, settings, now, window_days)
-    with _scope_lock:
-        _scope_cache.clear()  # only the latest window is worth keeping
-        _scope_cache[key] = (time.monotonic(), window)
-    return window
+        savings = read_savings(session, context.settings, context.catalog, now=now or datetime.now(timezone.utc),
+                               window_days=window_days)
+    return savings.saving(scope)

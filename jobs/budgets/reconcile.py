@@ -24,7 +24,8 @@ from sqlalchemy import select
 
 from db.ledger import ModelDay, model_days
 from db.models import Alert, from_nanos
-from jobs.budgets.check import AlertDraft, AlertRenderer, Driver, record_alert
+from jobs.budgets.check import record_alert
+from jobs.budgets.rules import AlertDraft, AlertRenderer, Driver
 from jobs.config.context import Context
 from jobs.usage.sources import RetryPolicy, SourceError
 from jobs.usage.sources.openai_costs import Bill, Billed, pull_bill
