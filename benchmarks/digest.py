@@ -61,7 +61,8 @@ def measure(url: str, tz: str) -> dict[str, float]:
     from jobs.config.context import Context
     from db.rollups import DailyUsage
     from jobs.advice.batch import advise
-    from jobs.digest.daily import build_digest, build_overview
+    from jobs.digest.daily import build_digest
+    from jobs.digest.overview import build_overview
     from jobs.runtime.outbox import send_pending
     from jobs.runtime.scheduler import outbox_client
     from jobs.config.settings import Settings

@@ -19,16 +19,8 @@ from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS, MA
 from bot.views.chart import chart_data, draw_chart, spend_chart
 from bot.views.digest import digest_blocks, digest_message, digest_text, terminal_text
 from bot.views.home import home_view
-from jobs.digest.daily import (
-    BatchSaving,
-    BudgetStatus,
-    Digest,
-    EndpointRun,
-    ForecastDay,
-    Mover,
-    Outlook,
-    Overview,
-)
+from jobs.digest.daily import Digest, EndpointRun, ForecastDay, Mover
+from jobs.digest.overview import BatchSaving, BudgetStatus, Outlook, Overview
 
 GOLDEN = Path(__file__).parent / "golden"
 AS_OF = datetime(2026, 11, 25, 8, 0, 2, tzinfo=timezone.utc)  # 09:00 in Berlin

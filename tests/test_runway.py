@@ -20,7 +20,8 @@ from bot.views.alerts import alert_message
 from db.models import Alert, PrepaidEntry, UsageBucket, to_nanos
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
-from jobs.digest.daily import build_digest, build_overview
+from jobs.digest.daily import build_digest
+from jobs.digest.overview import build_overview
 from jobs.runtime.outbox import send_pending
 from jobs.forecast.runway import CreditError, current_runway, parse_credit_amount
 from jobs.runtime.scheduler import outbox_client

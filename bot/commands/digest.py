@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.views.digest import digest_message
     from db.models import OutboxMessage
     from jobs.runtime import claims
-    from jobs.digest.daily import build_digest, queue_digest
+    from jobs.digest.daily import build_digest, digest_key, queue_digest
     from jobs.runtime.outbox import send_pending
     from jobs.runtime.scheduler import outbox_client
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
         def post_now() -> bool:
             digest = build_digest(context, now=now)
-            return queue_digest(context, digest, key=f"digest:{period}", render=digest_message, channel=channel,
+            return queue_digest(context, digest, key=digest_key(period), render=digest_message, channel=channel,
                                 now=now)
 
         claims.run_once(context.sessions, "digest", period, post_now)
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         send_pending(context.sessions, outbox_client(context), policy=command_outbox_policy(context))
         with context.sessions() as session:
-            row = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == f"digest:{period}"))
+            row = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == digest_key(period)))
         if row is not None and row.status in ("failed", "skipped"):
             print(f"Digest not posted to {channel}: {row.last_error}")
             return 1

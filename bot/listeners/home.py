@@ -17,7 +17,7 @@ from bot.admins import AdminDirectory
 from bot.listeners.lazy import ack_at_once, ack_first
 from bot.views.home import home_error_view, home_view
 from jobs.config.context import Context
-from jobs.digest.daily import build_overview
+from jobs.digest.overview import build_overview
 from jobs.runtime.operator_notices import open_notices
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from bot.views.spend import (
     saving_line,
     unpriced_note,
 )
-from jobs.digest.daily import Overview
+from jobs.digest.overview import Overview
 from pricing.money import usd
 
 BUDGET_BLOCKS = 20

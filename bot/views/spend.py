@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bot.views.alerts import progress_bar
 from bot.views.blocks import escape
-from jobs.digest.daily import BatchSaving, BudgetStatus, Outlook
+from jobs.digest.overview import BatchSaving, BudgetStatus, Outlook
 from jobs.forecast.runway import Runway
 from pricing.money import count, percent, usd
 
