@@ -22,10 +22,12 @@ from bot.cli import main
 from bot.runtime import renderers
 from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS
 from bot.views.digest import digest_blocks
-from db.models import JobClaim, OutboxMessage, UsageBucket, to_nanos
+from db.models import BudgetSnapshot, JobClaim, OutboxMessage, UsageBucket, to_nanos
 from jobs.config.context import Context
 from jobs.advice.batch import advise
+from jobs.budgets.check import check_budgets
 from jobs.digest.daily import build_digest, digest_job
+from jobs.digest.overview import build_overview
 from jobs.runtime.outbox import send_pending
 from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.schedule import scheduled_jobs
@@ -359,6 +361,28 @@ def test_the_digest_names_the_batch_suggestions_and_their_saving(context: Contex
     assert "*Move to batch*" in blocks and f"*{MODEL}* · project=search · feature=nightly-summaries" in blocks
     assert f"save *{usd(candidate.monthly_saving)}*/month on batch" in blocks
     assert f"*Batch savings on offer*\\n*{usd(advice.total_saving)}*/month" in blocks
+
+
+def test_a_budget_has_one_forecast_in_the_check_the_digest_and_home(database_url: str, slack: FakeSlack) -> None:
+    today = date(2026, 11, 25)
+    budgets = [BudgetConfig(name="all", amount=Decimal(9000), scope={}),
+               BudgetConfig(name="search", amount=Decimal(3000), scope={"project": "search"}),
+               BudgetConfig(name="chat", amount=Decimal(4000), scope={"feature": "chat"})]
+    ctx = Context.open(make_settings(database_url, slack, budgets=budgets))
+    steady_ledger(ctx, today)  # two models: all spend is more than any one scope of one model
+    at = local(today, 9, 0, 1)
+    check_budgets(ctx, now=at, dry_run=False)
+    with ctx.sessions() as session:
+        stored = {s.name: (s.forecast_nanos, s.low_nanos, s.high_nanos) for s in session.scalars(select(BudgetSnapshot))}
+    overview = build_digest(ctx, due_at=local(today, 9), now=at).overview
+    home = build_overview(ctx, now=at)
+    ctx.close()
+    for shown in (overview, home):
+        figures = {b.name: (to_nanos(b.forecast.point), to_nanos(b.forecast.low), to_nanos(b.forecast.high))
+                   for b in shown.budgets if b.forecast is not None}
+        assert figures == stored and len(stored) == 3
+        [everything] = [b for b in shown.budgets if b.name == "all"]
+        assert everything.forecast == shown.total  # all spend's forecast is the total's, per model summed
 
 
 def test_an_empty_ledger_gets_a_digest_that_says_how_to_get_usage_in(context: Context, slack: FakeSlack) -> None:

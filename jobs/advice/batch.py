@@ -291,8 +291,6 @@ class Savings:
 
     def __init__(self, rows: list[DailyRow], *, today: date, first_day: date, offline: Offline, catalog: Catalog,
                  window_days: int = 28) -> None:
-        if window_days < 1:
-            raise ValueError("window_days must be at least 1")
         self.start = today - timedelta(days=window_days)  # first local day counted
         self.end = today  # excluded: it is not complete
         self.days_observed = max(1, (today - max(first_day, self.start)).days)  # a young ledger has fewer

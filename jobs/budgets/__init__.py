@@ -1,4 +1,4 @@
-"""Budgets and what guards them: specs (file and Slack), the check that turns spend, forecasts,
-spikes, blind sources, price changes, runway and idle endpoints into alerts recorded once,
-gateway status, guard actions (stopping an endpoint) and reconciliation against the bill.
-Imports every `jobs` package above except `digest`."""
+"""Budgets and what guards them: specs (file and Slack), the rules that turn spend, forecasts,
+spikes, blind sources, price changes, runway and idle endpoints into alert drafts, the check that
+records them once, gateway status, guard actions (stopping an endpoint) and reconciliation
+against the bill. Imports every `jobs` package above except `digest`."""
