@@ -369,7 +369,10 @@ def test_a_budget_has_one_forecast_in_the_check_the_digest_and_home(database_url
                BudgetConfig(name="search", amount=Decimal(3000), scope={"project": "search"}),
                BudgetConfig(name="chat", amount=Decimal(4000), scope={"feature": "chat"})]
     ctx = Context.open(make_settings(database_url, slack, budgets=budgets))
-    steady_ledger(ctx, today)  # two models: all spend is more than any one scope of one model
+    steady_ledger(ctx, today)
+    record(ctx, [bucket(local(today - timedelta(days=n), 15), 400, model=SMALL, project="batch", feature="")
+                 for n in range(1, 6)])  # a third series that started five days ago: the models' forecasts
+    # summed are not the forecast of their sum, and all spend's is the former (the digest's total)
     at = local(today, 9, 0, 1)
     check_budgets(ctx, now=at, dry_run=False)
     with ctx.sessions() as session:
