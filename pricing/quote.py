@@ -18,7 +18,8 @@ from pricing.costs import (
     dedicated_quote,
     token_cost,
 )
-from pricing.grammar import EXAMPLES, QuoteRequest, QuoteSyntaxError, quoted
+from pricing.grammar import QuoteRequest
+from pricing.lexicon import EXAMPLES, QuoteSyntaxError, quoted
 
 MILLION = Decimal(1_000_000)
 ESTIMATE_NOTE = ("Dedicated figures are estimates (model-card and data-sheet facts, stated efficiency factors); "

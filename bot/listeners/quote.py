@@ -10,7 +10,8 @@ from bot.metrics import Metrics
 from bot.views.blocks import to_dicts
 from bot.views.quote import error_blocks, error_text, help_blocks, help_text, quote_blocks, quote_text
 from jobs.config.context import Context
-from pricing.grammar import QuoteSyntaxError, parse
+from pricing.grammar import parse
+from pricing.lexicon import QuoteSyntaxError
 from pricing.quote import build_quote
 
 
