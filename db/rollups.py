@@ -210,5 +210,3 @@ def month_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     first = day.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return local_midnight(first, zone), local_midnight(following, zone)
-
-

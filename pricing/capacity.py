@@ -246,4 +246,3 @@ def at_load(model: ModelFacts, gpu: GpuFacts, input_tokens: int, output_tokens: 
         else:
             low = middle + 1
     return estimate(model, gpu, input_tokens, output_tokens, gpus, low)
-

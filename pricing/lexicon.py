@@ -59,7 +59,6 @@ class Volume:
     stated: str              # e.g. "100k/day"
 
 
-
 def parse_number(text: str, what: str) -> Decimal:
     """`3k`, `2M`, `1,000`, `0.5B` → Decimal; anything else is a QuoteSyntaxError naming `what`."""
     raw = text.strip()

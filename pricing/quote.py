@@ -156,7 +156,6 @@ def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None,
     return QuoteResult(request=request, quotes=quotes, notes=notes)
 
 
-
 def _model_quote(
     request: QuoteRequest, catalog: Catalog, label: str, price: Price, runners_up: tuple[str, ...], gpu: str
 ) -> ModelQuote:

@@ -22,8 +22,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from db.ledger import ModelDay, model_days
 from db.models import Alert, from_nanos
+from db.totals import ModelDay, model_days
 from jobs.budgets.check import AlertDraft, AlertRenderer, Driver, record_alert
 from jobs.config.context import Context
 from jobs.usage.sources import RetryPolicy, SourceError
