@@ -110,10 +110,11 @@ def reprice_candidates(
             .where(UsageBucket.bucket_start >= since, UsageBucket.mode.in_(modes), UsageBucket.id > last_id)
             .order_by(UsageBucket.id)
             .limit(batch_size)
-        ).all()
+        ).tuples().all()
         if not rows:
             return
-        yield [RepriceCandidate(*row) for row in rows]
+        yield [RepriceCandidate(id_, start, model, mode, tin, tcached, tout, cost, price_id, catalog_model)
+               for id_, start, model, mode, tin, tcached, tout, cost, price_id, catalog_model in rows]
         last_id = rows[-1][0]
 
 

@@ -132,7 +132,7 @@ def _cache_memory(model: ModelFacts, gpu: GpuFacts, gpus: int) -> float:
 
 def _parallel_efficiency(gpu: GpuFacts, gpus: int) -> float:
     per_doubling = TENSOR_PARALLEL_EFFICIENCY if gpu.interconnect == "nvlink" else PCIE_TENSOR_PARALLEL_EFFICIENCY
-    efficiency = per_doubling ** math.log2(min(gpus, NODE_GPUS))
+    efficiency: float = per_doubling ** math.log2(min(gpus, NODE_GPUS))
     return efficiency * (MULTI_NODE_EFFICIENCY if gpus > NODE_GPUS else 1.0)
 
 

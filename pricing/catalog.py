@@ -344,7 +344,7 @@ def _base_prices() -> tuple[Price, ...]:
     )
 
 
-def _read_toml(name: str) -> dict:
+def _read_toml(name: str) -> dict[str, Any]:
     return tomllib.loads((DATA / name).read_text(encoding="utf-8"))
 
 
