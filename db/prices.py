@@ -110,7 +110,7 @@ def reprice_candidates(
             .where(UsageBucket.bucket_start >= since, UsageBucket.mode.in_(modes), UsageBucket.id > last_id)
             .order_by(UsageBucket.id)
             .limit(batch_size)
-        ).tuples().all()
+        ).all()
         if not rows:
             return
         yield [RepriceCandidate(id_, start, model, mode, tin, tcached, tout, cost, price_id, catalog_model)
