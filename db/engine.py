@@ -7,7 +7,6 @@ import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
