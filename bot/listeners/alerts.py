@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from bot.admins import AdminDirectory
 from bot.alert_access import NOT_YOURS, may_change
 from bot.listeners.lazy import ack_first
+from bot.views.actions import ACKNOWLEDGE, BREAKDOWN, SNOOZE
 from bot.views.alerts import AlertAction, acknowledged_blocks, breakdown_blocks
 from jobs.budgets.check import acknowledge, alert_channel, breakdown, snooze
 from jobs.config.context import Context
@@ -80,6 +81,6 @@ def register(app: App, context: Context, admins: AdminDirectory) -> None:
         respond(blocks=breakdown_blocks(f"{action.budget}: this month by model and dimension", rows, total),
                 text=f"{action.budget} breakdown", response_type="ephemeral", replace_original=False)
 
-    ack_first(app.action("alert_ack"), acknowledge_alert)
-    ack_first(app.action("alert_snooze"), snooze_alert)
-    ack_first(app.action("alert_breakdown"), show_breakdown)
+    ack_first(app.action(ACKNOWLEDGE), acknowledge_alert)
+    ack_first(app.action(SNOOZE), snooze_alert)
+    ack_first(app.action(BREAKDOWN), show_breakdown)
