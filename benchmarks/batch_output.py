@@ -107,8 +107,8 @@ def pull_once(url: str, workdir: Path, name: str, trace: bool) -> tuple[float, i
     import os
 
     from db.engine import make_engine, make_sessionmaker
-    from db.ledger import totals
     from db.schema import upgrade
+    from db.totals import totals
     from jobs.config.catalog import build_catalog
     from jobs.usage.pull import pull_one
     from jobs.config.settings import Settings, Source

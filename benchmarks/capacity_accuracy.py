@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pricing import capacity  # noqa: E402
+from pricing.facts import gpu_facts, load_model_facts, with_precision  # noqa: E402
 
 PUBLISHED = REPO / "tests" / "data" / "published_throughput.toml"
 GRID = {
@@ -34,8 +35,8 @@ def measurements() -> list[dict]:
 
 
 def ours(m: dict) -> float:
-    facts = capacity.with_precision(capacity.load_model_facts()[m["model"]], m["precision"])
-    gpu = capacity.gpu_facts(m["gpu"])
+    facts = with_precision(load_model_facts()[m["model"]], m["precision"])
+    gpu = gpu_facts(m["gpu"])
     assert gpu is not None, m["gpu"]
     result = capacity.estimate(facts, gpu, m["input_tokens"], m["output_tokens"], m["gpus"], m.get("concurrency"))
     assert result is not None, m

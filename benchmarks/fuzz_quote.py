@@ -34,7 +34,8 @@ from bot.commands.quote import render_table  # noqa: E402
 from bot.listeners.quote import answer  # noqa: E402
 from jobs.config.context import Context  # noqa: E402
 from jobs.config.settings import given_settings  # noqa: E402
-from pricing.grammar import QuoteSyntaxError, parse  # noqa: E402
+from pricing.grammar import parse  # noqa: E402
+from pricing.lexicon import QuoteSyntaxError  # noqa: E402
 from pricing.quote import build_quote, quote_json  # noqa: E402
 
 MODELS = ["llama-3.3-70b", "maestro", "deepseek-v3", "gpt-oss-120b", "qwen3-235b", "gpt-4o", "nosuchmodel",

@@ -17,6 +17,7 @@ from bot import deliveries
 from bot.admins import AdminDirectory
 from bot.listeners import alerts, budget, credit, guard, home, quote
 from bot.metrics import Metrics
+from bot.views.refusals import refusal
 from jobs.config.context import Context
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,11 @@ def create_app(context: Context, *, metrics: Metrics | None = None, admins: Admi
     home.register_other_events(app)
 
     @app.error
-    def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+    def on_error(error: Exception) -> BoltResponse:
+        """A user's mistake raised before the ack is the ack's answer; anything else is logged."""
+        answer = refusal(error)
+        if answer is not None:
+            return BoltResponse(status=200, body=answer)
         log.exception("listener failed: %s", type(error).__name__)
         return BoltResponse(status=200, body="Sorry, something went wrong on my side; the error is logged.")
 

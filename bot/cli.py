@@ -15,7 +15,7 @@ from jobs.config.redaction import RedactedStream
 
 # Each module in bot/commands/ exposes `register(subparsers)`, which adds its parser and
 # sets `func=run`, where `run(args) -> int` is the exit code. A module that fails to import
-# stops the command line with its error: a command is never silently missing.
+# stops the command line (exit status 1) with its error: a command is never silently missing.
 COMMAND_MODULES = (
     "quote",
     "serve",
@@ -63,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"bot.commands.{name}").register(subparsers)
+        try:
+            module = importlib.import_module(f"bot.commands.{name}")
+        except ImportError as exc:  # a broken installation: said plainly, then the traceback
+            print(f"budget-guard: the command module bot.commands.{name} does not import "
+                  f"({type(exc).__name__}: {exc}); reinstall budget-guard", file=sys.stderr)
+            raise
+        module.register(subparsers)
     return parser
 
 

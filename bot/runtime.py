@@ -194,14 +194,9 @@ def admin_homes(context: Context, admins: AdminDirectory | None) -> Any:
 def renderers() -> dict[str, Any]:
     """The views that turn job results into Slack messages."""
     from bot.views.alerts import alert_message
+    from bot.views.digest import digest_message
 
-    found: dict[str, Any] = {"alert": alert_message}
-    try:
-        from bot.views.digest import digest_message
-    except ModuleNotFoundError:
-        return found
-    found["digest"] = digest_message
-    return found
+    return {"alert": alert_message, "digest": digest_message}
 
 
 _TOKEN_ERRORS = ("invalid_auth", "token_revoked", "account_inactive", "not_authed", "token_expired",

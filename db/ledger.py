@@ -1,39 +1,27 @@
-"""The usage ledger's queries: write buckets (pulled: replace; pushed: add), dedupe events,
-record the prices that costed usage, and read totals back.
+"""The usage ledger's writes: buckets (pulled: replace; pushed: add) and event-id dedupe.
 
-Hot paths are set-based: dialect upserts (`INSERT ... ON CONFLICT`) run as executemany
+Hot paths are set-based: dialect upserts (`INSERT ... ON CONFLICT`) run as multi-row VALUES
 batches, never one ORM object per row. Money is integer nano-dollars here; callers convert.
+Reading totals back is db.totals; the prices that costed usage, db.prices; pull cursors,
+db.source_state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
-from decimal import Decimal
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, case, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.models import (
-    MAX_BUCKET_COUNT,
-    MAX_BUCKET_NANOS,
-    PriceRecord,
-    SeenEvent,
-    SourceState,
-    UsageBucket,
-    counted_model,
-    from_nanos,
-)
+from db.models import MAX_BUCKET_COUNT, MAX_BUCKET_NANOS, SeenEvent, UsageBucket
 
 KEY_COLUMNS = (
     "bucket_start", "width", "source", "model", "mode", "project", "feature", "api_key", "environment", "tags",
 )
 COUNT_COLUMNS = ("input_tokens", "cached_input_tokens", "output_tokens", "requests", "uptime_minutes")
-GROUPS = ("model", "project", "feature", "mode", "api_key", "environment", "source")
-Group = Literal["model", "project", "feature", "mode", "api_key", "environment", "source"]
 BATCH_SIZE = 5_000
 CLAIM_BATCH = 500  # rows per INSERT: 1,000 parameters, under every engine's limit
 WRITE_BATCH = 500  # bucket rows per INSERT: 9,500 parameters (SQLite allows 32,766, PostgreSQL 65,535)
@@ -108,41 +96,6 @@ def over_capacity(row: BucketRow) -> bool:
             > MAX_BUCKET_COUNT or max(row.cost_nanos or 0, row.reported_cost_nanos or 0) > MAX_BUCKET_NANOS)
 
 
-@dataclass(frozen=True)
-class GroupTotal:
-    """Totals of one group (a model, project, feature or mode) over a period."""
-
-    key: str
-    input_tokens: int
-    cached_input_tokens: int
-    output_tokens: int
-    requests: int
-    uptime_minutes: int
-    cost: Decimal | None  # None: nothing in the group is priced
-    unpriced_tokens: int
-    unpriced_minutes: int = 0  # dedicated uptime on hardware without a known price
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-
-@dataclass(frozen=True)
-class RepriceCandidate:
-    """A token bucket as re-costing needs to see it."""
-
-    id: int
-    bucket_start: datetime
-    model: str
-    mode: str
-    input_tokens: int
-    cached_input_tokens: int
-    output_tokens: int
-    cost_nanos: int | None
-    price_id: int | None
-    catalog_model: str | None = None
-
-
 def merge_rows(rows: Iterable[BucketRow]) -> list[BucketRow]:
     """Rows with the same key summed into one (a statement must not touch a row twice)."""
     merged: dict[tuple[Any, ...], BucketRow] = {}
@@ -156,17 +109,8 @@ def merge_rows(rows: Iterable[BucketRow]) -> list[BucketRow]:
     return list(merged.values())
 
 
-def _insert(session: Session) -> Any:
-    """The dialect's INSERT construct, which knows ON CONFLICT."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {name}")
-
-
-def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[Any]]:
+    """`items` in consecutive slices of at most `size`."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -209,7 +153,7 @@ def _write_buckets(session: Session, source: str, rows: list[BucketRow], on_conf
     head = f"INSERT INTO usage_buckets ({', '.join(WRITE_COLUMNS)}) VALUES "
     tail = f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {on_conflict}"
     rows = sorted(rows, key=lambda r: (r.bucket_start, r.width, r.model))  # roughly index order: warm pages
-    for chunk in _chunks(rows, WRITE_BATCH):
+    for chunk in chunks(rows, WRITE_BATCH):
         params: list[Any] = []
         for r in chunk:
             start = starts.get(r.bucket_start)
@@ -280,11 +224,6 @@ def add_buckets(session: Session, source: str, rows: Iterable[BucketRow]) -> int
     return _write_buckets(session, source, merge_rows(rows), ADD_ON_CONFLICT)
 
 
-def add_pushed_buckets(session: Session, rows: Iterable[BucketRow], source: str = "push") -> int:
-    """Add pushed or imported usage (already deduplicated) to the ledger."""
-    return add_buckets(session, source, rows)
-
-
 def claim_event_ids(session: Session, event_ids: Collection[str], seen_at: datetime) -> set[str]:
     """Record `event_ids` as counted; return those that were new (the rest were seen before).
 
@@ -300,7 +239,7 @@ def claim_event_ids(session: Session, event_ids: Collection[str], seen_at: datet
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     fresh: set[str] = set()
     ids = sorted(event_ids)  # in index order: B-tree inserts stay on warm pages
-    for chunk in _chunks(ids, CLAIM_BATCH):
+    for chunk in chunks(ids, CLAIM_BATCH):
         values = ", ".join([f"({mark}, {mark})"] * len(chunk))
         params: list[Any] = []
         for event_id in chunk:
@@ -314,258 +253,10 @@ def claim_event_ids(session: Session, event_ids: Collection[str], seen_at: datet
     return fresh
 
 
-class PriceLike(Protocol):
-    """What the ledger needs of a catalog price (duck-typed: db imports nothing of ours)."""
-
-    provider: str
-    model: str
-    source: str
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal | None
-    effective_from: date | None
-
-
-def price_record_id(session: Session, price: PriceLike, mode: str) -> int:
-    """The id of the `prices` row for a catalog price in `mode`, created if new.
-
-    Cached input without a rate of its own is recorded at the input rate."""
-    return price_row_id(
-        session,
-        provider=price.provider,
-        model=price.model,
-        mode=mode,
-        source=price.source,
-        effective_from=datetime.combine(price.effective_from, time(0), timezone.utc) if price.effective_from else None,
-        input_rate=price.input,
-        cached_rate=price.cached_input if price.cached_input is not None else price.input,
-        output_rate=price.output,
-    )
-
-
-def price_row_id(
-    session: Session,
-    *,
-    provider: str,
-    model: str,
-    mode: str,
-    source: str,
-    effective_from: datetime | None,
-    input_rate: Decimal,
-    cached_rate: Decimal,
-    output_rate: Decimal,
-    minute_rate: Decimal = Decimal(0),
-) -> int:
-    """The id of the `prices` row with exactly these rates, created if new."""
-    values = {
-        "provider": provider, "model": model, "mode": mode, "source": source, "effective_from": effective_from,
-        "input_rate": input_rate, "cached_rate": cached_rate, "output_rate": output_rate, "minute_rate": minute_rate,
-    }
-    query = select(PriceRecord.id).where(
-        *(getattr(PriceRecord, name).is_not_distinct_from(value) for name, value in values.items())
-    ).order_by(PriceRecord.id).limit(1)
-    found = session.scalar(query)
-    if found is not None:
-        return found
-    # NULL start dates never conflict in a unique index; the select above keeps them single
-    # within a process, and a rare concurrent twin is harmless (same rates, either id works).
-    session.execute(_insert(session)(PriceRecord).values(**values).on_conflict_do_nothing())
-    found = session.scalar(query)
-    assert found is not None
-    return found
-
-
-def totals(
-    session: Session,
-    since: datetime | None,
-    until: datetime | None,
-    by: Group = "model",
-    *,
-    source: str | None = None,
-) -> list[GroupTotal]:
-    """Totals per group of buckets starting in [since, until) (of one source, if given), most expensive first.
-
-    `cost` sums priced buckets only (None when the group has none); tokens of unpriced
-    buckets are in `unpriced_tokens`, so unpriced usage never reads as $0. Models are
-    grouped under the catalog model their names resolved to."""
-    if by not in GROUPS:
-        raise ValueError(f"cannot group by {by!r}; use one of {', '.join(GROUPS)}")
-    column = counted_model if by == "model" else getattr(UsageBucket, by)
-    unpriced = case(
-        (UsageBucket.cost_nanos.is_(None), UsageBucket.input_tokens + UsageBucket.output_tokens), else_=0
-    )
-    unpriced_minutes = case((UsageBucket.cost_nanos.is_(None), UsageBucket.uptime_minutes), else_=0)
-    query: Select[Any] = select(
-        column,
-        func.sum(UsageBucket.input_tokens),
-        func.sum(UsageBucket.cached_input_tokens),
-        func.sum(UsageBucket.output_tokens),
-        func.sum(UsageBucket.requests),
-        func.sum(UsageBucket.uptime_minutes),
-        func.sum(UsageBucket.cost_nanos),
-        func.sum(unpriced),
-        func.sum(unpriced_minutes),
-    ).group_by(column)
-    if since is not None:
-        query = query.where(UsageBucket.bucket_start >= since)
-    if until is not None:
-        query = query.where(UsageBucket.bucket_start < until)
-    if source is not None:
-        query = query.where(UsageBucket.source == source)
-    groups = [
-        GroupTotal(
-            key=key,
-            input_tokens=int(tin or 0),
-            cached_input_tokens=int(tcached or 0),
-            output_tokens=int(tout or 0),
-            requests=int(requests or 0),
-            uptime_minutes=int(minutes or 0),
-            cost=from_nanos(int(nanos)) if nanos is not None else None,
-            unpriced_tokens=int(unpriced_tokens or 0),
-            unpriced_minutes=int(unpriced_mins or 0),
-        )
-        for key, tin, tcached, tout, requests, minutes, nanos, unpriced_tokens, unpriced_mins in session.execute(query)
-    ]
-    groups.sort(key=lambda g: (-(g.cost or 0), -g.tokens, g.key))
-    return groups
-
-
-def reprice_candidates(
-    session: Session, since: datetime, modes: Collection[str] = ("serverless", "batch"), batch_size: int = BATCH_SIZE
-) -> Iterator[list[RepriceCandidate]]:
-    """Token buckets from `since` on, in batches by id, for re-costing with a corrected catalog."""
-    last_id = 0
-    while True:
-        rows = session.execute(
-            select(
-                UsageBucket.id, UsageBucket.bucket_start, UsageBucket.model, UsageBucket.mode,
-                UsageBucket.input_tokens, UsageBucket.cached_input_tokens, UsageBucket.output_tokens,
-                UsageBucket.cost_nanos, UsageBucket.price_id, UsageBucket.catalog_model,
-            )
-            .where(UsageBucket.bucket_start >= since, UsageBucket.mode.in_(modes), UsageBucket.id > last_id)
-            .order_by(UsageBucket.id)
-            .limit(batch_size)
-        ).all()
-        if not rows:
-            return
-        yield [RepriceCandidate(*row) for row in rows]
-        last_id = rows[-1][0]
-
-
-def set_bucket_costs(session: Session, costs: Sequence[tuple[int, int | None, int | None, str | None]]) -> int:
-    """Set (id, cost_nanos, price_id, catalog_model) on existing buckets, one executemany per batch."""
-    for chunk in _chunks(costs):
-        session.execute(
-            update(UsageBucket),
-            [{"id": id_, "cost_nanos": cost, "price_id": price_id, "catalog_model": catalog_model}
-             for id_, cost, price_id, catalog_model in chunk],
-        )
-    return len(costs)
-
-
-def source_state(session: Session, name: str) -> SourceState | None:
-    """A pulled source's cursor and last outcomes, if it ran before."""
-    return session.get(SourceState, name)
-
-
-def record_source_cursor(session: Session, name: str, cursor: datetime) -> None:
-    """Move a source's cursor forward (never back): the next pull starts there, less its overlap."""
-    state = session.get(SourceState, name)
-    if state is None:
-        session.add(SourceState(name=name, cursor=cursor))
-    elif state.cursor is None or cursor > state.cursor:
-        state.cursor = cursor
-    session.flush()
-
-
-def record_source_outcome(session: Session, name: str, at: datetime, *, error: str | None = None,
-                          newest: datetime | None = None) -> None:
-    """Note a pull attempt: its time, and either success (with the newest bucket that held
-    usage, if any) or the error (one line), and since when it has been failing.
-
-    The last error stays after a later success, so `last_error_at < last_success` reads as
-    "failed once, recovered since"."""
-    state = session.get(SourceState, name)
-    if state is None:
-        state = SourceState(name=name)
-        session.add(state)
-    state.last_attempt = at
-    if error is None:
-        state.last_success = at
-        state.failing_since = None
-        if state.last_data_at is None or (newest is not None and newest > state.last_data_at):
-            state.last_data_at = newest or at
-    else:
-        state.last_error = error[:2000]
-        state.last_error_at = at
-        state.failing_since = state.failing_since or at
-    session.flush()
-
-
-def record_source_note(session: Session, name: str, note: str, at: datetime) -> None:
-    """Keep what a pull had to say (broken lines skipped, a lower-bound count) until the next note."""
-    state = session.get(SourceState, name)
-    if state is None:
-        state = SourceState(name=name)
-        session.add(state)
-    state.last_note = note[:4000]
-    state.last_note_at = at
-    session.flush()
-
-
 def seen_event_ids(session: Session, event_ids: Collection[str]) -> set[str]:
     """Those of `event_ids` already counted (a read: claim with `claim_event_ids`)."""
     found: set[str] = set()
     ids = sorted(event_ids)
-    for chunk in _chunks(ids, CLAIM_BATCH):
+    for chunk in chunks(ids, CLAIM_BATCH):
         found.update(session.scalars(select(SeenEvent.event_id).where(SeenEvent.event_id.in_(chunk))))
     return found
-
-
-@dataclass(frozen=True)
-class ModelDay:
-    """One model's token usage from one source on one UTC day, our cost and any reported cost."""
-
-    day: date
-    model: str
-    source: str
-    input_tokens: int
-    output_tokens: int
-    cost_nanos: int  # of the priced buckets
-    unpriced_tokens: int
-    reported_nanos: int  # what the source reported, over the buckets it reported for
-    ours_where_reported_nanos: int  # our cost of those same buckets
-    unpriced_where_reported: int  # tokens of those buckets we could not price
-
-
-def model_days(session: Session, since: datetime, until: datetime,
-               modes: Collection[str] = ("serverless", "batch")) -> list[ModelDay]:
-    """Token usage per UTC day, model (the catalog's name where one matched) and source for
-    buckets starting in [since, until)."""
-    tokens = UsageBucket.input_tokens + UsageBucket.output_tokens
-    reported = UsageBucket.reported_cost_nanos.is_not(None)
-    rows = session.execute(
-        select(
-            UsageBucket.bucket_start, counted_model, UsageBucket.source,
-            func.sum(UsageBucket.input_tokens), func.sum(UsageBucket.output_tokens),
-            func.sum(UsageBucket.cost_nanos),
-            func.sum(case((UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
-            func.sum(UsageBucket.reported_cost_nanos),
-            func.sum(case((reported, UsageBucket.cost_nanos), else_=0)),
-            func.sum(case((reported & UsageBucket.cost_nanos.is_(None), tokens), else_=0)),
-        )
-        .where(UsageBucket.bucket_start >= since, UsageBucket.bucket_start < until, UsageBucket.mode.in_(modes))
-        .group_by(UsageBucket.bucket_start, counted_model, UsageBucket.source)
-    ).all()
-    days: dict[tuple[date, str, str], list[int]] = {}
-    for start, model, source, *sums in rows:
-        key = (start.astimezone(timezone.utc).date(), model, source)
-        acc = days.setdefault(key, [0] * 7)
-        for i, value in enumerate(sums):
-            acc[i] += int(value or 0)
-    return [ModelDay(day, model, source, *acc) for (day, model, source), acc in sorted(days.items())]
-
-
-def bucket_count(session: Session) -> int:
-    """How many bucket rows the ledger holds."""
-    return int(session.scalar(select(func.count()).select_from(UsageBucket)) or 0)

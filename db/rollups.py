@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, Date, Index, Integer, String, and_, delete, func, insert, select, text
@@ -143,8 +144,8 @@ def _rebuild(session: Session, zone: ZoneInfo, day: date) -> None:
                b.cached_input_tokens, b.output_tokens, b.requests, b.uptime_minutes, b.cost_nanos)
         .where(b.bucket_start >= start, b.bucket_start < end)
     )
-    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * 9)
-    hours: dict[tuple, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 9)
+    hours: dict[tuple[Any, ...], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for (at, model, mode, project, feature, api_key, tags, tin, tcached, tout, requests, uptime, cost) in result:
         local = at.astimezone(zone)
         key = (local.date(), model, mode, project, feature, api_key, tags)
@@ -193,9 +194,9 @@ def daily_rows(session: Session, since: datetime, until: datetime, zone: ZoneInf
         query = query.where(d.model == model)
     # Core, not ORM, execution: these are plain tuples and there can be hundreds of thousands.
     # The day and the six names repeat across rows: one object each, not one per row (memory).
-    shared: dict[object, object] = {}
+    shared: dict[Any, Any] = {}
     share = shared.setdefault
-    return [DailyRow(share(day, day), share(model, model), share(mode, mode), share(project, project),  # type: ignore[arg-type]
+    return [DailyRow(share(day, day), share(model, model), share(mode, mode), share(project, project),
                      share(feature, feature), share(api_key, api_key), share(tags, tags), *counts)
             for day, model, mode, project, feature, api_key, tags, *counts in session.connection().execute(query)]
 
@@ -210,5 +211,3 @@ def month_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     first = day.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return local_midnight(first, zone), local_midnight(following, zone)
-
-

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pricing.base_prices import base_rates
-from pricing.capacity import GpuFacts, ModelFacts, gpu_facts, load_model_facts
+from pricing.facts import GpuFacts, ModelFacts, gpu_facts, load_model_facts
 
 DATA = Path(__file__).resolve().parent / "data"
 PRIMARY_PROVIDER = "together"
@@ -344,7 +344,7 @@ def _base_prices() -> tuple[Price, ...]:
     )
 
 
-def _read_toml(name: str) -> dict:
+def _read_toml(name: str) -> dict[str, Any]:
     return tomllib.loads((DATA / name).read_text(encoding="utf-8"))
 
 

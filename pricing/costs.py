@@ -20,8 +20,8 @@ def token_cost(price: Price, input_tokens: int, output_tokens: int, cached_input
     cached = min(cached_input_tokens, input_tokens) if price.cached_input is not None else 0
     uncached = input_tokens - cached
     total = Decimal(uncached) * price.input + Decimal(output_tokens) * price.output
-    if cached:
-        total += Decimal(cached) * price.cached_input  # type: ignore[operator]
+    if cached and price.cached_input is not None:
+        total += Decimal(cached) * price.cached_input
     return total / MILLION
 
 

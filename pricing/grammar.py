@@ -1,4 +1,5 @@
-"""The `/costquote` grammar, shared by Slack and the command line.
+"""The `/costquote` grammar, shared by Slack and the command line: words (pricing.lexicon) into a
+`QuoteRequest`, checked whole.
 
     llama-3.3-70b in=3000 out=1000 requests=2M/month
     maestro 3k/1k x 2M/mo
@@ -10,67 +11,34 @@
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, InvalidOperation, localcontext
+from decimal import Decimal
 
 from pricing.costs import DAYS_PER_MONTH
+from pricing.lexicon import (
+    EXAMPLES,
+    NUMBER,
+    NUMBER_RE,
+    PERIODS,
+    QuoteSyntaxError,
+    Volume,
+    month_days,
+    parse_number,
+    parse_tokens,
+    parse_volume,
+    quoted,
+    tokenize,
+)
 
-MAX_TOKENS_PER_REQUEST = 10_000_000
 MAX_MONTHLY_REQUESTS = Decimal(10) ** 13
 MAX_MONTHLY_TOKENS = Decimal(10) ** 16
 MAX_RATE = Decimal(100_000)
 MAX_MODELS = 60
-MAX_MAGNITUDE = 18  # no number a quote takes is larger than 1e18
-MAX_EXPONENT = 40  # 1e40 or 1e-40 is already out of range: say so before Decimal tries 1e999999999
-NUMBERS = Context(prec=60, traps=[InvalidOperation])  # exact for every number that passes the checks
 
-EXAMPLES = (
-    "llama-3.3-70b in=3000 out=1000 requests=2M/month",
-    "maestro 3k/1k x 2M/mo",
-    "llama-3.3-70b 4000 1000",
-    "compare llama-3.3-70b deepseek-v3 gpt-oss-120b 3k/1k 100k/day",
-    "qwen3-235b 2k/500 50M tokens/day dedicated h100",
-    "in=3000 out=1000 rate=0.90/3.30 requests=2M/month",
-    "cluster 8 h100 720h 20k tok/s",
-)
-
-SUFFIXES = {"k": Decimal(10) ** 3, "m": Decimal(10) ** 6, "b": Decimal(10) ** 9}
-PERIODS = {
-    "h": "hour", "hr": "hour", "hrs": "hour", "hour": "hour", "hours": "hour", "hourly": "hour",
-    "d": "day", "day": "day", "days": "day", "daily": "day",
-    "w": "week", "wk": "week", "wks": "week", "week": "week", "weeks": "week", "weekly": "week",
-    "mo": "month", "mon": "month", "mth": "month", "month": "month", "months": "month", "monthly": "month",
-}
-REQUEST_WORDS = {"req", "reqs", "request", "requests", "calls", "call", "rq"}
-TOKEN_WORDS = {"tok", "toks", "token", "tokens"}
-MONTH_NAMES = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
-MONTH_NAMES.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
-
-NUMBER = r"[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?[kmb]?"
-NUMBER_RE = re.compile(rf"^{NUMBER}$", re.IGNORECASE)
 PAIR_RE = re.compile(rf"^({NUMBER})/({NUMBER})$", re.IGNORECASE)
 PER_RE = re.compile(rf"^({NUMBER})?(?:(req(?:uests?|s)?|calls?|tok(?:ens?|s)?))?/([a-z]+)$", re.IGNORECASE)
 KEY_RE = re.compile(r"^([a-z_]+)[=:](.*)$", re.IGNORECASE)
-
-
-class QuoteSyntaxError(ValueError):
-    """What was wrong with a quote, and a corrected example to copy."""
-
-    def __init__(self, message: str, example: str = EXAMPLES[0]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.example = example
-
-
-@dataclass(frozen=True)
-class Volume:
-    """How much work a month holds: requests or tokens, and how it was stated."""
-
-    amount: Decimal          # per month
-    unit: str                # "requests" or "tokens"
-    stated: str              # e.g. "100k/day"
 
 
 @dataclass
@@ -94,119 +62,6 @@ class QuoteRequest:
     cluster_throughput: Decimal | None = None
 
 
-def parse_number(text: str, what: str) -> Decimal:
-    """`3k`, `2M`, `1,000`, `0.5B` → Decimal; anything else is a QuoteSyntaxError naming `what`."""
-    raw = text.strip()
-    lowered = raw.lower()
-    if lowered in {"nan", "inf", "-inf", "+inf", "infinity"}:
-        raise QuoteSyntaxError(f"{what} must be a number, not {lowered}")
-    if not NUMBER_RE.match(raw):
-        raise QuoteSyntaxError(f"{what} must be a number like 3000, 3k or 2M")
-    multiplier = Decimal(1)
-    if lowered[-1] in SUFFIXES:
-        multiplier = SUFFIXES[lowered[-1]]
-        lowered = lowered[:-1]
-    digits = lowered.replace(",", "").replace("_", "")
-    mantissa, _, exponent = digits.partition("e")
-    if exponent and abs(int(exponent)) > MAX_EXPONENT:
-        raise QuoteSyntaxError(f"{what} has an exponent out of range (e{exponent[:12]}); "
-                               f"numbers here go up to 1e{MAX_MAGNITUDE}, e.g. 3000, 3k or 2M")
-    if len(mantissa.lstrip("+-0").split(".")[0]) > MAX_MAGNITUDE + 1:
-        raise QuoteSyntaxError(f"{what} is too large; numbers here go up to 1e{MAX_MAGNITUDE}")
-    try:
-        with localcontext(NUMBERS):
-            value = Decimal(digits) * multiplier
-    except (InvalidOperation, ArithmeticError):
-        raise QuoteSyntaxError(f"{what} must be a number like 3000, 3k or 2M") from None
-    if not value.is_finite():
-        raise QuoteSyntaxError(f"{what} must be a finite number")
-    if value < 0:
-        raise QuoteSyntaxError(f"{what} cannot be negative")
-    if value.adjusted() > MAX_MAGNITUDE:
-        raise QuoteSyntaxError(f"{what} is too large; numbers here go up to 1e{MAX_MAGNITUDE}")
-    return value
-
-
-def _tokens(text: str, what: str) -> int:
-    value = parse_number(text, what)
-    if value != value.to_integral_value():
-        raise QuoteSyntaxError(f"{what} must be a whole number of tokens")
-    if value > MAX_TOKENS_PER_REQUEST:
-        raise QuoteSyntaxError(f"{what} is more than {MAX_TOKENS_PER_REQUEST:,} tokens per request")
-    return int(value)
-
-
-def _period(word: str) -> str:
-    period = PERIODS.get(word.lower())
-    if period is None:
-        raise QuoteSyntaxError(f"the volume period must be hour, day, week or month (not {quoted(word, 20)})",
-                               "maestro 3k/1k x 2M/mo")
-    return period
-
-
-def _per_month(amount: Decimal, period: str, days_in_month: Decimal) -> Decimal:
-    factor = {"hour": days_in_month * 24, "day": days_in_month, "week": days_in_month / 7, "month": Decimal(1)}
-    return amount * factor[period]
-
-
-def _month_days(text: str) -> Decimal:
-    """`month=feb`, `month=2026-02` → that month's days."""
-    lowered = text.lower()
-    match = re.match(r"^(\d{4})-(\d{1,2})$", lowered)
-    if match and 1 <= int(match.group(2)) <= 12:
-        return Decimal(calendar.monthrange(int(match.group(1)), int(match.group(2)))[1])
-    if lowered in MONTH_NAMES:
-        return Decimal(calendar.monthrange(2025, MONTH_NAMES[lowered])[1])  # a common year
-    raise QuoteSyntaxError("month= takes a month name or YYYY-MM, e.g. month=2026-02",
-                           "maestro 3k/1k x 2M/mo month=2026-02")
-
-
-def tokenize(text: str) -> list[str]:
-    """Split on whitespace, keeping `per day`, `a month`, `tokens/day` forms together."""
-    text = text.replace("×", " x ").replace("\u00a0", " ")
-    words = text.split()
-    merged: list[str] = []
-    i = 0
-    while i < len(words):
-        word = words[i]
-        nxt = words[i + 1].lower() if i + 1 < len(words) else ""
-        if word.lower() in {"per", "a", "an", "every", "each"} and nxt in PERIODS and merged:
-            merged[-1] = f"{merged[-1]}/{nxt}"
-            i += 2
-            continue
-        if word.lower() in REQUEST_WORDS | TOKEN_WORDS and nxt.startswith("/") and merged:
-            merged[-1] = f"{merged[-1]}{word}{nxt}"
-            i += 2
-            continue
-        if word.startswith("/") and merged and word[1:].lower() in PERIODS:
-            merged[-1] = f"{merged[-1]}{word}"
-            i += 1
-            continue
-        merged.append(word)
-        i += 1
-    # "50M tokens/day", "2M requests/mo": fold the unit word into the number before it.
-    folded: list[str] = []
-    for word in merged:
-        lowered = word.lower()
-        unit, _, rest = lowered.partition("/")
-        if folded and NUMBER_RE.match(folded[-1]) and unit in REQUEST_WORDS | TOKEN_WORDS:
-            folded[-1] = f"{folded[-1]}{unit}" + (f"/{rest}" if rest else "")
-            continue
-        folded.append(word)
-    return folded
-
-
-def _volume(text: str, days_in_month: Decimal) -> Volume | None:
-    """`2M/mo`, `100k/day`, `50Mtokens/day`, `2Mrequests/month`; None if it is not a volume."""
-    match = re.match(rf"^({NUMBER}?)(req(?:uests?|s)?|calls?|tok(?:ens?|s)?)?/([a-z]+)$", text, re.IGNORECASE)
-    if not match or not match.group(1):
-        return None
-    amount = parse_number(match.group(1), "the volume")
-    unit = "tokens" if (match.group(2) or "").lower().startswith("tok") else "requests"
-    period = _period(match.group(3))
-    return Volume(_per_month(amount, period, days_in_month), unit, text)
-
-
 def parse(text: str) -> QuoteRequest:
     """Parse a quote; raises QuoteSyntaxError with a corrected example."""
     if len(text) > 2000:
@@ -220,7 +75,7 @@ def parse(text: str) -> QuoteRequest:
     for word in words:
         key = KEY_RE.match(word)
         if key and key.group(1).lower() == "month":
-            request.days_in_month = _month_days(key.group(2))
+            request.days_in_month = month_days(key.group(2))
     first = words[0].lower()
     if first in {"compare", "vs", "cmp"}:
         request.kind = "compare"
@@ -251,7 +106,7 @@ def parse(text: str) -> QuoteRequest:
         if key:
             _apply_key(request, key.group(1).lower(), key.group(2))
             continue
-        volume = _volume(word, request.days_in_month)
+        volume = parse_volume(word, request.days_in_month)
         if volume is not None:
             _set_volume(request, volume)
             expect_volume = False
@@ -272,7 +127,7 @@ def parse(text: str) -> QuoteRequest:
             raise QuoteSyntaxError("put the volume's period after it, like 50M tokens/day or 2M/month",
                                    "qwen3-235b 2k/500 50M tokens/day")
         if "/" in word and not re.match(r"^[\w.\-]+/[\w.\-]+$", word):
-            raise QuoteSyntaxError(f"could not read {_inert(word)!s}; volumes look like 2M/month or 100k/day",
+            raise QuoteSyntaxError(f"could not read {quoted(word)!s}; volumes look like 2M/month or 100k/day",
                                    "maestro 3k/1k x 2M/mo")
         request.models.append(word)
 
@@ -310,7 +165,7 @@ def _parse_cluster(words: list[str], request: QuoteRequest) -> QuoteRequest:
         elif word in {"tok/s", "x", "for", "at", "gpus", "gpu"}:
             continue
         else:
-            raise QuoteSyntaxError(f"could not read {_inert(word)} in a cluster quote", example)
+            raise QuoteSyntaxError(f"could not read {quoted(word)} in a cluster quote", example)
     if not request.cluster_gpus or request.cluster_gpus > 100_000:
         raise QuoteSyntaxError("a cluster needs a GPU count between 1 and 100,000", example)
     if not request.cluster_hours or request.cluster_hours > 24 * 366 * 10:
@@ -322,13 +177,13 @@ def _parse_cluster(words: list[str], request: QuoteRequest) -> QuoteRequest:
 
 def _apply_key(request: QuoteRequest, key: str, value: str) -> None:
     if key in {"in", "input", "prompt", "i"}:
-        request.input_tokens = _tokens(value, "in")
+        request.input_tokens = parse_tokens(value, "in")
     elif key in {"out", "output", "completion", "o"}:
-        request.output_tokens = _tokens(value, "out")
+        request.output_tokens = parse_tokens(value, "out")
     elif key in {"cached", "cache", "cached_in"}:
-        request.cached_input_tokens = _tokens(value, "cached")
+        request.cached_input_tokens = parse_tokens(value, "cached")
     elif key in {"requests", "reqs", "req", "volume", "calls", "tokens"}:
-        volume = _volume(value if "/" in value else f"{value}/month", request.days_in_month)
+        volume = parse_volume(value if "/" in value else f"{value}/month", request.days_in_month)
         if volume is None:
             raise QuoteSyntaxError(f"{key}= takes a volume like 2M/month or 100k/day")
         if key == "tokens":
@@ -357,15 +212,15 @@ def _apply_key(request: QuoteRequest, key: str, value: str) -> None:
         pass  # read before the loop
     else:
         raise QuoteSyntaxError(
-            f"unknown setting {_inert(key)}=; use in=, out=, cached=, requests=, rate=, util= or gpu="
+            f"unknown setting {quoted(key)}=; use in=, out=, cached=, requests=, rate=, util= or gpu="
         )
 
 
 def _set_tokens(request: QuoteRequest, input_text: str, output_text: str) -> None:
     if request.input_tokens is not None or request.output_tokens is not None:
         raise QuoteSyntaxError("tokens are given twice; say them once, e.g. 3k/1k or in=3000 out=1000")
-    request.input_tokens = _tokens(input_text, "input tokens")
-    request.output_tokens = _tokens(output_text, "output tokens")
+    request.input_tokens = parse_tokens(input_text, "input tokens")
+    request.output_tokens = parse_tokens(output_text, "output tokens")
 
 
 def _set_volume(request: QuoteRequest, volume: Volume) -> None:
@@ -411,15 +266,3 @@ def _validate(request: QuoteRequest) -> QuoteRequest:
 
 def _plain(name: str) -> bool:
     return bool(re.match(r"^[\w.\-/:]{1,80}$", name))
-
-
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-def quoted(text: str, limit: int = 40) -> str:
-    """User text quoted and clipped for an error message (views escape it for Slack); control
-    characters and lone surrogates, which no message may carry, shown as `?`."""
-    return "'" + _UNSHOWABLE.sub("?", text[:limit]) + ("…" if len(text) > limit else "") + "'"
-
-
-_inert = quoted

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 CENT = Decimal("0.01")
 WIDE = Context(prec=80)
@@ -22,7 +22,7 @@ def _wide(show: F) -> F:
         with localcontext(WIDE):
             return show(value if isinstance(value, Decimal) else Decimal(str(value)), *args)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 @_wide

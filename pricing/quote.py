@@ -18,7 +18,8 @@ from pricing.costs import (
     dedicated_quote,
     token_cost,
 )
-from pricing.grammar import EXAMPLES, QuoteRequest, QuoteSyntaxError, quoted
+from pricing.grammar import QuoteRequest
+from pricing.lexicon import EXAMPLES, QuoteSyntaxError, quoted
 
 MILLION = Decimal(1_000_000)
 ESTIMATE_NOTE = ("Dedicated figures are estimates (model-card and data-sheet facts, stated efficiency factors); "
@@ -153,7 +154,6 @@ def build_quote(request: QuoteRequest, catalog: Catalog, at: date | None = None,
     if any(q.capacity and q.capacity.source != "measured" for q in quotes if q.dedicated):
         notes.append(ESTIMATE_NOTE)
     return QuoteResult(request=request, quotes=quotes, notes=notes)
-
 
 
 def _model_quote(

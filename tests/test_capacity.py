@@ -18,12 +18,13 @@ from jobs.config.catalog import build_catalog
 from jobs.config.settings import ConfigError, ModelFactsOverride, Settings, Throughput, load_settings
 from pricing import capacity
 from pricing.catalog import load_catalog
+from pricing.facts import DATA, gpu_facts, load_model_facts, model_facts, with_precision
 from pricing.grammar import parse
 from pricing.quote import build_quote, quote_json
 
 PUBLISHED = tomllib.loads((Path(__file__).parent / "data" / "published_throughput.toml").read_text())["measurement"]
-FACTS = capacity.load_model_facts()
-H100 = capacity.gpu_facts("h100")
+FACTS = load_model_facts()
+H100 = gpu_facts("h100")
 DEEPSEEK = FACTS["deepseek-ai/DeepSeek-V3"]
 LLAMA_8B = FACTS["meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"]
 BAR = 1.5
@@ -59,8 +60,8 @@ def test_the_published_figures_are_for_our_catalog_on_h100_and_h200(catalog):
     ids=[f"{m['published_as']}-{m['gpus']}x{m['gpu']}-{m['input_tokens']}/{m['output_tokens']}"
          f"-c{m.get('concurrency', 'max')}" for m in PUBLISHED])
 def test_estimate_lands_within_a_factor_of_1_5_of_each_published_figure(m):
-    facts = capacity.with_precision(FACTS[m["model"]], m["precision"])
-    gpu = capacity.gpu_facts(m["gpu"])
+    facts = with_precision(FACTS[m["model"]], m["precision"])
+    gpu = gpu_facts(m["gpu"])
     estimate = capacity.estimate(facts, gpu, m["input_tokens"], m["output_tokens"], m["gpus"], m.get("concurrency"))
     assert estimate is not None
     ratio = estimate.output_tokens_per_second / m["output_tokens_per_second"]
@@ -98,14 +99,14 @@ def test_an_8b_model_fits_on_one_h100(catalog):
 def test_group_sizes_follow_the_weights(catalog):
     llama_70b = FACTS["meta-llama/Llama-3.3-70B-Instruct-Turbo"]  # 70.6 GB at FP8
     assert capacity.size(llama_70b, H100, 3000, 1000, 5.0).gpus == 2
-    assert capacity.size(llama_70b, capacity.gpu_facts("h200"), 3000, 1000, 5.0).gpus == 1
-    at_fp16 = capacity.with_precision(llama_70b, "fp16")  # 141 GB
+    assert capacity.size(llama_70b, gpu_facts("h200"), 3000, 1000, 5.0).gpus == 1
+    at_fp16 = with_precision(llama_70b, "fp16")  # 141 GB
     assert capacity.size(at_fp16, H100, 3000, 1000, 5.0).gpus == 4
 
 
 def test_a_model_that_fits_nowhere_says_so(catalog):
-    huge = capacity.model_facts("huge", {"parameters": 9000, "layers": 200, "attention_heads": 128,
-                                          "kv_heads": 8, "head_dim": 128, "context": 32768, "precision": "fp16"})
+    huge = model_facts("huge", {"parameters": 9000, "layers": 200, "attention_heads": 128,
+                                "kv_heads": 8, "head_dim": 128, "context": 32768, "precision": "fp16"})
     sizing = capacity.size(huge, H100, 3000, 1000, 1.0)
     assert sizing.gpus is None and sizing.estimate is None
     assert "18,000 GB of FP16 weights" in sizing.reason and "64 × H100 80GB" in sizing.reason
@@ -220,18 +221,18 @@ def test_incomplete_model_facts_stop_start_up_naming_the_key(tmp_path, monkeypat
 
 def test_gpu_facts_answer_to_together_names():
     for name in ("h100", "H100_SXM", "H100_SXM_INF", "h100-80gb", "1x_nvidia_h100_80gb_sxm"):
-        assert capacity.gpu_facts(name) is H100
-    assert capacity.gpu_facts("2x_nvidia_a100_80gb_sxm").label == "A100 80GB"
-    assert capacity.gpu_facts("H200_SXM").memory_gb == 141 and capacity.gpu_facts("B200_SXM").fp8_tflops == 4500
-    assert capacity.gpu_facts("L40_PCIE").interconnect == "pcie"
-    assert capacity.gpu_facts("RTX_6000_PCI") is None  # which RTX 6000 is not said, so not guessed
+        assert gpu_facts(name) is H100
+    assert gpu_facts("2x_nvidia_a100_80gb_sxm").label == "A100 80GB"
+    assert gpu_facts("H200_SXM").memory_gb == 141 and gpu_facts("B200_SXM").fp8_tflops == 4500
+    assert gpu_facts("L40_PCIE").interconnect == "pcie"
+    assert gpu_facts("RTX_6000_PCI") is None  # which RTX 6000 is not said, so not guessed
 
 
 def test_every_figure_in_our_facts_names_its_source():
-    data = tomllib.loads((Path(capacity.DATA) / "models.toml").read_text())
+    data = tomllib.loads((Path(DATA) / "models.toml").read_text())
     assert all(a["source"].startswith("https://huggingface.co/") for a in data["architectures"].values())
     assert all(m["source"].startswith("https://docs.together.ai/") for m in data["models"])
-    gpus = tomllib.loads((Path(capacity.DATA) / "gpus.toml").read_text())["gpu"]
+    gpus = tomllib.loads((Path(DATA) / "gpus.toml").read_text())["gpu"]
     assert all(g["source"].startswith("https://www.nvidia.com/") for g in gpus)
 
 

@@ -58,6 +58,16 @@ def test_a_command_module_that_fails_to_import_stops_the_cli(monkeypatch: pytest
         main(["--help"])
 
 
+def test_a_command_module_that_fails_to_import_is_said_plainly_and_exits_non_zero(tmp_path: Path) -> None:
+    script = ("import sys\nimport bot.cli\nbot.cli.COMMAND_MODULES += ('no_such_command',)\n"
+              "sys.exit(bot.cli.main(['--help']))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path)})
+    assert done.returncode == 1 and done.stdout == ""  # no help for a partial command line
+    assert done.stderr.startswith("budget-guard: the command module bot.commands.no_such_command does not import "
+                                  "(ModuleNotFoundError: No module named 'bot.commands.no_such_command')")
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 
@@ -69,7 +79,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_parser_choices_copied_to_keep_start_up_fast_match_their_source() -> None:
     from bot.commands import forecast, import_, usage
-    from db.ledger import GROUPS as LEDGER_GROUPS
+    from db.totals import GROUPS as LEDGER_GROUPS
     from jobs.usage.ingest import CSV_FIELDS
     from jobs.forecast.month_end import GROUPS
 

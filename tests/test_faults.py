@@ -20,8 +20,8 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 
 from db.engine import make_engine, make_sessionmaker
-from db.ledger import totals
 from db.models import OutboxMessage, SourceState
+from db.totals import totals
 from jobs.runtime.outbox import enqueue, send_pending
 from jobs.usage.pull import pull_sources
 from jobs.config.settings import Settings, Source

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.cli import main
 from bot.server import create_server
-from db.ledger import totals
 from db.models import SeenEvent, UsageBucket
+from db.totals import totals
 from jobs.config.context import Context
 from jobs.usage.ingest import IngestRejected, import_file, ingest_body
 from jobs.config.settings import PriceOverride, Settings

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bot.server import create_server
-from db.ledger import totals
+from db.totals import totals
 from jobs.config.context import Context
 from jobs.config.settings import Settings
 from tests.harness import ServerThread

@@ -80,3 +80,23 @@ def test_an_upward_jobs_import_is_caught(tmp_path: Path) -> None:
     (tmp_path / "jobs" / "usage").mkdir(parents=True)
     (tmp_path / "jobs" / "usage" / "ingest.py").write_text("from jobs.budgets.specs import BudgetSpec\n")
     assert upward_jobs_imports(tmp_path) == ["jobs/usage/ingest.py: jobs.budgets.specs"]
+
+
+def listener_database_imports(root: Path = ROOT) -> list[str]:
+    """`file: module` for every import of `db` or SQLAlchemy under `bot/listeners/`: a listener
+    parses, calls a job function and renders."""
+    found = []
+    for path in sorted((root / "bot" / "listeners").rglob("*.py")):
+        found += [f"{path.relative_to(root)}: {name}" for name in _imports(path)
+                  if name.split(".")[0] in {"db", "sqlalchemy"}]
+    return found
+
+
+def test_no_listener_imports_the_database() -> None:
+    assert listener_database_imports() == []
+
+
+def test_a_listener_database_import_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "bot" / "listeners").mkdir(parents=True)
+    (tmp_path / "bot" / "listeners" / "budget.py").write_text("def f():\n    from db.models import Budget\n")
+    assert listener_database_imports(tmp_path) == ["bot/listeners/budget.py: db.models"]

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ledger import totals
 from db.models import PriceRecord, SeenEvent, UsageBucket
+from db.totals import totals
 from jobs.config.catalog import build_catalog
 from jobs.usage.ingest import (
     IngestRejected,

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ledger import totals
 from db.models import SourceState, UsageBucket, from_nanos
+from db.totals import totals
 from jobs.config.catalog import build_catalog
 from jobs.usage.pull import PullOutcome, pull_one, pull_sources
 from jobs.config.settings import FieldMap, Settings, Source

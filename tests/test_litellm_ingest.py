@@ -21,8 +21,8 @@ from hypothesis import given, settings, strategies as st
 from sqlalchemy import func, select
 
 from bot.server import create_server
-from db.ledger import totals
 from db.models import UsageBucket, from_nanos
+from db.totals import totals
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
 from jobs.usage.ingest import IngestRejected

@@ -24,7 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sqlalchemy import text
 
 from bot.server import create_server
-from db.ledger import totals
+from db.totals import totals
 from jobs.usage import otlp
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ledger import totals
+from db.totals import totals
 from tests.fakes.chat_api import FakeChatAPI, ForwardingProxy
 from tests.processes import ServeProcess
 

@@ -13,7 +13,8 @@ from jobs.config.catalog import build_catalog
 from jobs.config.settings import PriceOverride, Settings
 from pricing.catalog import Price, UnknownModel, load_catalog
 from pricing.costs import HOURS_PER_MONTH, SECONDS_PER_MONTH, cluster_quote, dedicated_quote, token_cost
-from pricing.grammar import EXAMPLES, QuoteSyntaxError, parse
+from pricing.grammar import parse
+from pricing.lexicon import EXAMPLES, QuoteSyntaxError
 from pricing.money import unit_usd, usd
 from pricing.quote import build_quote, quote_json
 

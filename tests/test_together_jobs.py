@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from together import Together
 
-from db.ledger import totals
 from db.models import SourceState, UsageBucket, from_nanos
+from db.totals import totals
 from jobs.config.catalog import build_catalog
 from jobs.usage.pull import PullOutcome, pull_one
 from jobs.config.settings import ClusterRate, Settings, Source

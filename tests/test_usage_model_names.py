@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from bot.cli import main
 from bot.server import create_server
-from db.ledger import totals
 from db.models import UsageBucket
+from db.totals import totals
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
 from jobs.usage.ingest import import_file

@@ -16,7 +16,7 @@ import together
 
 from bot.server import create_server
 from bot.usage_push import UsagePusher
-from db.ledger import totals
+from db.totals import totals
 from jobs.config.context import Context
 from jobs.config.settings import Settings
 from tests.fakes.chat_api import FakeChatAPI

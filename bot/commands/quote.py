@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from jobs.config.catalog import build_catalog
     from jobs.config.settings import ConfigError
-    from pricing.grammar import QuoteSyntaxError, parse
+    from pricing.grammar import parse
+    from pricing.lexicon import QuoteSyntaxError
     from pricing.quote import build_quote, quote_json
 
     try:

@@ -13,7 +13,7 @@ from bot.commands.startup import StartupError, add_database_option, add_now_opti
 from pricing.money import usd
 
 if TYPE_CHECKING:
-    from db.ledger import GroupTotal
+    from db.totals import GroupTotal
 
 GROUP_CHOICES = ("model", "project", "feature", "mode", "api_key", "environment", "source")
 
@@ -52,7 +52,7 @@ def month_start(zone: ZoneInfo, now: datetime | None = None) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
-    from db.ledger import totals
+    from db.totals import totals
 
     try:
         context = open_context(args)

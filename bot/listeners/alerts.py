@@ -12,8 +12,9 @@ from slack_bolt import App, Respond
 from slack_sdk import WebClient
 
 from bot.admins import AdminDirectory
-from bot.alert_access import NOT_YOURS, may_change
+from bot.alert_access import NOT_YOURS, ChannelMembers, may_change
 from bot.listeners.lazy import ack_first
+from bot.views.actions import ACKNOWLEDGE, BREAKDOWN, SNOOZE
 from bot.views.alerts import AlertAction, acknowledged_blocks, breakdown_blocks
 from jobs.budgets.check import acknowledge, alert_channel, breakdown, snooze
 from jobs.config.context import Context
@@ -38,13 +39,15 @@ def _update_message(client: WebClient, body: dict[str, Any], user: str, what: st
 
 
 def register(app: App, context: Context, admins: AdminDirectory) -> None:
+    members = ChannelMembers()
+
     def permitted(action: AlertAction | None, user: str, verb: str, client: WebClient, respond: Respond) -> bool:
         """Is this a known alert, and may `user` change it? Refusals answer ephemerally."""
         channel = alert_channel(context, action.alert_id, action.budget) if action is not None else None
         if channel is None:
             respond(text=REFUSED, response_type="ephemeral", replace_original=False)
             return False
-        if not may_change(admins, client, channel, user):
+        if not may_change(admins, members, client, channel, user):
             respond(text=NOT_YOURS.format(channel=channel, verb=verb), response_type="ephemeral",
                     replace_original=False)
             return False
@@ -80,6 +83,6 @@ def register(app: App, context: Context, admins: AdminDirectory) -> None:
         respond(blocks=breakdown_blocks(f"{action.budget}: this month by model and dimension", rows, total),
                 text=f"{action.budget} breakdown", response_type="ephemeral", replace_original=False)
 
-    ack_first(app.action("alert_ack"), acknowledge_alert)
-    ack_first(app.action("alert_snooze"), snooze_alert)
-    ack_first(app.action("alert_breakdown"), show_breakdown)
+    ack_first(app.action(ACKNOWLEDGE), acknowledge_alert)
+    ack_first(app.action(SNOOZE), snooze_alert)
+    ack_first(app.action(BREAKDOWN), show_breakdown)

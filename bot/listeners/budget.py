@@ -1,7 +1,8 @@
 """`/budget list|set|delete`: anyone lists; only configured admins change budgets.
 
 Answered in the ack from the database alone; only when a user group in ADMINS has not been
-read from Slack yet does it say it is checking, and answer through `respond()` once it knows."""
+read from Slack yet does it say it is checking, and answer through `respond()` once it knows.
+A refused command raises a `BudgetError`, answered by Bolt's error handler (`bot.views.refusals`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.admins import AdminDirectory, GroupReadError
 from bot.listeners.lazy import logged
-from bot.views.alerts import budget_error_blocks, budget_list_blocks, budget_saved_blocks
-from bot.views.blocks import escape
-from db.models import Budget
-from jobs.budgets import specs as budget_store
-from jobs.budgets.check import month_spend
-from jobs.budgets.specs import BudgetError, BudgetSpec
+from bot.views.alerts import budget_list_blocks, budget_saved_blocks
+from jobs.budgets.slack_commands import budgets_with_spend, delete_budget, set_budget
+from jobs.budgets.specs import BudgetError
 from jobs.config.context import Context
+from jobs.config.errors import UserError
 
 log = logging.getLogger(__name__)
 USAGE = ("/budget list   |   /budget set NAME AMOUNT [model=… project=… feature=… tag=… mode=…] [50,80,100] [#channel] "
@@ -39,42 +38,23 @@ def answer(text: str, user_id: str, context: Context, *, admin: bool) -> dict[st
     """The ephemeral answer to a /budget command, given whether the user is a budget admin."""
     words = text.split()
     verb = _verb(text)
-    try:
-        if verb == "list":
-            with context.sessions() as session:
-                specs = budget_store.current_budgets(session, context.settings, context.catalog)
-            blocks = budget_list_blocks(month_spend(context, specs))
-            text = f"{len(specs)} budget{'' if len(specs) == 1 else 's'}"
-            return {"blocks": blocks, "text": text, "response_type": "ephemeral"}
-        if verb not in {"set", "delete"}:
-            raise BudgetError(f"unknown action '{verb[:20]}'", USAGE)
-        if not admin:
-            raise BudgetError("only budget admins can change budgets; ask one of them, or have an operator add "
-                              "you to ADMINS", "/budget list")
-        if verb == "delete":
-            if len(words) != 2:
-                raise BudgetError("name the budget to delete", "/budget delete llama-prod")
-            with context.sessions() as session, session.begin():
-                budget_store.sync_from_file(session, context.settings, context.catalog)
-                if not budget_store.delete(session, words[1], user=user_id):
-                    raise BudgetError(f"there is no budget called '{words[1][:64]}'", "/budget list")
-            return {"text": f"Budget {words[1]} deleted.", "response_type": "ephemeral"}
-        with context.sessions() as session:
-            known_models = budget_store.ledger_models(session)
-        config = budget_store.parse_set(words[1:], context.catalog, known_models)
-        if not config.channel and not context.settings.alert_channel:
-            raise BudgetError("name a channel for its alerts (ALERT_CHANNEL is not set, so there is no default)")
-        with context.sessions() as session, session.begin():
-            budget_store.sync_from_file(session, context.settings, context.catalog)
-            created = session.get(Budget, config.name) is None
-            budget_store.save(session, config, user=user_id)
-        spec = BudgetSpec(config.name, config.amount, dict(config.scope), tuple(config.thresholds), config.forecast,
-                          config.channel, config.mention, config.on_exceed)
-        return {"blocks": budget_saved_blocks(spec, created), "text": f"Budget {config.name} saved.",
+    if verb == "list":
+        spent = budgets_with_spend(context)
+        return {"blocks": budget_list_blocks(spent), "text": f"{len(spent)} budget{'' if len(spent) == 1 else 's'}",
                 "response_type": "ephemeral"}
-    except BudgetError as exc:
-        return {"blocks": budget_error_blocks(exc.message, exc.example),
-                "text": escape(f"Sorry, I can't do that: {exc.message}"), "response_type": "ephemeral"}
+    if verb not in {"set", "delete"}:
+        raise BudgetError(f"unknown action '{verb[:20]}'", USAGE)
+    if not admin:
+        raise BudgetError("only budget admins can change budgets; ask one of them, or have an operator add "
+                          "you to ADMINS", "/budget list")
+    if verb == "delete":
+        if len(words) != 2:
+            raise BudgetError("name the budget to delete", "/budget delete llama-prod")
+        delete_budget(context, words[1], user=user_id)
+        return {"text": f"Budget {words[1]} deleted.", "response_type": "ephemeral"}
+    spec, created = set_budget(context, words[1:], user=user_id)
+    return {"blocks": budget_saved_blocks(spec, created), "text": f"Budget {spec.name} saved.",
+            "response_type": "ephemeral"}
 
 
 def register(app: App, context: Context, admins: AdminDirectory) -> None:
@@ -96,13 +76,8 @@ def register(app: App, context: Context, admins: AdminDirectory) -> None:
         try:
             admin = admins.confirm(user)
         except GroupReadError as exc:
-            respond(**refusal(f"I could not check whether you are a budget admin: {exc}. Try again in a minute."))
-            return
+            raise UserError(f"I could not check whether you are a budget admin: {exc}. Try again in a minute.") \
+                from None
         respond(**answer(text, user, app_context, admin=admin))
 
     app.command("/budget")(ack=budget_command, lazy=[logged(answer_after_admin_check)])
-
-
-def refusal(message: str) -> dict[str, Any]:
-    return {"blocks": budget_error_blocks(message, None), "text": escape(f"Sorry, I can't do that: {message}"),
-            "response_type": "ephemeral"}

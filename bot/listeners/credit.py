@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.admins import AdminDirectory, GroupReadError
 from bot.listeners.lazy import logged
-from bot.views.alerts import budget_error_blocks
-from bot.views.blocks import escape
 from bot.views.runway import credit_blocks, credit_text
+from jobs.budgets.slack_commands import change_credit
 from jobs.config.context import Context
-from jobs.forecast.runway import CreditError, current_runway, parse_credit, record_credit
+from jobs.forecast.runway import CreditError, current_runway, parse_credit
 from pricing.money import usd
 
 log = logging.getLogger(__name__)
@@ -33,55 +32,38 @@ def is_credit(command: dict[str, Any]) -> bool:
     return bool(words) and words[0].lower() == "credit"
 
 
-def refusal(exc: CreditError) -> dict[str, Any]:
-    return {"blocks": budget_error_blocks(exc.message, exc.example),
-            "text": escape(f"Sorry, I can't do that: {exc.message}"), "response_type": "ephemeral"}
-
-
 def answer(words: list[str], user_id: str, context: Context, admins: AdminDirectory) -> dict[str, Any]:
-    """The ephemeral answer to `/budget credit …` (words after "credit")."""
-    try:
-        verb, amount = parse_credit(words)
-        changed = None
-        if verb != "show":
-            assert amount is not None
-            try:
-                admin = admins.confirm(user_id)
-            except GroupReadError as exc:
-                raise CreditError(f"I could not check whether you are a budget admin: {exc}; try again in a minute",
-                                  "/budget credit") from None
-            if not admin:
-                raise CreditError("only budget admins can change the prepaid balance; ask one of them, or have "
-                                  "an operator add you to ADMINS", "/budget credit")
-            with context.sessions() as session, session.begin():
-                record_credit(session, context.settings, verb, amount, user=user_id)
-            changed = f"Balance set to {usd(amount)} as of now." if verb == "set" else \
-                f"Top-up of {usd(amount)} recorded."
-        runway = current_runway(context)
-        return {"blocks": credit_blocks(runway, changed), "text": credit_text(runway, changed),
-                "response_type": "ephemeral"}
-    except CreditError as exc:
-        return refusal(exc)
-
-
-def _problem(command: dict[str, Any]) -> CreditError | None:
-    try:
-        parse_credit(_words(command)[1:])
-    except CreditError as exc:
-        return exc
-    return None
+    """The ephemeral answer to `/budget credit …` (words after "credit"); a refusal raises CreditError."""
+    verb, amount = parse_credit(words)
+    changed = None
+    if verb != "show":
+        assert amount is not None
+        try:
+            admin = admins.confirm(user_id)
+        except GroupReadError as exc:
+            raise CreditError(f"I could not check whether you are a budget admin: {exc}; try again in a minute",
+                              "/budget credit") from None
+        if not admin:
+            raise CreditError("only budget admins can change the prepaid balance; ask one of them, or have "
+                              "an operator add you to ADMINS", "/budget credit")
+        change_credit(context, verb, amount, user=user_id)
+        changed = f"Balance set to {usd(amount)} as of now." if verb == "set" else \
+            f"Top-up of {usd(amount)} recorded."
+    runway = current_runway(context)
+    return {"blocks": credit_blocks(runway, changed), "text": credit_text(runway, changed),
+            "response_type": "ephemeral"}
 
 
 def register(app: App, context: Context, admins: AdminDirectory) -> None:
-    def acknowledge(ack: Ack, command: dict[str, Any]) -> None:
-        problem = _problem(command)
-        if problem is not None:
-            ack(**refusal(problem))
-        else:
-            ack()
+    app_context = context
 
-    def work(command: dict[str, Any], respond: Respond) -> None:
-        if _problem(command) is None:  # else the ack said what was wrong
-            respond(**answer(_words(command)[1:], command.get("user_id") or "", context, admins))
+    def acknowledge(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
+        parse_credit(_words(command)[1:])  # a malformed command raises: Bolt's error handler answers it
+        context["credit_parsed"] = True
+        ack()
+
+    def work(command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        if context.get("credit_parsed"):  # else the ack said what was wrong
+            respond(**answer(_words(command)[1:], command.get("user_id") or "", app_context, admins))
 
     app.command("/budget", matchers=[is_credit])(ack=acknowledge, lazy=[logged(work)])

@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.admins import AdminDirectory, GroupReadError
 from bot.listeners.lazy import ack_first
+from bot.views.actions import STOP_ENDPOINT
 from bot.views.alerts import StopAction, already_stopped_text, stop_failed_text, stopped_blocks
 from bot.views.blocks import escape
 from jobs.config.context import Context
@@ -86,4 +87,4 @@ def register(app: App, context: Context, admins: AdminDirectory) -> None:
         else:
             tell(escape(outcome.reason[:1].upper() + outcome.reason[1:]))
 
-    ack_first(app.action("endpoint_stop"), stop)
+    ack_first(app.action(STOP_ENDPOINT), stop)

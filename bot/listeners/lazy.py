@@ -6,7 +6,7 @@ does its Slack work in a Bolt lazy listener, which runs in Bolt's executor after
 out. A listener that can answer from the database alone (a quote, `/budget list`) answers in
 the ack; nothing before the ack calls the Web API.
 
-    ack_first(app.action("alert_ack"), acknowledge_alert)
+    ack_first(app.action(ACKNOWLEDGE), acknowledge_alert)
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 
 from slack_bolt import Ack
 
+from bot.views.refusals import refusal
+
 log = logging.getLogger(__name__)
 
 
@@ -27,14 +29,20 @@ def ack_at_once(ack: Ack) -> None:
 
 
 def logged(work: Callable[..., None]) -> Callable[..., None]:
-    """Work run after the ack, with its failure logged whole (Bolt logs one line only)."""
+    """Work run after the ack: a user's mistake it raises is answered through `respond()` (as Bolt's
+    error handler answers one raised before the ack); any other failure is logged whole (Bolt
+    logs one line only)."""
 
     @functools.wraps(work)
     def run(**kwargs: Any) -> None:
         try:
             work(**kwargs)
-        except Exception:
-            log.exception("%s failed after its ack", work.__name__)
+        except Exception as exc:
+            answer, respond = refusal(exc), kwargs.get("respond")
+            if answer is None or respond is None:
+                log.exception("%s failed after its ack", work.__name__)
+            else:
+                respond(**answer)
 
     return run
 

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject, PlainTextObject
 
-from bot.views.blocks import clip, context, escape, header, line_sections, plain_section, section, to_dicts
+from bot.views.actions import ACKNOWLEDGE, ALERT_ACTIONS_BLOCK, BREAKDOWN, SNOOZE, STOP_ENDPOINT
+from bot.views.blocks import clip, context, escape, header, line_sections, section, to_dicts
 from jobs.budgets.rules import AlertDraft
 from jobs.budgets.specs import BudgetSpec
 from pricing.money import percent, usd
@@ -54,16 +55,16 @@ def alert_message(draft: AlertDraft, alert_id: int) -> tuple[str, list[dict[str,
         blocks.append(section(draft.mention))  # a configured user or group mention, not user input
     value = AlertAction(alert_id=alert_id, budget=draft.budget).model_dump_json()
     if draft.kind == "idle" and draft.endpoint:
-        blocks.append(ActionsBlock(block_id="alert_actions", elements=[
+        blocks.append(ActionsBlock(block_id=ALERT_ACTIONS_BLOCK, elements=[
             _stop_button(StopAction(alert_id=alert_id, endpoint=draft.endpoint), draft.headline),
-            ButtonElement(text="Acknowledge", action_id="alert_ack", value=value),
-            ButtonElement(text="Snooze for a day", action_id="alert_snooze", value=value),
+            ButtonElement(text="Acknowledge", action_id=ACKNOWLEDGE, value=value),
+            ButtonElement(text="Snooze for a day", action_id=SNOOZE, value=value),
         ]))
     elif draft.kind != "stop":  # a stop's result is a reply: nothing left to press
-        blocks.append(ActionsBlock(block_id="alert_actions", elements=[
-            ButtonElement(text="Acknowledge", action_id="alert_ack", value=value, style="primary"),
-            ButtonElement(text="Snooze for a day", action_id="alert_snooze", value=value),
-            ButtonElement(text="Show breakdown", action_id="alert_breakdown", value=value),
+        blocks.append(ActionsBlock(block_id=ALERT_ACTIONS_BLOCK, elements=[
+            ButtonElement(text="Acknowledge", action_id=ACKNOWLEDGE, value=value, style="primary"),
+            ButtonElement(text="Snooze for a day", action_id=SNOOZE, value=value),
+            ButtonElement(text="Show breakdown", action_id=BREAKDOWN, value=value),
         ]))
     text = escape(f"{draft.headline}. " + " ".join(draft.details))
     return text[:3000], to_dicts(blocks)
@@ -77,7 +78,7 @@ def _stop_button(action: StopAction, headline: str) -> ButtonElement:
                                        "it can be started again in together.ai.", 300), emoji=False),
         confirm="Stop it", deny="Keep it running", style="danger",
     )
-    return ButtonElement(text="Stop endpoint", action_id="endpoint_stop", value=action.model_dump_json(),
+    return ButtonElement(text="Stop endpoint", action_id=STOP_ENDPOINT, value=action.model_dump_json(),
                          style="danger", confirm=confirm)
 
 
@@ -130,13 +131,6 @@ def budget_list_blocks(budgets: list[tuple[BudgetSpec, Decimal]]) -> list[dict[s
                      f"`{progress_bar(spend / spec.amount)}` thresholds {', '.join(f'{t}%' for t in spec.thresholds)}"
                      + (f" → <#{escape(spec.channel)}>" if spec.channel else ""))
     return to_dicts([header("Budgets this month"), *line_sections(lines, max_blocks=45, more_label="more budgets")])
-
-
-def budget_error_blocks(message: str, example: str | None) -> list[dict[str, Any]]:
-    blocks = [plain_section(f"Sorry, I can't do that: {message}")]
-    if example:
-        blocks.append(section(f"Try:\n```{escape(example)}```"))
-    return to_dicts(blocks)
 
 
 def budget_saved_blocks(spec: BudgetSpec, created: bool) -> list[dict[str, Any]]:

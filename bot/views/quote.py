@@ -17,7 +17,7 @@ from bot.views.blocks import (
     section,
 )
 from bot.views.dedicated import dedicated_lines
-from pricing.grammar import EXAMPLES
+from pricing.lexicon import EXAMPLES
 from pricing.money import count, per_million, percent, unit_usd, usd
 from pricing.quote import ModelQuote, QuoteResult
 

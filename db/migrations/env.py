@@ -24,7 +24,10 @@ def run() -> None:
     if connectable is not None:
         migrate(connectable)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("the Alembic config names no database: set sqlalchemy.url or pass a connection")
+    engine = create_engine(url)
     with engine.connect() as connection:
         migrate(connection)
     engine.dispose()

@@ -22,8 +22,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from db.ledger import ModelDay, model_days
 from db.models import Alert, from_nanos
+from db.totals import ModelDay, model_days
 from jobs.budgets.check import record_alert
 from jobs.budgets.rules import AlertDraft, AlertRenderer, Driver
 from jobs.config.context import Context

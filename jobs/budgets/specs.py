@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from db.models import Budget
 from db.rollups import DailyRow, DailyUsage
 from jobs.forecast import scopes
+from jobs.config.errors import UserError
 from jobs.config.settings import MENTION_RE, MODES, ON_EXCEED, SCOPE_KEYS, BudgetConfig, Settings
 from pricing.catalog import Catalog, UnknownModel
 
@@ -24,13 +25,10 @@ CHANNEL_RE = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$|^([CGD][A-Z0-9]{6,})
 SET_EXAMPLE = "/budget set llama-prod 5000 model=llama-3.3-70b project=search thresholds=50,80,100 #alerts"
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError):
     """A refused budget change: what was wrong, and an example that works."""
 
-    def __init__(self, message: str, example: str = SET_EXAMPLE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.example = example
+    example = SET_EXAMPLE
 
 
 @dataclass(frozen=True)

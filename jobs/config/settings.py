@@ -443,7 +443,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _complete_model_facts(self) -> "Settings":
         if self.model_facts:
-            from pricing.capacity import FactsError, load_model_facts
+            from pricing.facts import FactsError, load_model_facts
 
             try:
                 load_model_facts(self.model_facts_overrides())

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from db.models import PrepaidEntry, UsageBucket, from_nanos
 from jobs.config.context import Context
+from jobs.config.errors import UserError
 from jobs.forecast.projection import Projection
 from jobs.config.settings import MAX_PREPAID, Settings
 from pricing.money import usd
@@ -36,13 +37,10 @@ FILE = "budget-guard.toml"
 CREDIT_EXAMPLE = "/budget credit set 500   |   /budget credit add 200   |   /budget credit"
 
 
-class CreditError(ValueError):
+class CreditError(UserError):
     """A refused `/budget credit` change: what was wrong, and an example that works."""
 
-    def __init__(self, message: str, example: str = CREDIT_EXAMPLE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.example = example
+    example = CREDIT_EXAMPLE
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.bulk import DirectWriter, LedgerWriter, bulk_writer
 from db.engine import transaction
-from db.ledger import BucketFull, BucketRow, price_record_id
+from db.ledger import BucketFull, BucketRow
 from db.models import MAX_BUCKET_NANOS, to_nanos
+from db.prices import price_record_id
 from jobs.usage import validation
 from jobs.usage.validation import MAX_COUNT, MAX_DEPTH, MAX_LINE_BYTES, RecordError, text_problem
 from pricing.catalog import Catalog, Price

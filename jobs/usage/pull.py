@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import record_source_cursor, record_source_note, record_source_outcome
+from db.source_state import record_source_cursor, record_source_note, record_source_outcome
 from jobs.config.redaction import one_line
 from jobs.config.settings import Settings, Source
 from jobs.usage.sources import PullResult, RetryPolicy, SourceError

@@ -15,8 +15,9 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ledger import BucketRow, reprice_candidates, set_bucket_costs
+from db.ledger import BucketRow
 from db.models import from_nanos
+from db.prices import reprice_candidates, set_bucket_costs
 from jobs.usage.ingest import Costing
 from pricing.catalog import Catalog
 

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import BucketRow, merge_rows, source_state, upsert_pulled_buckets
+from db.ledger import BucketRow, merge_rows, upsert_pulled_buckets
+from db.source_state import source_state
 from jobs.usage.ingest import Costing, RecordError, UsageRecord, bucket_records, latest_allowed, validate
 from jobs.config.settings import FieldMap, Settings, Source
 from jobs.usage.sources import WIDTH_SECONDS, PullResult, RetryPolicy, SchemaError, client_for, window_start

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import BucketRow, source_state, upsert_pulled_buckets
+from db.ledger import BucketRow, upsert_pulled_buckets
+from db.source_state import source_state
 from jobs.usage import validation
 from jobs.usage.ingest import Costing
 from jobs.config.settings import Settings, Source

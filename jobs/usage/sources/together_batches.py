@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import claim_event_ids, record_source_note, seen_event_ids, source_state
+from db.ledger import claim_event_ids, seen_event_ids
+from db.source_state import record_source_note, source_state
 from jobs.usage.ingest import apply_records, latest_allowed
 from jobs.config.settings import Settings, Source
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start

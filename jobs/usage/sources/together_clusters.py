@@ -20,8 +20,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
-from db.ledger import BucketRow, add_buckets, price_row_id, record_source_cursor
+from db.ledger import BucketRow, add_buckets
 from db.models import to_nanos
+from db.prices import price_row_id
+from db.source_state import record_source_cursor
 from jobs.config.settings import Settings, Source
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
 from jobs.usage.sources.together import optional_time, tag_value, together_key
