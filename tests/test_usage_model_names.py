@@ -22,7 +22,7 @@ from db.ledger import totals
 from db.models import UsageBucket
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
-from jobs.usage.ingest import import_file
+from jobs.usage.imports import import_file
 from jobs.usage.pull import pull_sources
 from jobs.config.settings import BudgetConfig, Settings, Source
 from pricing.catalog import Price, UnknownModel, load_catalog

@@ -44,7 +44,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from jobs.usage.ingest import RecordError, UsageRecord, latest_allowed, validate
+from jobs.usage.validation import RecordError
+from jobs.usage.records import UsageRecord, latest_allowed, validate
 from jobs.usage.providers import ModelNames, model_names, provider_of
 from jobs.config.settings import OtlpMapping
 from pricing.catalog import Catalog

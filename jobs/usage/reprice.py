@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.ledger import BucketRow, reprice_candidates, set_bucket_costs
 from db.models import from_nanos
-from jobs.usage.ingest import Costing
+from jobs.usage.costing import Costing
 from pricing.catalog import Catalog
 
 
