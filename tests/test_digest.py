@@ -377,7 +377,7 @@ def test_an_empty_ledger_gets_a_digest_that_says_how_to_get_usage_in(context: Co
 
 def test_a_private_channel_the_bot_is_not_in_fails_the_digest_until_the_operator_retries(
         context: Context, slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
-    from jobs.runtime.outbox import retry
+    from jobs.runtime.outbox_operator import retry
 
     steady_ledger(context, date(2026, 11, 25))
     slack.add_channel(CHANNEL, is_member=False, is_private=True)

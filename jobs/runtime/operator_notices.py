@@ -105,7 +105,8 @@ def _destination(problem: str, route: NoticeRoute, client: WebClient | None) -> 
 
 
 def _publish_homes(client: WebClient | None, route: NoticeRoute, text: str) -> None:
-    assert client is not None and route.publish_home is not None
+    if client is None or route.publish_home is None:
+        raise ValueError("a notice for the Home tabs needs a Slack client and the bot's publish_home")
     try:
         reached = route.publish_home(client)
     except Exception as exc:  # noqa: BLE001 - the notice must not be lost with the error
