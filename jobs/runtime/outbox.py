@@ -27,12 +27,12 @@ import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import OutboxMessage
 from jobs.runtime import operator_notices
 from jobs.runtime.claims import OWNER
+from jobs.runtime.inserts import insert_once
 from jobs.runtime.operator_notices import NoticeRoute
 from jobs.runtime.outbox_operator import fail_row, skip_row
 from jobs.runtime.outbox_recovery import Unchecked, chart_shared, find_posted, join
@@ -87,10 +87,7 @@ def enqueue(session: Session, *, key: str, kind: str, channel: str, text: str,
                   attachment=attachment, attachment_name=attachment_name, attachment_alt=attachment_alt,
                   late=late, status="pending", attempts=0, next_attempt_at=now, created_at=now,
                   file_posted=False, uncertain=False)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return session.execute(statement.returning(OutboxMessage.id)).scalar() is not None
+    return insert_once(session, OutboxMessage, values, unique=["dedupe_key"])
 
 
 def _due(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
