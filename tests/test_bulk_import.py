@@ -26,7 +26,8 @@ from jobs.usage.records import IngestRejected
 from jobs.usage.ingest import IngestResult
 from jobs.usage.push_writer import PushWriter
 from jobs.usage.imports import import_file
-from jobs.config.settings import PriceOverride, Settings
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from pricing.catalog import Catalog
 from tests.test_ledger_ingest import push_writer  # noqa: F401 (a fixture)
 

@@ -29,7 +29,8 @@ from jobs.digest.daily import build_digest, digest_job
 from jobs.runtime.outbox import send_pending
 from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.schedule import scheduled_jobs
-from jobs.config.settings import BudgetConfig, Settings
+from jobs.config.sections import BudgetConfig
+from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
 from pricing.money import usd
 from tests.harness import BOT_TOKEN, SIGNING_SECRET

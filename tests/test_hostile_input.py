@@ -26,7 +26,8 @@ from jobs.config.context import Context
 from jobs.usage.records import IngestRejected
 from jobs.usage.imports import import_file
 from jobs.usage.push_writer import PushWriter
-from jobs.config.settings import PriceOverride, Settings
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from tests.harness import ServerThread
 
 PRICEY = "acme/pricey-model"  # $150 in, $600 out per 1M tokens

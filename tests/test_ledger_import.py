@@ -19,7 +19,8 @@ from jobs.usage.records import IngestRejected
 from jobs.usage.imports import import_file
 from jobs.usage.push_writer import PushWriter
 from jobs.usage.pull import pull_one
-from jobs.config.settings import Settings, Source
+from jobs.config.settings import Settings
+from jobs.config.sections import Source
 from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent

@@ -21,7 +21,8 @@ from jobs.usage.costing import bucket_records
 from jobs.usage.push_writer import PushWriter
 from jobs.usage.records import IngestRejected, latest_allowed, parse_body, parse_record
 from jobs.usage.validation import RecordError
-from jobs.config.settings import PriceOverride, Settings
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from pricing.catalog import Catalog
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)

@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from db.models import PrepaidEntry, UsageBucket, from_nanos
 from jobs.config.context import Context
 from jobs.forecast.projection import Projection
-from jobs.config.settings import MAX_PREPAID, Settings
+from jobs.config.sections import MAX_PREPAID
+from jobs.config.settings import Settings
 from pricing.money import usd
 
 ALERT_BUDGET = "prepaid:balance"  # the `budget` of runway alerts (no budget name has a colon)

@@ -47,7 +47,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from jobs.usage.validation import RecordError
 from jobs.usage.records import UsageRecord, latest_allowed, validate
 from jobs.usage.providers import ModelNames, model_names, provider_of
-from jobs.config.settings import OtlpMapping
+from jobs.config.sections import OtlpMapping
 from pricing.catalog import Catalog
 
 PROTOBUF = "application/x-protobuf"

@@ -20,7 +20,8 @@ from db.ledger import BucketRow, merge_rows, source_state, upsert_pulled_buckets
 from jobs.usage.costing import Costing, bucket_records
 from jobs.usage.validation import RecordError
 from jobs.usage.records import UsageRecord, latest_allowed, validate
-from jobs.config.settings import FieldMap, Settings, Source
+from jobs.config.sections import FieldMap, Source
+from jobs.config.settings import Settings
 from jobs.usage.sources import WIDTH_SECONDS, PullResult, RetryPolicy, SchemaError, client_for, window_start
 from pricing.catalog import Catalog
 

@@ -20,7 +20,8 @@ from db.engine import transaction
 from db.ledger import BucketRow, source_state, upsert_pulled_buckets
 from jobs.usage import validation
 from jobs.usage.costing import Costing
-from jobs.config.settings import Settings, Source
+from jobs.config.settings import Settings
+from jobs.config.sections import Source
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start
 from jobs.usage.validation import MAX_BUCKET_COUNT, RecordError
 from pricing.catalog import Catalog

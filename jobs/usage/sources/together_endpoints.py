@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import transaction
 from db.ledger import BucketRow, add_buckets, price_row_id, record_source_cursor
 from db.models import to_nanos
-from jobs.config.settings import Settings, Source
+from jobs.config.settings import Settings
+from jobs.config.sections import Source
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
 from jobs.usage.sources.together import parse_time, tag_value, together_key
 from jobs.usage.sources.uptime import counted_since, locked_cursor, minutes_by_hour, whole_minute
