@@ -54,7 +54,8 @@ def post_an_alert(database_url: str, slack: FakeSlack) -> dict:
     from jobs.config.context import Context
     from jobs.runtime.outbox import send_pending
     from jobs.runtime.scheduler import outbox_client
-    from jobs.config.settings import BudgetConfig, Settings
+    from jobs.config.sections import BudgetConfig
+    from jobs.config.settings import Settings
 
     upgrade(database_url)
     context = Context.open(Settings(database_url=database_url, slack_bot_token=BOT_TOKEN, slack_api_url=slack.url,

@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.forecast.backtest import format_table, load_series, run_backtest, summarize  # noqa: E402
-from jobs.forecast.forecaster import _fit, forecast_month  # noqa: E402
+from jobs.forecast.daily_model import _fit  # noqa: E402
+from jobs.forecast.forecaster import forecast_month  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "forecast"
 DEFAULT = SHARED / "wikipedia_R_daily.csv"

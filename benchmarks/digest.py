@@ -39,7 +39,7 @@ def budgets(models: list[str]) -> list:  # type: ignore[type-arg]
     """50 budgets, as benchmarks/budget_check.py has them: per project, per model, per feature, totals."""
     from decimal import Decimal
 
-    from jobs.config.settings import BudgetConfig
+    from jobs.config.sections import BudgetConfig
 
     scopes = [{"project": f"project-{p}"} for p in range(10)]
     scopes += [{"model": m} for m in models[:30]]

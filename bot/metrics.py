@@ -77,7 +77,7 @@ def database_gauges(context: Any) -> list[str]:
     from sqlalchemy import select
 
     from db.models import SourceState
-    from jobs.runtime.outbox import failures_by_reason, pending_count
+    from jobs.runtime.outbox_operator import failures_by_reason, pending_count
 
     try:
         with context.sessions() as session:

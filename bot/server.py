@@ -21,7 +21,9 @@ from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
 from jobs.budgets.status import answer as status_answer
 from jobs.usage import otlp
 from jobs.config.context import Context
-from jobs.usage.ingest import IngestRejected, IngestResult, check_costs, parse_body
+from jobs.usage.costing import check_costs
+from jobs.usage.ingest import IngestResult
+from jobs.usage.records import IngestRejected
 from jobs.usage.litellm_spend import parse_spend_logs
 from jobs.usage.push_writer import PushWriter
 from jobs.config.redaction import redact
@@ -96,10 +98,7 @@ def create_server(context: Context, slack: App | SlackLink | None, metrics: Metr
     writer = PushWriter(context)
 
     def ingest(body: bytes, project: str) -> IngestResult:
-        now = datetime.now(timezone.utc)
-        records = parse_body(body, project=project, now=now)
-        check_costs(records, context.catalog)  # here, not in the writer: a refusal costs the others nothing
-        return writer.write(records, source="push", now=now)
+        return writer.push(body, project=project)
 
     def token_project(request: Request) -> str | None:
         """The project of the request's ingest bearer token, or None."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,6 +81,14 @@ def dialect_insert(session: Session, table: Any) -> postgresql.Insert | sqlite.I
     if name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"budget-guard supports SQLite and PostgreSQL, not {name}")
+
+
+def insert_once(session: Session, model: type[Any], values: dict[str, Any], *, unique: Sequence[str]) -> bool:
+    """Insert a `model` row of `values` unless one with the same `unique` columns exists; True if it was.
+    The unique index decides which of two writers was first."""
+    key = inspect(model).primary_key[0]
+    statement = dialect_insert(session, model).values(**values).on_conflict_do_nothing(index_elements=list(unique))
+    return session.execute(statement.returning(key)).scalar() is not None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

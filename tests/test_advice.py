@@ -15,7 +15,8 @@ from bot.cli import main
 from db.models import UsageBucket, to_nanos
 from jobs.advice.batch import Usage, advise, pattern_signals, saving_in_scope
 from jobs.config.context import Context
-from jobs.config.settings import Offline, PriceOverride, Settings
+from jobs.config.sections import Offline, PriceOverride
+from jobs.config.settings import Settings
 from pricing.costs import token_cost
 
 ZONE = ZoneInfo("America/New_York")  # US daylight saving starts on March 8, inside the window

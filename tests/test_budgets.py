@@ -24,7 +24,8 @@ from jobs.runtime.outbox import send_pending
 from jobs.usage.pull import pull_sources
 from jobs.usage.sources import RetryPolicy
 from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
-from jobs.config.settings import BudgetConfig, Settings, Source
+from jobs.config.sections import BudgetConfig, Source
+from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (BOT_TOKEN, SIGNING_SECRET, ServerThread, block_actions_payload, post_interaction,
                            post_slash_command)

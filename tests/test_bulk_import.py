@@ -22,9 +22,14 @@ from db.bulk import CopyWriter, DirectWriter, bulk_writer
 from db.models import SeenEvent, UsageBucket, counted_model
 from db.rollups import daily_rows, local_day
 from jobs.config.catalog import build_catalog
-from jobs.usage.ingest import IngestRejected, IngestResult, import_file, ingest_body
-from jobs.config.settings import PriceOverride, Settings
+from jobs.usage.records import IngestRejected
+from jobs.usage.ingest import IngestResult
+from jobs.usage.push_writer import PushWriter
+from jobs.usage.imports import import_file
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from pricing.catalog import Catalog
+from tests.test_ledger_ingest import push_writer  # noqa: F401 (a fixture)
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 START = datetime(2026, 11, 10, 3, tzinfo=timezone.utc)
@@ -143,7 +148,7 @@ def test_the_same_file_twice_counts_each_event_once(
 
 
 def test_events_already_pushed_are_counted_once_by_the_import(
-    sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
+    sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, push_writer: PushWriter
 ) -> None:
     rows = [row for row in usage(200, "ev") if row[7] == "web"]  # the push token's project
     pushed = rows[:60]
@@ -151,7 +156,7 @@ def test_events_already_pushed_are_counted_once_by_the_import(
                                  "usage": {"prompt_tokens": r[3], "completion_tokens": r[4],
                                            "prompt_tokens_details": {"cached_tokens": r[5]}}})
                      for r in pushed).encode()
-    ingest_body(sessions, catalog, body, project="web", now=NOW)
+    push_writer.push(body, project="web", now=NOW)
 
     result = import_file(sessions, catalog, write_csv(tmp_path / "usage.csv", rows), now=NOW, chunk_lines=25)
 

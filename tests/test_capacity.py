@@ -15,7 +15,8 @@ from bot.cli import main
 from bot.commands.quote import render_table
 from bot.views.quote import quote_blocks
 from jobs.config.catalog import build_catalog
-from jobs.config.settings import ConfigError, ModelFactsOverride, Settings, Throughput, load_settings
+from jobs.config.settings import ConfigError, Settings, load_settings
+from jobs.config.sections import ModelFactsOverride, Throughput
 from pricing import capacity
 from pricing.catalog import load_catalog
 from pricing.facts import DATA, gpu_facts, load_model_facts, model_facts, with_precision

@@ -31,7 +31,8 @@ from jobs.digest.overview import build_overview
 from jobs.runtime.outbox import send_pending
 from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.schedule import scheduled_jobs
-from jobs.config.settings import BudgetConfig, Settings
+from jobs.config.sections import BudgetConfig
+from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
 from pricing.money import usd
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
@@ -404,7 +405,7 @@ def test_an_empty_ledger_gets_a_digest_that_says_how_to_get_usage_in(context: Co
 
 def test_a_private_channel_the_bot_is_not_in_fails_the_digest_until_the_operator_retries(
         context: Context, slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
-    from jobs.runtime.outbox import retry
+    from jobs.runtime.outbox_operator import retry
 
     steady_ledger(context, date(2026, 11, 25))
     slack.add_channel(CHANNEL, is_member=False, is_private=True)

@@ -16,7 +16,8 @@ from db.rollups import DailyRow
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
 from jobs.forecast.projection import project
-from jobs.config.settings import PriceOverride, Settings
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from pricing.costs import token_cost
 from pricing.money import usd
 

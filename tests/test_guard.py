@@ -27,7 +27,8 @@ from jobs.usage.endpoints import idle_endpoints
 from jobs.runtime.outbox import send_pending
 from jobs.usage.pull import pull_sources
 from jobs.runtime.scheduler import outbox_client
-from jobs.config.settings import BudgetConfig, Settings, Source
+from jobs.config.sections import BudgetConfig, Source
+from jobs.config.settings import Settings
 from jobs.usage.sources import RetryPolicy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.together_api import SAMPLE_ENDPOINTS, Endpoint, FakeTogether

@@ -15,7 +15,8 @@ import pytest
 from bot.app import create_app
 from bot.server import create_server
 from jobs.config.context import Context
-from jobs.config.settings import BudgetConfig, Settings
+from jobs.config.sections import BudgetConfig
+from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, signed_headers
 from tests.processes import wait_until

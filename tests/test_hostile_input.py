@@ -23,8 +23,11 @@ from bot.server import create_server
 from db.models import SeenEvent, UsageBucket
 from db.totals import totals
 from jobs.config.context import Context
-from jobs.usage.ingest import IngestRejected, import_file, ingest_body
-from jobs.config.settings import PriceOverride, Settings
+from jobs.usage.records import IngestRejected
+from jobs.usage.imports import import_file
+from jobs.usage.push_writer import PushWriter
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from tests.harness import ServerThread
 
 PRICEY = "acme/pricey-model"  # $150 in, $600 out per 1M tokens
@@ -198,8 +201,9 @@ def test_a_refused_import_commits_nothing_and_can_finish_once_fixed(context: Con
 def test_the_apply_pass_refuses_an_overflowing_bucket_whole(context: Context, tmp_path: Path) -> None:
     """A bucket that fills up part-way through an import (its third chunk) refuses the whole file, atomically."""
     hour = int(time.time()) // 3600 * 3600 - 7200
-    ingest_body(context.sessions, context.catalog, lines(record("seed", model=PRICEY, prompt=0, completion=10**10,
-                                                                created=hour)), project="web")
+    writer = PushWriter(context)
+    writer.push(lines(record("seed", model=PRICEY, prompt=0, completion=10**10, created=hour)), project="web")
+    writer.close()
     before = ledger(context.sessions)
     path = tmp_path / "usage.jsonl"
     rows = [record(f"f-{n}", created=hour + n) for n in range(2500)]

@@ -15,13 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import UsageBucket
 from jobs.config.catalog import build_catalog
-from jobs.usage.ingest import IngestRejected, import_file, ingest_body
+from jobs.usage.records import IngestRejected
+from jobs.usage.imports import import_file
+from jobs.usage.push_writer import PushWriter
 from jobs.usage.pull import pull_one
-from jobs.config.settings import Settings, Source
+from jobs.config.settings import Settings
+from jobs.config.sections import Source
 from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
-from tests.test_ledger_ingest import MAESTRO, NOW, bucket_count, response, snapshot
+from tests.test_ledger_ingest import MAESTRO, NOW, bucket_count, response, snapshot, push_writer  # noqa: F401 (a fixture)
 
 NOV_1 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 OTHER = "deepseek-ai/DeepSeek-V3"
@@ -89,7 +92,8 @@ def ledger_rows(sessions: sessionmaker[Session], source: str) -> list[tuple[Any,
 
 
 def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
-    sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    push_writer: PushWriter,
 ) -> None:
     usage = events()
     monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin")
@@ -101,7 +105,7 @@ def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
 
     for project in ("web", "etl", "search"):  # the token names the project
         body = b"\n".join(json.dumps(as_response(n, e, "push")).encode() for n, e in enumerate(usage) if e.project_id == project)
-        ingest_body(sessions, catalog, body, project=project, now=NOW)
+        push_writer.push(body, project=project, now=NOW)
 
     import_file(sessions, catalog, write_csv(tmp_path / "usage.csv", csv_rows(usage)), now=NOW, chunk_lines=70)
     jsonl = tmp_path / "usage.jsonl"

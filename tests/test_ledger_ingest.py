@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import PriceRecord, SeenEvent, UsageBucket
 from db.totals import totals
 from jobs.config.catalog import build_catalog
-from jobs.usage.ingest import (
-    IngestRejected,
-    RecordError,
-    bucket_records,
-    ingest_body,
-    parse_body,
-    parse_record,
-    latest_allowed,
-)
-from jobs.config.settings import PriceOverride, Settings
+from jobs.config.context import Context
+from jobs.usage.costing import bucket_records
+from jobs.usage.push_writer import PushWriter
+from jobs.usage.records import IngestRejected, latest_allowed, parse_body, parse_record
+from jobs.usage.validation import RecordError
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from pricing.catalog import Catalog
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -43,6 +41,14 @@ def catalog() -> Catalog:
             ]
         )
     )
+
+
+@pytest.fixture
+def push_writer(engine: Engine, sessions: sessionmaker[Session], catalog: Catalog) -> Iterator[PushWriter]:
+    """What `POST /v1/usage` pushes through, on this test's database and its module's catalog."""
+    writer = PushWriter(Context(Settings(), engine, sessions, catalog))
+    yield writer
+    writer.close()
 
 
 def response(
@@ -95,8 +101,8 @@ def bucket_count(sessions: sessionmaker[Session]) -> int:
 # -- the worked example, costing and buckets ---------------------------------------------------
 
 
-def test_a_pushed_response_is_costed_like_the_worked_example(sessions: sessionmaker[Session], catalog: Catalog) -> None:
-    result = ingest_body(sessions, catalog, json.dumps(response()).encode(), project="web", now=NOW)
+def test_a_pushed_response_is_costed_like_the_worked_example(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
+    result = push_writer.push(json.dumps(response()).encode(), project="web", now=NOW)
 
     assert (result.accepted, result.duplicates) == (1, 0)
     [group] = snapshot(sessions)
@@ -109,21 +115,21 @@ def test_a_pushed_response_is_costed_like_the_worked_example(sessions: sessionma
     assert price is not None and (price.input_rate, price.output_rate) == (Decimal("0.9"), Decimal("3.3"))
 
 
-def test_batch_mode_costs_half(sessions: sessionmaker[Session], catalog: Catalog) -> None:
+def test_batch_mode_costs_half(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
     body = ndjson(response("a", prompt=3000, mode="batch"), response("b", prompt=3000))
-    ingest_body(sessions, catalog, body, project="etl", now=NOW)
+    push_writer.push(body, project="etl", now=NOW)
 
     by_mode = {key: cost for key, *_, cost, _ in snapshot(sessions, "mode")}
     assert by_mode == {"serverless": Decimal("0.0060"), "batch": Decimal("0.0030")}
 
 
-def test_cached_tokens_are_counted(sessions: sessionmaker[Session], catalog: Catalog) -> None:
-    ingest_body(sessions, catalog, json.dumps(response(cached=1000)).encode(), project="web", now=NOW)
+def test_cached_tokens_are_counted(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
+    push_writer.push(json.dumps(response(cached=1000)).encode(), project="web", now=NOW)
     [(_, tin, tcached, *_)] = snapshot(sessions)
     assert (tin, tcached) == (4000, 1000)
 
 
-def test_mid_month_price_change_splits_the_cost(sessions: sessionmaker[Session], catalog: Catalog) -> None:
+def test_mid_month_price_change_splits_the_cost(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
     """Usage before the 15th costs $1/$2 per 1M; from the 15th on, $2/$4: each at its own time's price."""
     day = lambda d: int(datetime(2026, 11, d, 9, tzinfo=timezone.utc).timestamp())  # noqa: E731
     body = ndjson(
@@ -131,7 +137,7 @@ def test_mid_month_price_change_splits_the_cost(sessions: sessionmaker[Session],
         response("after", SWITCH, prompt=1_000_000, completion=1_000_000, created=day(15)),
         response("too-early", SWITCH, prompt=1_000_000, completion=0, created=int(datetime(2026, 10, 31, tzinfo=timezone.utc).timestamp())),
     )
-    ingest_body(sessions, catalog, body, project="web", now=NOW)
+    push_writer.push(body, project="web", now=NOW)
 
     with sessions() as session:
         costs = {
@@ -144,9 +150,9 @@ def test_mid_month_price_change_splits_the_cost(sessions: sessionmaker[Session],
     assert first_half[0].cost == Decimal(3) and second_half[0].cost == Decimal(6)
 
 
-def test_unknown_model_is_kept_and_shown_unpriced(sessions: sessionmaker[Session], catalog: Catalog) -> None:
+def test_unknown_model_is_kept_and_shown_unpriced(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
     body = ndjson(response("a", "nobody/knows-this-model"), response("b"))
-    ingest_body(sessions, catalog, body, project="web", now=NOW)
+    push_writer.push(body, project="web", now=NOW)
 
     groups = {g[0]: g for g in snapshot(sessions)}
     assert groups["nobody/knows-this-model"][5] is None  # no cost, not $0
@@ -156,9 +162,9 @@ def test_unknown_model_is_kept_and_shown_unpriced(sessions: sessionmaker[Session
     assert total.cost == Decimal("0.0069") and total.unpriced_tokens == 5000
 
 
-def test_dimensions_and_tags_are_kept_and_content_is_not(sessions: sessionmaker[Session], catalog: Catalog) -> None:
+def test_dimensions_and_tags_are_kept_and_content_is_not(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
     record = response(feature="search", api_key="key-7", environment="prod", tags={"team": "ml", "a": 1}, project="ignored")
-    ingest_body(sessions, catalog, json.dumps(record).encode(), project="web", now=NOW)
+    push_writer.push(json.dumps(record).encode(), project="web", now=NOW)
 
     with sessions() as session:
         bucket = session.scalars(select(UsageBucket)).one()
@@ -168,12 +174,12 @@ def test_dimensions_and_tags_are_kept_and_content_is_not(sessions: sessionmaker[
     assert "secret answer" not in repr(stored)
 
 
-def test_timestamp_may_stand_for_created(sessions: sessionmaker[Session], catalog: Catalog) -> None:
+def test_timestamp_may_stand_for_created(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
     body = ndjson(
         response("a", created=None, timestamp="2026-11-03T10:59:59Z"),
         response("b", created=None, timestamp="2026-11-03T12:30:00+01:00"),
     )
-    ingest_body(sessions, catalog, body, project="web", now=NOW)
+    push_writer.push(body, project="web", now=NOW)
     with sessions() as session:
         starts = {b.bucket_start for b in session.scalars(select(UsageBucket))}
     assert starts == {datetime(2026, 11, 3, 10, tzinfo=timezone.utc), datetime(2026, 11, 3, 11, tzinfo=timezone.utc)}
@@ -182,9 +188,9 @@ def test_timestamp_may_stand_for_created(sessions: sessionmaker[Session], catalo
 # -- duplicates --------------------------------------------------------------------------------
 
 
-def test_a_repeated_id_is_counted_once(sessions: sessionmaker[Session], catalog: Catalog) -> None:
-    first = ingest_body(sessions, catalog, ndjson(response("a"), response("b"), response("a")), project="web", now=NOW)
-    again = ingest_body(sessions, catalog, ndjson(response("b"), response("c")), project="web", now=NOW)
+def test_a_repeated_id_is_counted_once(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
+    first = push_writer.push(ndjson(response("a"), response("b"), response("a")), project="web", now=NOW)
+    again = push_writer.push(ndjson(response("b"), response("c")), project="web", now=NOW)
 
     assert (first.accepted, first.duplicates) == (2, 1)
     assert (again.accepted, again.duplicates) == (1, 1)
@@ -192,8 +198,8 @@ def test_a_repeated_id_is_counted_once(sessions: sessionmaker[Session], catalog:
     assert (tin, tout, requests, cost) == (12000, 3000, 3, Decimal("0.0207"))
 
 
-def test_records_without_id_are_all_counted(sessions: sessionmaker[Session], catalog: Catalog) -> None:
-    result = ingest_body(sessions, catalog, ndjson(response(None), response(None)), project="web", now=NOW)
+def test_records_without_id_are_all_counted(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
+    result = push_writer.push(ndjson(response(None), response(None)), project="web", now=NOW)
     assert (result.accepted, result.duplicates) == (2, 0)
 
 
@@ -225,7 +231,7 @@ def test_a_bad_record_is_rejected_with_its_reason(bad: dict[str, Any], reason: s
     assert line == 2 and reason in message
 
 
-def test_a_refused_push_applies_nothing_and_names_every_bad_line(sessions: sessionmaker[Session], catalog: Catalog) -> None:
+def test_a_refused_push_applies_nothing_and_names_every_bad_line(sessions: sessionmaker[Session], push_writer: PushWriter) -> None:
     body = (
         json.dumps(response("a")).encode()
         + b"\n{not json\n"
@@ -235,7 +241,7 @@ def test_a_refused_push_applies_nothing_and_names_every_bad_line(sessions: sessi
         + b"\n[1, 2]\n"
     )
     with pytest.raises(IngestRejected) as refused:
-        ingest_body(sessions, catalog, body, project="web", now=NOW)
+        push_writer.push(body, project="web", now=NOW)
 
     assert [line for line, _ in refused.value.errors] == [2, 3, 6]
     assert "not valid JSON" in refused.value.errors[0][1]
@@ -243,7 +249,7 @@ def test_a_refused_push_applies_nothing_and_names_every_bad_line(sessions: sessi
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(SeenEvent)) == 0
     # Fixed and sent again, the same ids are not duplicates: nothing of the refused push counted.
-    result = ingest_body(sessions, catalog, ndjson(response("a"), response("b"), response("c")), project="web", now=NOW)
+    result = push_writer.push(ndjson(response("a"), response("b"), response("c")), project="web", now=NOW)
     assert (result.accepted, result.duplicates) == (3, 0)
 
 

@@ -25,7 +25,7 @@ from db.models import UsageBucket, from_nanos
 from db.totals import totals
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
-from jobs.usage.ingest import IngestRejected
+from jobs.usage.records import IngestRejected
 from jobs.usage.litellm_spend import parse_spend_logs
 from jobs.config.settings import Settings, given_settings
 from tests.harness import ServerThread

@@ -28,7 +28,8 @@ from db.totals import totals
 from jobs.usage import otlp
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
-from jobs.config.settings import OtlpMapping, Settings
+from jobs.config.sections import OtlpMapping
+from jobs.config.settings import Settings
 from tests.harness import ServerThread
 
 MODEL = "arcee-ai/maestro-reasoning"  # $0.90 in, $3.30 out per 1M tokens

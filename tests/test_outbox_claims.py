@@ -246,3 +246,46 @@ def test_a_job_whose_process_died_runs_again_after_job_lease_seconds(database_ur
             assert claims.status(session, "digest", period_key(fire)) == "done"
     finally:
         context.close()
+
+
+class _BrokenClient(WebClient):
+    """A client whose post fails with what no Slack error handler catches (a bug, a broken library)."""
+
+    def chat_postMessage(self, **kwargs):  # type: ignore[no-untyped-def, override]
+        raise RuntimeError("not a Slack error")
+
+
+def statuses(sessions) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
+    with sessions() as session:
+        return [(r.status, r.claimed_by) for r in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+
+
+def test_a_non_slack_error_defers_the_row_instead_of_leaving_it_sending(sessions, slack, client) -> None:  # type: ignore[no-untyped-def]
+    for i in range(2):
+        queue(sessions, key=f"alert:c:2026-11:threshold:{i}")
+    broken = _BrokenClient(token=BOT_TOKEN, base_url=slack.url, retry_handlers=[], timeout=5)
+    report = send_pending(sessions, broken, now=NOW)
+    assert (report.sent, report.deferred) == (0, 2) and "RuntimeError" in report.errors[0]
+    assert statuses(sessions) == [("pending", None), ("pending", None)]
+    # Well before the lease would have run out, a working sender posts both, once.
+    assert send_pending(sessions, client, now=NOW + timedelta(seconds=30)).sent == 2
+    assert len(posted(slack)) == 2
+
+
+def test_an_error_escaping_the_batch_hands_its_rows_back(sessions, slack, client,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobs.runtime.outbox as outbox
+
+    for i in range(3):
+        queue(sessions, key=f"alert:d:2026-11:threshold:{i}")
+
+    def database_gone(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(outbox, "_send_one", database_gone)
+    with pytest.raises(ConnectionError):
+        send_pending(sessions, client, now=NOW)
+    assert statuses(sessions) == [("pending", None)] * 3  # not "sending" until the lease runs out
+    monkeypatch.undo()
+    assert send_pending(sessions, client, now=NOW + timedelta(seconds=1)).sent == 3
+    assert len(posted(slack)) == 3

@@ -19,7 +19,8 @@ from bot.metrics import database_gauges
 from bot.runtime import command_outbox_policy
 from db.models import OperatorNotice, OutboxMessage
 from jobs.config.context import Context
-from jobs.runtime.outbox import OutboxPolicy, enqueue, retry, send_pending
+from jobs.runtime.outbox import OutboxPolicy, enqueue, send_pending
+from jobs.runtime.outbox_operator import retry
 from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET

@@ -10,7 +10,8 @@ import pytest
 
 from bot.cli import main
 from jobs.config.catalog import build_catalog
-from jobs.config.settings import PriceOverride, Settings
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from pricing.catalog import Price, UnknownModel, load_catalog
 from pricing.costs import HOURS_PER_MONTH, SECONDS_PER_MONTH, cluster_quote, dedicated_quote, token_cost
 from pricing.grammar import parse

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 import jobs.usage.push_writer as push_writer
 from db.models import UsageBucket
 from jobs.config.context import Context
-from jobs.usage.ingest import parse_body
+from jobs.usage.records import parse_body
 from jobs.usage.push_writer import PushWriter
 from jobs.config.settings import Settings
 

@@ -25,7 +25,8 @@ from jobs.usage.pull import pull_sources
 from jobs.budgets.reconcile import DayComparison, _likely_cause, check_drift, reconcile
 from jobs.runtime.scheduler import outbox_client, run_claimed
 from jobs.schedule import scheduled_jobs
-from jobs.config.settings import Settings, Source
+from jobs.config.settings import Settings
+from jobs.config.sections import Source
 from jobs.usage.sources import RetryPolicy
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.fakes.slack_api import FakeSlack

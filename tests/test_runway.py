@@ -25,7 +25,8 @@ from jobs.digest.overview import build_overview
 from jobs.runtime.outbox import send_pending
 from jobs.forecast.runway import CreditError, current_runway, parse_credit_amount
 from jobs.runtime.scheduler import outbox_client
-from jobs.config.settings import ConfigError, Prepaid, Settings, Topup, load_settings
+from jobs.config.settings import ConfigError, Settings, load_settings
+from jobs.config.sections import Prepaid, Topup
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_slash_command
 from tests.processes import wait_until

@@ -22,9 +22,10 @@ from db.models import UsageBucket
 from db.totals import totals
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
-from jobs.usage.ingest import import_file
+from jobs.usage.imports import import_file
 from jobs.usage.pull import pull_sources
-from jobs.config.settings import BudgetConfig, Settings, Source
+from jobs.config.sections import BudgetConfig, Source
+from jobs.config.settings import Settings
 from pricing.catalog import Price, UnknownModel, load_catalog
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.harness import ServerThread
@@ -182,7 +183,7 @@ def test_gpt_4o_mini_is_priced_the_same_in_the_ledger_the_forecast_and_the_advic
     forecast when the price changes, and costed by the batch advice, all at the catalog's rate."""
     from jobs.advice.batch import advise
     from jobs.forecast.month_end import forecast_month_end
-    from jobs.config.settings import Offline, PriceOverride
+    from jobs.config.sections import Offline, PriceOverride
     from pricing.costs import token_cost
 
     now = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)

@@ -15,7 +15,7 @@ from bot.commands.startup import instant
 
 if TYPE_CHECKING:
     from jobs.config.context import Context
-    from jobs.config.settings import BudgetConfig
+    from jobs.config.sections import BudgetConfig
 
 SAMPLE_QUOTE = "compare llama-3.3-70b deepseek-v3 qwen3-235b 3k/1k 100k/day"
 
@@ -105,7 +105,7 @@ def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
     from db.rollups import daily_rows, local_midnight
     from jobs.usage.demo import ALERT_CHANNEL
     from jobs.forecast.projection import fraction_of_day, project
-    from jobs.config.settings import BudgetConfig
+    from jobs.config.sections import BudgetConfig
 
     today = now.date()
     with context.sessions() as session:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.commands.startup import StartupError, add_database_option, add_now_option, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, add_now_option, fail, open_context, utc_now
 from pricing.money import count, usd
 
 if TYPE_CHECKING:
@@ -30,10 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_now_option(parser)
     add_database_option(parser)
     parser.set_defaults(func=run)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context
 
-CSV_FIELDS = (  # jobs.usage.ingest.CSV_FIELDS, without importing the ledger to build the parser
+CSV_FIELDS = (  # jobs.usage.imports.CSV_FIELDS, without importing the ledger to build the parser
     "id", "created", "timestamp", "model", "prompt_tokens", "completion_tokens", "cached_tokens", "requests",
     "mode", "project", "feature", "api_key", "environment", "tags",
 )
@@ -68,7 +68,8 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.usage.ingest import IngestRejected, file_format, import_file
+    from jobs.usage.records import IngestRejected
+    from jobs.usage.imports import file_format, import_file
 
     try:
         mapping = parse_mapping(args.map)

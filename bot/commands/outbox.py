@@ -43,7 +43,7 @@ def row_json(row: OutboxMessage) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from jobs.runtime.operator_notices import open_notices, plain
-    from jobs.runtime.outbox import unsent
+    from jobs.runtime.outbox_operator import unsent
 
     try:
         context = open_context(args)
@@ -81,7 +81,7 @@ def print_table(rows: list[OutboxMessage]) -> None:
 
 
 def run_retry(context: Any, args: argparse.Namespace) -> int:
-    from jobs.runtime.outbox import RetryRefused, failed_ids, retry
+    from jobs.runtime.outbox_operator import RetryRefused, failed_ids, retry
 
     if bool(args.ids) == bool(args.failed):
         return fail(StartupError("outbox retry: give the IDs to retry, or --failed for every failed one"))

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
 
-from bot.commands.startup import StartupError, add_database_option, fail, open_context
+from bot.commands.startup import StartupError, add_database_option, fail, open_context, utc_now
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,10 +16,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="JSON with exact amounts as decimal strings")
     add_database_option(parser)
     parser.set_defaults(func=run)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def run(args: argparse.Namespace) -> int:

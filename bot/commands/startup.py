@@ -46,9 +46,14 @@ def add_now_option(parser: argparse.ArgumentParser) -> None:
                         help="as if it were TIME (ISO 8601, UTC unless it says; default: now)")
 
 
+def utc_now() -> datetime:
+    """The clock's time, in UTC."""
+    return datetime.now(timezone.utc)
+
+
 def now_from(args: object) -> datetime:
     """`--now` if given, else the current time (UTC)."""
-    return getattr(args, "now", None) or datetime.now(timezone.utc)
+    return getattr(args, "now", None) or utc_now()
 
 
 def settings_from_args(args: object) -> Settings:

@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 
 from db.models import UsageBucket
 from db.rollups import DailyRow, daily_rows, local_day, local_midnight
-from jobs.config.settings import Offline, Settings
+from jobs.config.sections import Offline
+from jobs.config.settings import Settings
 from jobs.forecast.scopes import in_scope
 from pricing.catalog import Catalog, Price
 from pricing.costs import DAYS_PER_MONTH, token_cost

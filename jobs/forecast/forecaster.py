@@ -6,53 +6,25 @@ how each candidate did on the series' own past at the same horizon; how much the
 mean weighs, and the 80% interval, come from those same past errors (split-conformal
 quantiles), so neither the mix nor the width is hand-set.
 
-1. Weekday profile: for each of the last 8 weeks, each day's share of its week's mean;
-   the median share per weekday, normalised to average 1, then shrunk toward flat by as
-   much as sampling noise could explain (positive-part James-Stein). Under two usable
-   weeks, or a pattern no stronger than noise: no weekday pattern.
-2. Spikes: values are deseasonalised (value / weekday factor); a value more than 3 robust
-   sigmas (from day-to-day differences, so level shifts do not inflate it; floored at 5%
-   of the level) from the median of the last 7 days is clipped before it enters a level,
-   so a one-day spike is not extrapolated.
-3. Level shifts: when the last 3 or more days all sit beyond that band, on the same side,
-   of the days before them, the level restarts from those days alone (a step change, a
-   model that started, or one that stopped).
-4. Level candidates, all ratio estimators sum(clipped value) / sum(weekday factor): the
-   last 7 days, the last 14 days, exponentially weighted days (half-life 3 days), and the
-   7-day level plus its change from the week before, extrapolated for at most 14 days.
-   From up to 52 past origins a week apart (the latest H + 7k days back, so each past
-   H-day horizon ends on today's weekday), each candidate forecasts the next H days, H
-   being what is left of this month; the one with the smallest mean absolute relative
-   error is the model's forecast.
-5. Combination: the model's sum for the rest of the month is averaged with the plain
-   level's (the mean of the last 7 days, or of the days since a shift, with a day more
-   than 6 robust sigmas above their median capped: a runaway job is not carried
-   forward), weighted by the inverse of each one's mean absolute past error (Bates and
-   Granger). The days keep the model's weekday shape. The model's corrections (weekday
-   factors, clipping, the choice among candidates) each carry estimation noise; the
-   plain mean has none of it, and on real series the two err differently enough that
-   the mix beats either. Backtested on the shared series, three other real daily series
-   and two synthetic families, it beat trailing-7 at more checkpoints than the model
-   alone. Capping low days in the plain mean too gave a worse d15 on the shared series
-   (0.0266 against 0.0246) and no gain elsewhere.
-   Tried before and not kept: combining the candidates with each other (equal weights,
-   median/trimmed mean, inverse-error weights), a yearly adjustment from past errors a
-   year back, other error scores or horizons near H, more candidates.
-6. Interval: the split-conformal 10% and 90% quantiles of the combined forecast's past
-   relative errors. Under 8 past origins it is widened to a stated prior: +-50% of what
-   is left at 7 days of history, shrinking as 1/sqrt(days), or wider if the days are
-   noisy.
+Its parts: `jobs.forecast.daily_model` (the weekday profile, spikes, level shifts and the
+level candidates fitted at one origin day), `jobs.forecast.combination` (the candidate chosen
+by its past errors, mixed with the plain level) and `jobs.forecast.intervals` (the 80%
+interval). Here: the baselines, the month's forecast and its note, a total over parts, and
+when a limit is crossed.
 """
 
 from __future__ import annotations
 
 import calendar
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
 from statistics import fmean
+
+from jobs.forecast.combination import CALIBRATION_WEEKS, choose, combined_path, past_outcomes
+from jobs.forecast.daily_model import CANDIDATES, FIT_DAYS, Fit, origin_fit
+from jobs.forecast.intervals import MIN_RESIDUALS, conformal_bounds, prior_bounds
 
 __all__ = [
     "MonthForecast",
@@ -63,29 +35,7 @@ __all__ = [
     "trailing_7",
 ]
 
-PROFILE_WEEKS = 8
-SCALE_DAYS = 28
-SPIKE_SIGMAS = 3.0
-SCALE_FLOOR = 0.05
-SHIFT_RUN = 3
-TREND_DAYS = 14  # a trend is extrapolated for at most this many days, then held flat
-CALIBRATION_WEEKS = 52  # past origins a week apart, up to a year back
-MIN_ORIGIN_HISTORY = 14
-MIN_RESIDUALS = 8
-PLAIN_WEIGHT = 0.5  # the plain level's weight before there are past errors to set it
-PLAIN_SIGMAS = 6.0  # the plain level caps a day this many robust sigmas above its week's median
-INTERVAL = 0.80
-# (kind, parameter): kind "window" = last p days; "halflife" = weights 0.5**(age/p);
-# "trend" = last p days plus the change from the p days before, capped at TREND_DAYS.
-CANDIDATES: tuple[tuple[str, int], ...] = (
-    ("window", 7),
-    ("window", 14),
-    ("halflife", 3),
-    ("trend", 7),
-)
-_FIT_DAYS = PROFILE_WEEKS * 7  # a fit at day t reads days t-55..t and nothing else
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_Z_80 = 1.2816
 
 
 @dataclass(frozen=True)
@@ -120,311 +70,6 @@ def trailing_7(daily: Mapping[date, float], today: date) -> float:
     last = [daily[d] for d in (today - timedelta(k) for k in range(7)) if d in daily]
     return mtd + (fmean(last) if last else 0.0) * (days_in_month - today.day)
 
-
-# ----------------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True)
-class _Fit:
-    """What the model knows at one origin day: weekday factors and candidate levels."""
-
-    factors: tuple[float, ...]  # index = weekday (Mon=0)
-    levels: tuple[float, ...]  # one per candidate
-    slopes: tuple[float, ...]  # per day; non-zero only for the trend candidate
-    shift_days: int  # >0: the level restarted this many days ago
-    shift_from: float  # the level before that restart
-    clipped: tuple[int, ...]  # offsets back from the origin (0 = origin) of clipped spikes
-    scale: float  # robust day-to-day sigma of deseasonalised values
-    plain: float  # plain mean of the last 7 days (or the days since a shift), wild days capped
-
-
-def _median(values: list[float]) -> float:
-    """statistics.median of a non-empty list, without its overhead (this is the hot path)."""
-    s = sorted(values)
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
-
-
-def _weekday_factors(window: tuple[float | None, ...], last_weekday: int) -> tuple[float, ...]:
-    n = len(window)
-    shares: list[list[float]] = [[] for _ in range(7)]
-    blocks = 0
-    for b in range(PROFILE_WEEKS):
-        hi = n - 1 - 7 * b
-        lo = hi - 6
-        if lo < 0:
-            break
-        days = [(i, window[i]) for i in range(lo, hi + 1) if window[i] is not None]
-        if len(days) < 5:
-            continue
-        mean = fmean([v for _, v in days])
-        if mean <= 0:
-            continue
-        blocks += 1
-        for i, v in days:
-            shares[(last_weekday - (n - 1 - i)) % 7].append(v / mean)
-    if blocks < 2:
-        return (1.0,) * 7
-    raw = [_median(s) if s else 1.0 for s in shares]
-    total = sum(raw) / 7
-    if total <= 0:
-        return (1.0,) * 7
-    raw = [v / total for v in raw]
-    # Shrink toward flat by how much of the factors' spread their own sampling noise could
-    # explain (positive-part James-Stein): a noisy series gets a weak or no weekday pattern.
-    centres = [_median(s) if s else 0.0 for s in shares]
-    noise = fmean(
-        [
-            (math.pi / 2) * (1.4826 * _median([abs(r - c) for r in s])) ** 2 / len(s)
-            for s, c in zip(shares, centres, strict=True)
-            if s
-        ]
-    )
-    spread = fmean((v - 1) ** 2 for v in raw)
-    keep = max(0.0, 1 - noise / spread) if spread > 0 else 0.0
-    return tuple(1 + keep * (v - 1) for v in raw)
-
-
-@lru_cache(maxsize=8192)
-def _fit(window: tuple[float | None, ...], last_weekday: int) -> _Fit | None:
-    """Fit the model on `window` (oldest first; its last entry is the origin day).
-
-    Memoised on content: the backtest and forecast_total refit the same past origins many
-    times, and the result depends on nothing but these values and the weekday.
-    """
-    n = len(window)
-    f = _weekday_factors(window, last_weekday)
-
-    fac = [f[(last_weekday - (n - 1 - i)) % 7] for i in range(n)]
-    z = [
-        (i, v / fac[i])
-        for i in range(max(0, n - SCALE_DAYS), n)
-        if (v := window[i]) is not None and fac[i] >= 0.05
-    ]
-    if not z:
-        return None
-    diffs = [abs(b - a) for (i, a), (j, b) in zip(z, z[1:], strict=False) if j - i == 1]
-    scale = 1.4826 * _median(diffs) / math.sqrt(2) if diffs else 0.0
-    recent = [v for i, v in z if i >= n - 7] or [z[-1][1]]
-    centre = _median(recent)
-    band = _band(scale, centre)
-    clip = band > 0  # zero: mostly-zero days with no spread (intermittent use), no clipping
-
-    shift = _shift_run(z, scale)
-    plain = _plain_level(window[-min(shift or 7, 7) :], scale)
-    if shift:
-        level = _median([v for _, v in z[-shift:]])
-        before = _median([v for _, v in z[-shift - 14 : -shift]])
-        k = len(CANDIDATES)
-        return _Fit(f, (level,) * k, (0.0,) * k, shift, before, (), scale, plain)
-
-    lo, hi = centre - band, centre + band
-    clipped = tuple(n - 1 - i for i, v in z if i >= n - 14 and not lo <= v <= hi)
-
-    # Each day's value with a spike clipped to the band (scaled by its weekday factor).
-    capped = [
-        None if v is None else (min(hi * fi, max(lo * fi, v)) if clip else v)
-        for v, fi in zip(window, fac, strict=True)
-    ]
-
-    def ratio_level(first: int, last: int, halflife: float = 0.0) -> float | None:
-        num = den = 0.0
-        for i in range(max(0, first), last + 1):
-            v = capped[i]
-            if v is None:
-                continue
-            if halflife:
-                w = 0.5 ** ((n - 1 - i) / halflife)
-                num += w * v
-                den += w * fac[i]
-            else:
-                num += v
-                den += fac[i]
-        return num / den if den > 0 else None
-
-    levels, slopes = [], []
-    for kind, p in CANDIDATES:
-        if kind == "halflife":
-            lvl = ratio_level(n - SCALE_DAYS, n - 1, p)
-        else:
-            lvl = ratio_level(n - p, n - 1)
-        lvl = centre if lvl is None else lvl
-        slope = 0.0
-        if kind == "trend":
-            before = ratio_level(n - 2 * p, n - 1 - p)
-            if before is not None:
-                slope = (lvl - before) / p
-                lvl += slope * (p - 1) / 2  # the window's mean sits (p-1)/2 days back
-        levels.append(lvl)
-        slopes.append(slope)
-    return _Fit(f, tuple(levels), tuple(slopes), 0, 0.0, clipped, scale, plain)
-
-
-def _plain_level(days: tuple[float | None, ...], scale: float) -> float:
-    """Mean of the days present, none counted above PLAIN_SIGMAS robust sigmas over their
-    median: no weekday pattern, only a runaway day kept from the mean."""
-    values = [v for v in days if v is not None]
-    if not values:
-        return 0.0
-    centre = _median(values)
-    band = PLAIN_SIGMAS * max(scale, SCALE_FLOOR * centre)
-    return fmean([min(centre + band, v) for v in values])
-
-
-def _band(scale: float, around: float) -> float:
-    """How far from `around` a value must be to count as a spike or a shift: SPIKE_SIGMAS
-    robust sigmas, the sigma floored at SCALE_FLOOR of the level (smooth series)."""
-    return SPIKE_SIGMAS * max(scale, SCALE_FLOOR * abs(around))
-
-
-def _shift_run(z: list[tuple[int, float]], scale: float) -> int:
-    """Length of the longest run of latest days that all sit beyond the band around the
-    median of the up-to-14 days before the run, on the same side; 0 under SHIFT_RUN days."""
-    values = [v for _, v in z]
-    longest = min(21, len(z) - 5)
-    if longest < SHIFT_RUN:
-        return 0
-    # lowest[k], highest[k]: extremes of the last k values (the run of length k)
-    lowest, highest = [math.inf] * (longest + 1), [-math.inf] * (longest + 1)
-    for k in range(1, longest + 1):
-        v = values[-k]
-        lowest[k], highest[k] = min(lowest[k - 1], v), max(highest[k - 1], v)
-    for k in range(longest, SHIFT_RUN - 1, -1):
-        ref = _median(values[-k - 14 : -k])
-        band = _band(scale, ref)
-        if lowest[k] > ref + band or highest[k] < ref - band:
-            return k
-    return 0
-
-
-def _path(fit: _Fit, candidate: int, origin_weekday: int, horizon: int) -> list[float]:
-    """The candidate's expected value for each of the `horizon` days after the origin."""
-    level, slope = fit.levels[candidate], fit.slopes[candidate]
-    return [
-        max(0.0, level + slope * min(j, TREND_DAYS)) * fit.factors[(origin_weekday + j) % 7]
-        for j in range(1, horizon + 1)
-    ]
-
-
-def _combined(predicted: float, plain: float, weight: float) -> float:
-    """A candidate's forecast of a sum combined with the plain level's; a candidate that
-    expects nothing (a weekday-only job over a weekend, a model that stopped) keeps 0."""
-    return predicted if predicted <= 0 else (1 - weight) * predicted + weight * plain
-
-
-def _combined_path(
-    fit: _Fit, candidate: int, origin_weekday: int, horizon: int, weight: float
-) -> list[float]:
-    """What is forecast: the candidate's path, scaled so that its sum is the combined sum
-    (so the days keep the candidate's weekday shape)."""
-    path = _path(fit, candidate, origin_weekday, horizon)
-    total = sum(path)
-    if total <= 0:
-        return path
-    scale = _combined(total, fit.plain * horizon, weight) / total
-    return [p * scale for p in path]
-
-
-def _relative_error(actual: float, predicted: float) -> float | None:
-    if predicted > 0:
-        return (actual - predicted) / predicted
-    return 0.0 if actual == 0 else None
-
-
-def _origin_fit(x: list[float | None], t: int, weekday0: int) -> _Fit | None:
-    return _fit(tuple(x[max(0, t - _FIT_DAYS + 1) : t + 1]), (weekday0 + t) % 7)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """What happened after one past origin, beside what was forecast for it."""
-
-    actual: float  # sum of the horizon's days that are present
-    predicted: tuple[float, ...]  # per candidate, over the same days
-    plain: float  # the plain level over the same days
-
-
-def _past_outcomes(
-    x: list[float | None], weekday0: int, origin: int, horizon: int, first: int
-) -> list[_Outcome]:
-    """Horizon-day sums from past origins horizon + 7k days before `origin`, so each past
-    horizon ends on the weekday of `origin` and no later than it. Missing days count in
-    neither the actual nor the forecasts."""
-    outcomes = []
-    reach = min(horizon, TREND_DAYS)
-    for k in range(CALIBRATION_WEEKS):
-        t = origin - horizon - 7 * k
-        if t - first < MIN_ORIGIN_HISTORY:
-            break
-        fit = _origin_fit(x, t, weekday0)
-        if fit is None:
-            continue
-        actual = s0 = s1 = 0.0
-        present = 0
-        for j in range(1, horizon + 1):
-            v = x[t + j]
-            if v is not None:
-                fj = fit.factors[(weekday0 + t + j) % 7]
-                actual += v
-                s0 += fj
-                s1 += fj * min(j, TREND_DAYS)
-                present += 1
-        predicted = []
-        for c, (level, slope) in enumerate(zip(fit.levels, fit.slopes, strict=True)):
-            if level + slope * reach >= 0:
-                predicted.append(level * s0 + slope * s1)
-            else:  # the trend would cross zero: walk the clamped path
-                path = _path(fit, c, (weekday0 + t) % 7, horizon)
-                predicted.append(sum(p for j, p in enumerate(path, 1) if x[t + j] is not None))
-        outcomes.append(_Outcome(actual, tuple(predicted), fit.plain * present))
-    return outcomes
-
-
-def _errors(outcomes: list[_Outcome], forecast: Callable[[_Outcome], float]) -> list[float]:
-    """Relative errors (actual - forecast) / forecast; a forecast of 0 that came true is 0."""
-    errors = (_relative_error(o.actual, forecast(o)) for o in outcomes)
-    return [e for e in errors if e is not None]
-
-
-def _choose(outcomes: list[_Outcome]) -> tuple[int, float, list[float]]:
-    """The candidate with the smallest mean absolute past error; the plain level's weight,
-    the candidate's share of the two's mean absolute errors (each weighted by the other's
-    inverse error); and the combined forecast's past errors, which set the interval."""
-    if not outcomes:
-        return 0, PLAIN_WEIGHT, []
-    scores = []
-    for c in range(len(CANDIDATES)):
-        errors = _errors(outcomes, lambda o: o.predicted[c])
-        scores.append(fmean(abs(e) for e in errors) if errors else math.inf)
-    best = min(range(len(CANDIDATES)), key=scores.__getitem__)
-    plain = _errors(outcomes, lambda o: o.plain)
-    model_error, plain_error = scores[best], fmean(abs(e) for e in plain) if plain else math.inf
-    if model_error == 0 or math.isinf(model_error) or math.isinf(plain_error):
-        weight = float(model_error > plain_error)
-    else:
-        weight = model_error / (model_error + plain_error)
-    residuals = _errors(outcomes, lambda o: _combined(o.predicted[best], o.plain, weight))
-    return best, weight, residuals
-
-
-def _conformal_bounds(errors: list[float]) -> tuple[float, float]:
-    """The 10% and 90% split-conformal quantiles of past relative errors."""
-    e = sorted(errors)
-    n = len(e)
-    tail = (1 - INTERVAL) / 2
-    lo = e[max(0, math.floor(tail * (n + 1)) - 1)]
-    hi = e[min(n - 1, math.ceil((1 - tail) * (n + 1)) - 1)]
-    return lo, hi
-
-
-def _prior_bounds(fit: _Fit | None, history_days: int, horizon: int) -> tuple[float, float]:
-    """A stated prior for short histories: +-0.5*sqrt(7/days), or wider if the days seen are
-    noisy (80% normal band of their day-to-day scale, level and days alike uncertain)."""
-    width = 0.5 * math.sqrt(7 / max(history_days, 1))
-    if fit is not None and fit.levels[0] > 0 and fit.scale > 0:
-        cv = fit.scale / fit.levels[0]
-        width = max(width, _Z_80 * cv * math.sqrt(1 / max(horizon, 1) + 1 / max(history_days, 1)))
-    return -min(width, 1.0), width
 
 
 # ----------------------------------------------------------------------------- public API
@@ -466,7 +111,7 @@ def forecast_month(
     origin_date = today if complete else today - timedelta(1)
     horizon = (month_end - origin_date).days
     first_date = min(days)
-    keep = 7 * CALIBRATION_WEEKS + horizon + _FIT_DAYS
+    keep = 7 * CALIBRATION_WEEKS + horizon + FIT_DAYS
     start = max(first_date, origin_date - timedelta(keep))
     n = (origin_date - start).days + 1
     x: list[float | None] = [days.get(start + timedelta(i)) for i in range(max(n, 0))]
@@ -474,7 +119,7 @@ def forecast_month(
     origin = n - 1
     history_days = (origin_date - first_date).days + 1
 
-    fit = _origin_fit(x, origin, weekday0) if n > 0 and any(v is not None for v in x) else None
+    fit = origin_fit(x, origin, weekday0) if n > 0 and any(v is not None for v in x) else None
     if fit is None:  # only a partial first day: extrapolate its pace
         pace = mtd / day_fraction if days.get(today) and day_fraction > 0 else 0.0
         remaining = [(d, pace * ((1 - day_fraction) if d == today else 1.0)) for d in future_dates]
@@ -483,9 +128,9 @@ def forecast_month(
         return MonthForecast(mtd, mtd + rest, mtd, mtd + 2 * rest, remaining, note)
 
     first_seen = next(i for i, v in enumerate(x) if v is not None)
-    outcomes = _past_outcomes(x, weekday0, origin, horizon, first_seen) if horizon > 0 else []
-    best, weight, residuals = _choose(outcomes)
-    path = _combined_path(fit, best, (weekday0 + origin) % 7, horizon, weight)
+    outcomes = past_outcomes(x, weekday0, origin, horizon, first_seen) if horizon > 0 else []
+    best, weight, residuals = choose(outcomes)
+    path = combined_path(fit, best, (weekday0 + origin) % 7, horizon, weight)
     remaining = [
         (d, p * (1 - day_fraction) if d == today else p)
         for d, p in zip(future_dates, path, strict=True)
@@ -501,9 +146,9 @@ def forecast_month(
     imputed = sum(fit.levels[best] * fit.factors[d.weekday()] for d in missing)
 
     prior = horizon > 0 and len(residuals) < MIN_RESIDUALS
-    lo, hi = _conformal_bounds(residuals) if residuals else (0.0, 0.0)
+    lo, hi = conformal_bounds(residuals) if residuals else (0.0, 0.0)
     if prior:
-        plo, phi = _prior_bounds(fit, history_days, horizon)
+        plo, phi = prior_bounds(fit, history_days, horizon)
         lo, hi = min(lo, plo), max(hi, phi)
     point = mtd + imputed + rest
     low = mtd + imputed + max(0.0, rest * (1 + lo))
@@ -518,7 +163,7 @@ def _ordinal(day: int) -> str:
 
 
 def _note(
-    fit: _Fit,
+    fit: Fit,
     best: int,
     origin: date,
     missing: list[date],

@@ -28,7 +28,8 @@ from db.models import PrepaidEntry, UsageBucket, from_nanos
 from jobs.config.context import Context
 from jobs.config.errors import UserError
 from jobs.forecast.projection import Projection
-from jobs.config.settings import MAX_PREPAID, Settings
+from jobs.config.sections import MAX_PREPAID
+from jobs.config.settings import Settings
 from pricing.money import usd
 
 ALERT_BUDGET = "prepaid:balance"  # the `budget` of runway alerts (no budget name has a colon)

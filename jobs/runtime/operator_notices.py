@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 
 from slack_sdk import WebClient
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import OperatorNotice, OutboxMessage
+from db.engine import insert_once
 
 log = logging.getLogger(__name__)
 NOTICE_KIND = "notice"  # the outbox kind of a notice posted to OPS_CHANNEL
@@ -37,11 +37,8 @@ class NoticeRoute:
 def raise_notice(session: Session, problem: str, text: str, *, now: datetime | None = None) -> bool:
     """Record a notice for `problem` unless one is open; True if this call recorded it."""
     now = now or datetime.now(timezone.utc)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(OperatorNotice).values(problem=problem, open_key=problem, text=text, created_at=now)
-    statement = statement.on_conflict_do_nothing(index_elements=["open_key"])
-    return session.execute(statement.returning(OperatorNotice.id)).scalar() is not None
+    return insert_once(session, OperatorNotice, dict(problem=problem, open_key=problem, text=text, created_at=now),
+                       unique=["open_key"])
 
 
 def resolve(session: Session, problems: Iterable[str], *, now: datetime | None = None) -> int:
@@ -105,7 +102,8 @@ def _destination(problem: str, route: NoticeRoute, client: WebClient | None) -> 
 
 
 def _publish_homes(client: WebClient | None, route: NoticeRoute, text: str) -> None:
-    assert client is not None and route.publish_home is not None
+    if client is None or route.publish_home is None:
+        raise ValueError("a notice for the Home tabs needs a Slack client and the bot's publish_home")
     try:
         reached = route.publish_home(client)
     except Exception as exc:  # noqa: BLE001 - the notice must not be lost with the error

@@ -10,13 +10,15 @@ there; where it still cannot read it, OUTBOX_UNCERTAIN decides: skip (the operat
 repost with a note that it may be a second copy.
 
 Slack's permanent refusals (see `jobs.runtime.slack_errors`) end the row as failed with Slack's reason,
-and an operator is told once (`jobs.runtime.operator_notices`); `retry` sends it again once fixed.
-Rate limits, 5xx and lost connections are retried with backoff."""
+and an operator is told once (`jobs.runtime.operator_notices`); `jobs.runtime.outbox_operator.retry`
+sends it again once fixed. Rate limits, 5xx, lost connections and any other failure to send a row
+are retried with backoff; a row is never left "sending" by an error. Finding a post after a crash
+is `jobs.runtime.outbox_recovery`."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -24,25 +26,24 @@ from typing import Any, Literal
 import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import OutboxMessage
 from jobs.runtime import operator_notices
 from jobs.runtime.claims import OWNER
-from jobs.runtime.operator_notices import NOTICE_KIND, NoticeRoute
+from db.engine import insert_once
+from jobs.runtime.operator_notices import NoticeRoute
+from jobs.runtime.outbox_operator import fail_row, skip_row
+from jobs.runtime.outbox_recovery import Unchecked, chart_shared, find_posted, join
 from jobs.config.redaction import redact, redact_values
 from jobs.config.settings import Settings
-from jobs.runtime.slack_errors import is_permanent, refusal
+from jobs.runtime.slack_errors import is_permanent
 
 log = logging.getLogger(__name__)
 SENDING_LEASE = timedelta(minutes=2)
 MAX_BACKOFF = timedelta(minutes=10)
 METADATA_EVENT = "budget_guard_message"
-UNCHECKED = "unchecked"  # failed_reason of a skipped row: it may have reached a channel we cannot read
-# Answers to conversations.history that mean "you may not read this channel" (not "try later").
-HISTORY_REFUSALS = frozenset({"not_in_channel", "channel_not_found", "missing_scope", "access_denied"})
 MAX_BLOCKS = 50  # Slack's limit per message
 FILE_GONE = frozenset({"file_not_found", "file_deleted"})  # an upload that expired before its completion
 REPOST_NOTE = ("Sent again: my first attempt got no answer from Slack and I cannot read this channel to check "
@@ -72,9 +73,6 @@ class SendReport:
     errors: list[str] = field(default_factory=list)
 
 
-class _Unchecked(Exception):
-    """The channel's history cannot be read, so whether a post arrived cannot be known."""
-
 
 def enqueue(session: Session, *, key: str, kind: str, channel: str, text: str,
             blocks: list[dict[str, Any]] | None = None, thread_of: str | None = None,
@@ -89,10 +87,7 @@ def enqueue(session: Session, *, key: str, kind: str, channel: str, text: str,
                   attachment=attachment, attachment_name=attachment_name, attachment_alt=attachment_alt,
                   late=late, status="pending", attempts=0, next_attempt_at=now, created_at=now,
                   file_posted=False, uncertain=False)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return session.execute(statement.returning(OutboxMessage.id)).scalar() is not None
+    return insert_once(session, OutboxMessage, values, unique=["dedupe_key"])
 
 
 def _due(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
@@ -142,29 +137,52 @@ def send_pending(sessions: sessionmaker[Session], client: WebClient, *, owner: s
 
 def _send_batch(sessions: sessionmaker[Session], client: WebClient, owner: str, now: datetime, limit: int,
                 lease: timedelta, stopping: Callable[[], bool], policy: OutboxPolicy, report: SendReport) -> None:
-    for row_id in _claim_batch(sessions, owner, now, limit, lease):
+    claimed = _claim_batch(sessions, owner, now, limit, lease)
+    for n, row_id in enumerate(claimed):
         if stopping():
             break
-        with sessions() as session:
-            row = session.get(OutboxMessage, row_id)
-            assert row is not None
-            parent_ts = None
-            if row.thread_of and row.thread_of != row.dedupe_key:
-                parent = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == row.thread_of))
-                if parent is not None and parent.ts is None and parent.status not in ("failed", "skipped"):
-                    _defer(sessions, row_id, now, timedelta(seconds=5), None, attempt=False)
-                    report.deferred += 1
-                    continue
-                parent_ts = parent.ts if parent is not None else None
-        _send_one(sessions, client, row, parent_ts, now, policy, report)
+        try:
+            with sessions() as session:
+                row = _claimed_row(session, row_id)
+                parent_ts = None
+                if row.thread_of and row.thread_of != row.dedupe_key:
+                    parent = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == row.thread_of))
+                    if parent is not None and parent.ts is None and parent.status not in ("failed", "skipped"):
+                        _defer(sessions, row_id, now, timedelta(seconds=5), None, attempt=False)
+                        report.deferred += 1
+                        continue
+                    parent_ts = parent.ts if parent is not None else None
+            _send_one(sessions, client, row, parent_ts, now, policy, report)
+        except BaseException:
+            _hand_back(sessions, owner, claimed[n:])  # not left "sending" until the lease runs out
+            raise
+
+
+def _claimed_row(session: Session, row_id: int) -> OutboxMessage:
+    row = session.get(OutboxMessage, row_id)
+    if row is None:
+        raise LookupError(f"outbox row {row_id} was claimed for sending but no longer exists")
+    return row
+
+
+def _hand_back(sessions: sessionmaker[Session], owner: str, row_ids: list[int]) -> None:
+    """Return rows this sender claimed to pending (uncertain ones stay uncertain), as `release` does."""
+    try:
+        with sessions() as session, session.begin():
+            session.execute(update(OutboxMessage)
+                            .where(OutboxMessage.id.in_(row_ids), OutboxMessage.claimed_by == owner,
+                                   OutboxMessage.status == "sending")
+                            .values(status="pending", claimed_by=None))
+    except Exception:  # the database is gone too: the lease hands them over instead
+        log.exception("outbox: could not hand back %d claimed row(s)", len(row_ids))
 
 
 def _send_one(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage, parent_ts: str | None,
               now: datetime, policy: OutboxPolicy, report: SendReport) -> None:
     try:
         _send(sessions, client, row, parent_ts, policy)
-    except _Unchecked as exc:
-        _skip(sessions, row, str(exc), now)
+    except Unchecked as exc:
+        skip_row(sessions, row, str(exc), now)
         report.skipped += 1
         report.errors.append(f"{row.dedupe_key}: not sent again (cannot check {row.channel}: {exc})")
         return
@@ -176,7 +194,7 @@ def _send_one(sessions: sessionmaker[Session], client: WebClient, row: OutboxMes
             wait = timedelta(seconds=_retry_after(response.headers))
             reason = f"rate limited; retrying after {wait.total_seconds():.0f}s"
         elif status < 500 and is_permanent(error):
-            told = _fail(sessions, row, str(error), response.get("needed"), now)
+            told = fail_row(sessions, row, str(error), response.get("needed"), now)
             report.failed += 1
             report.errors.append(told)
             return
@@ -197,6 +215,13 @@ def _send_one(sessions: sessionmaker[Session], client: WebClient, row: OutboxMes
         report.deferred += 1
         report.errors.append(reason)
         return
+    except Exception as exc:  # a bug of ours or a client's: this row waits, the others are sent
+        reason = f"sending failed ({type(exc).__name__}); retrying"
+        log.exception("outbox %s: %s", row.dedupe_key, reason, extra={"outbox_id": row.id})
+        _defer(sessions, row.id, now, _backoff(row.attempts), reason)
+        report.deferred += 1
+        report.errors.append(reason)
+        return
     with sessions() as session, session.begin():
         session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
                         .values(status="sent", posted_at=now, claimed_by=None, last_error=None))
@@ -210,12 +235,12 @@ def _send(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage
     """Post the message, then its chart, each unless an earlier attempt got it there."""
     repost = False
     if row.ts is None:
-        _join(client, row.channel)
+        join(client, row.channel)
         found = None
         if row.uncertain:
             try:
-                found = _find_posted(client, row)
-            except _Unchecked:
+                found = find_posted(client, row)
+            except Unchecked:
                 if policy.uncertain == "skip":
                     raise
                 repost = True
@@ -230,8 +255,8 @@ def _send(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage
         shared, repost = False, False
         if row.uncertain and row.file_id:
             try:
-                shared = _chart_shared(client, row, channel)
-            except _Unchecked:
+                shared = chart_shared(client, row, channel)
+            except Unchecked:
                 if policy.uncertain == "skip":
                     raise
                 repost = True
@@ -263,7 +288,8 @@ def _share_chart(sessions: sessionmaker[Session], client: WebClient, row: Outbox
                  note: str | None = None) -> None:
     """Slack's three upload steps by hand, so that a failed completion completes the same file
     (its id is kept once the bytes are up) rather than uploading a new one."""
-    assert row.attachment is not None
+    if row.attachment is None:
+        raise ValueError(f"outbox row {row.id} has no chart to share")
     name = row.attachment_name or "chart.png"
     if row.file_id is None:
         upload = client.files_getUploadURLExternal(filename=name, length=len(row.attachment),
@@ -288,116 +314,6 @@ def _refused(sessions: sessionmaker[Session], row: OutboxMessage, exc: SlackApiE
         row.uncertain = False
 
 
-_joined: dict[tuple[str, str], bool] = {}  # (Web API URL, channel): whether joining worked, per process
-
-
-def _join(client: WebClient, channel: str, *, again: bool = False) -> bool:
-    """Join a public channel (conversations.join, once per process) so its history can be read
-    after a crash; True if the bot is a member. Best effort: a post does not wait on it."""
-    if not channel.startswith("C"):
-        return False
-    key = (client.base_url, channel)
-    if key in _joined and not again:
-        return _joined[key]
-    try:
-        client.conversations_join(channel=channel)
-    except SlackApiError as exc:
-        error = _error(exc)
-        if error == "missing_scope":
-            log.warning("cannot join %s: the app lacks the channels:join scope (update it from manifest.yaml); "
-                        "after a crash I may be unable to check that channel before posting again", channel)
-        if error in ("method_not_supported_for_channel_type", "missing_scope"):  # private; or an old install
-            _joined[key] = False
-        return False  # archived, gone, a token problem: the post that follows says so
-    except (SlackRequestError, OSError, TimeoutError):
-        return False
-    _joined[key] = True
-    return True
-
-
-def _history(client: WebClient, row: OutboxMessage, channel: str) -> list[dict[str, Any]]:
-    """The channel's messages since the row was written; raises _Unchecked if the bot may not read
-    them even after trying to join."""
-    oldest = f"{(row.created_at - timedelta(minutes=1)).timestamp():.6f}"
-
-    def read() -> list[dict[str, Any]]:
-        history = client.conversations_history(channel=channel, oldest=oldest, include_all_metadata=True, limit=200)
-        return list(history.get("messages", []))
-
-    try:
-        return read()
-    except SlackApiError as exc:
-        if (error := _error(exc)) not in HISTORY_REFUSALS:
-            raise  # rate limited or down: the row stays uncertain and is looked at again later
-    if _join(client, channel, again=True):
-        try:
-            return read()
-        except SlackApiError as exc:
-            if (error := _error(exc)) not in HISTORY_REFUSALS:
-                raise
-    raise _Unchecked(error or "history refused")
-
-
-def _error(exc: SlackApiError) -> str | None:
-    response = exc.response
-    return response.get("error") if response is not None and isinstance(response.data, dict) else None
-
-
-def _find_posted(client: WebClient, row: OutboxMessage) -> str | None:
-    """The ts of a message carrying this row's key in the channel's recent history, if any."""
-    for message in _history(client, row, row.channel):
-        payload = (message.get("metadata") or {}).get("event_payload") or {}
-        if payload.get("key") == row.dedupe_key:
-            return str(message["ts"])
-    return None
-
-
-def _chart_shared(client: WebClient, row: OutboxMessage, channel: str) -> bool:
-    """Whether the row's uploaded file was shared in the channel since the row was written."""
-    return any(f.get("id") == row.file_id for m in _history(client, row, channel) for f in m.get("files") or [])
-
-
-def _what(row: OutboxMessage) -> str:
-    """The message in a few words, for a notice."""
-    if row.kind == NOTICE_KIND:
-        return "an operator notice"
-    first = (row.text or "").strip().splitlines()[0] if (row.text or "").strip() else ""
-    summary = first if len(first) <= 80 else first[:79] + "…"
-    return f"the {row.kind} “{summary}”" if summary else f"a {row.kind} message"
-
-
-def _fail(sessions: sessionmaker[Session], row: OutboxMessage, error: str, needed: str | None,
-          now: datetime) -> str:
-    """End the row as failed with Slack's reason and record the operator's notice (once per problem)."""
-    told = refusal(error, channel=row.channel, row_id=row.id, what=_what(row), needed=needed)
-    text = told.words
-    if row.kind == NOTICE_KIND:
-        text += f"\n\nThe notice I meant to post there:\n{row.text}"
-    with sessions() as session, session.begin():
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
-                        .values(status="failed", failed_reason=error, claimed_by=None, uncertain=False,
-                                attempts=OutboxMessage.attempts + 1, last_error=operator_notices.plain(told.words)))
-        operator_notices.raise_notice(session, told.problem, text, now=now)
-    log.warning("outbox %s (%s) failed for good: %s", row.dedupe_key, row.kind, operator_notices.plain(told.words),
-                extra={"outbox_id": row.id, "channel": row.channel})
-    return f"Slack said {error}: {operator_notices.plain(told.words)}"
-
-
-def _skip(sessions: sessionmaker[Session], row: OutboxMessage, reason: str, now: datetime) -> None:
-    """OUTBOX_UNCERTAIN=skip: do not risk a second copy; tell the operator what may be missing."""
-    part = "the chart of " if row.ts else ""
-    text = (f"I may have missed posting {part}{_what(row)} to <#{row.channel}>: my attempt got no answer from "
-            f"Slack, and I cannot read that channel to check whether it arrived (`{reason}`). So as not to post "
-            f"it twice, I have not sent it again. If it is not there, run `budget-guard outbox retry {row.id}`; "
-            f"to have such messages resent marked as possible repeats, set OUTBOX_UNCERTAIN=repost.")
-    with sessions() as session, session.begin():
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
-                        .values(status="skipped", failed_reason=UNCHECKED, claimed_by=None,
-                                last_error=operator_notices.plain(text)))
-        operator_notices.raise_notice(session, f"unchecked:{row.id}", text, now=now)
-    log.warning("outbox %s (%s) skipped: %s", row.dedupe_key, row.kind, operator_notices.plain(text),
-                extra={"outbox_id": row.id, "channel": row.channel})
-
 
 def _retry_after(headers: Any) -> float:
     """Seconds Slack asked us to wait (Retry-After, any case; 1 if absent or unreadable)."""
@@ -419,8 +335,7 @@ def _defer(sessions: sessionmaker[Session], row_id: int, now: datetime, wait: ti
            *, attempt: bool = True) -> None:
     """Hand the row back for a later attempt (it stays uncertain if a post of it may have landed)."""
     with sessions() as session, session.begin():
-        row = session.get(OutboxMessage, row_id)
-        assert row is not None
+        row = _claimed_row(session, row_id)
         if row.status == "sending":
             row.status = "pending"
         row.claimed_by = None
@@ -444,61 +359,3 @@ def release(sessions: sessionmaker[Session], *, owner: str = OWNER) -> int:
             .values(status="pending", claimed_by=None)
         )
         return result.rowcount
-
-
-# -- what the operator sees and does (`budget-guard outbox`) ------------------------------------
-
-
-def pending_count(session: Session) -> int:
-    """Messages still to be sent (pending or being sent)."""
-    return session.scalar(select(func.count()).select_from(OutboxMessage)
-                          .where(OutboxMessage.status.in_(("pending", "sending")))) or 0
-
-
-def failures_by_reason(session: Session) -> dict[str, int]:
-    """Failed rows by Slack's error code, and skipped ones under "unchecked"."""
-    rows = session.execute(select(OutboxMessage.failed_reason, func.count())
-                           .where(OutboxMessage.status.in_(("failed", "skipped")))
-                           .group_by(OutboxMessage.failed_reason)).all()
-    return {str(reason or "unknown"): int(n) for reason, n in rows}
-
-
-def unsent(session: Session) -> list[OutboxMessage]:
-    """Every row not sent: pending (uncertain ones too), being sent, failed and skipped, oldest first."""
-    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.status != "sent")
-                                .order_by(OutboxMessage.id)))
-
-
-class RetryRefused(Exception):
-    """A row that cannot be retried: unknown, or already sent or being sent."""
-
-
-def retry(session: Session, ids: Iterable[int], *, now: datetime | None = None) -> list[OutboxMessage]:
-    """Send these rows again on the sender's next run, after the operator fixed what stopped them.
-
-    A skipped row is sent without looking first (the operator checked it is missing). The rows'
-    open notices are resolved, so the same trouble again is told again."""
-    now = now or datetime.now(timezone.utc)
-    rows = []
-    for row_id in ids:
-        row = session.get(OutboxMessage, row_id)
-        if row is None:
-            raise RetryRefused(f"there is no outbox row {row_id}; `budget-guard outbox` lists them")
-        if row.status in ("sent", "sending"):
-            raise RetryRefused(f"outbox row {row_id} is {'already sent' if row.status == 'sent' else 'being sent'}; "
-                               "nothing to retry")
-        problems = [f"message:{row.id}", f"unchecked:{row.id}", f"channel:{row.channel}", "token"]
-        if row.failed_reason and row.status == "failed":
-            problems.append(f"app:{row.failed_reason}")
-        operator_notices.resolve(session, problems, now=now)
-        if row.status == "skipped":
-            row.uncertain = False
-        row.status, row.failed_reason, row.attempts, row.next_attempt_at = "pending", None, 0, now
-        row.last_error = "retry asked for by the operator"
-        rows.append(row)
-    return rows
-
-
-def failed_ids(session: Session) -> list[int]:
-    return list(session.scalars(select(OutboxMessage.id).where(OutboxMessage.status.in_(("failed", "skipped")))
-                                .order_by(OutboxMessage.id)))

@@ -9,10 +9,10 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SlackDelivery
+from db.engine import insert_once
 
 KEEP = timedelta(days=1)
 PRUNE_EVERY = timedelta(minutes=10)
@@ -24,11 +24,7 @@ def first_delivery(sessions: sessionmaker[Session], key: str, *, now: datetime |
     """Record `key`; True if no delivery with it was recorded before (handle it), False for a repeat."""
     now = now or datetime.now(timezone.utc)
     with sessions() as session, session.begin():
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(SlackDelivery).values(key=key[:200], received_at=now)
-        statement = statement.on_conflict_do_nothing(index_elements=["key"]).returning(SlackDelivery.key)
-        first = session.execute(statement).scalar() is not None
+        first = insert_once(session, SlackDelivery, dict(key=key[:200], received_at=now), unique=["key"])
         with _prune_lock:
             due = now - _pruned["at"] >= PRUNE_EVERY
             if due:

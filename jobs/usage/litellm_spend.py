@@ -29,7 +29,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from db.models import to_nanos
-from jobs.usage.ingest import LIMITS, IngestRejected, RecordError, UsageRecord, latest_allowed, scan_line, validate
+from jobs.usage.records import LIMITS, IngestRejected, UsageRecord, latest_allowed, scan_line, validate
+from jobs.usage.validation import RecordError
 from jobs.usage.providers import ModelNames, model_names, provider_of
 from pricing.catalog import Catalog
 

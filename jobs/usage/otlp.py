@@ -44,9 +44,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from jobs.usage.ingest import RecordError, UsageRecord, latest_allowed, validate
+from jobs.usage.validation import RecordError
+from jobs.usage.records import UsageRecord, latest_allowed, validate
 from jobs.usage.providers import ModelNames, model_names, provider_of
-from jobs.config.settings import OtlpMapping
+from jobs.config.sections import OtlpMapping
 from pricing.catalog import Catalog
 
 PROTOBUF = "application/x-protobuf"
@@ -227,10 +228,6 @@ def _encode(message: Any, as_json: bool) -> bytes:
 # -- spans to usage records ------------------------------------------------------------------
 
 
-class _Span(Exception):
-    """A span's usage is unusable; the message says why."""
-
-
 DIMENSIONS = ("project", "feature", "environment", "api_key")
 BASE_WANTED = USAGE_KEYS | set(CACHED_KEYS + MODEL_KEYS + PROVIDER_KEYS) | {HOST_KEY, OPERATION_KEY}
 
@@ -269,7 +266,7 @@ def usage_records(request: ExportTraceServiceRequest, *, mapping: OtlpMapping, c
                               else [_dimension(candidates, found, resource) for candidates in mapped])
                 try:
                     parsed.records.append(_record(span, found, dimensions, names, project, latest))
-                except _Span as exc:
+                except RecordError as exc:
                     parsed.rejected.append(f"span {span.trace_id.hex()}/{span.span_id.hex()}: {exc}")
     return parsed
 
@@ -278,17 +275,17 @@ def _record(span: Any, found: dict[str, Any], dimensions: list[str | None], name
             token_project: str, latest: int) -> UsageRecord:
     trace_id, span_id = span.trace_id, span.span_id
     if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
-        raise _Span("its trace_id or span_id is missing or not 16 and 8 bytes")
+        raise RecordError("its trace_id or span_id is missing or not 16 and 8 bytes")
     input_key, prompt = _first(found, INPUT_KEYS)
     output_key, completion = _first(found, OUTPUT_KEYS)
     cached_key, cached = _first(found, CACHED_KEYS)
     model = _first_text(found, MODEL_KEYS)
     if model is None:
-        raise _Span("it has token usage but no gen_ai.response.model or gen_ai.request.model")
+        raise RecordError("it has token usage but no gen_ai.response.model or gen_ai.request.model")
     provider = provider_of(_first_text(found, PROVIDER_KEYS), _text(found.get(HOST_KEY)))
     end = span.end_time_unix_nano or span.start_time_unix_nano
     if not end:
-        raise _Span("it has no end_time_unix_nano")
+        raise RecordError("it has no end_time_unix_nano")
     project, feature, environment, api_key = dimensions
     try:
         return validate(
@@ -313,7 +310,7 @@ def _record(span: Any, found: dict[str, Any], dimensions: list[str | None], name
         for field_name, key in zip(FIELD_NAMES, (input_key, output_key, cached_key)):
             if key is not None:
                 message = message.replace(field_name, key)
-        raise _Span(message) from None
+        raise RecordError(message) from None
 
 
 def _first(found: dict[str, Any], candidates: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -362,7 +359,7 @@ def _count(value: Any, key: str) -> Any:
             return int(value.string_value)
         except ValueError:
             pass
-    raise _Span(f"{key} must be a whole number, not {_describe(value)}")
+    raise RecordError(f"{key} must be a whole number, not {_describe(value)}")
 
 
 def _describe(value: Any) -> str:

@@ -1,6 +1,7 @@
 """Group commit for pushed usage: one writer thread applies every push that is waiting in one
 transaction, so fifty clients pushing at once cost a few commits instead of fifty that queue
-on SQLite's single writer or contend for the same bucket rows on PostgreSQL."""
+on SQLite's single writer or contend for the same bucket rows on PostgreSQL. `push` is the way in
+for a push body (what `POST /v1/usage` does)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from db.engine import transaction, write_lock
 from jobs.config.context import Context
-from jobs.usage.ingest import IngestResult, UsageRecord, apply_records
+from jobs.usage.costing import check_costs
+from jobs.usage.ingest import IngestResult, apply_records
+from jobs.usage.records import UsageRecord, parse_body
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 100  # pushes per transaction
@@ -38,6 +41,14 @@ class PushWriter:
         self._thread = threading.Thread(target=self._run, name="push-writer", daemon=True)
         self._thread.start()
 
+    def push(self, body: bytes, *, project: str, now: datetime | None = None) -> IngestResult:
+        """Apply a push body (one JSON record or NDJSON) for `project`, all or nothing; IngestRejected
+        naming each bad line, or a bucket it would overflow, before anything is written."""
+        now = now or datetime.now(timezone.utc)
+        records = parse_body(body, project=project, now=now)
+        check_costs(records, self.context.catalog)  # here, not in the writer: a refusal costs the others nothing
+        return self.write(records, source="push", now=now)
+
     def write(self, records: list[UsageRecord], *, source: str, now: datetime) -> IngestResult:
         if not self._thread.is_alive():
             raise RuntimeError("the push writer has stopped")
@@ -46,7 +57,8 @@ class PushWriter:
         push.done.wait()
         if push.error is not None:
             raise push.error
-        assert push.result is not None
+        if push.result is None:
+            raise RuntimeError("the push writer finished a push without a result or an error")
         return push.result
 
     def close(self, timeout: float = 30) -> None:

@@ -2,7 +2,7 @@
 
 A line is an OpenAI-compatible batch result, `{"custom_id", "response": {"status_code", "body":
 <chat completion>}, "error"}`; a bare completion object carrying `usage` is read too. Each
-response's usage is checked as a pushed record is (`jobs.usage.ingest.validate`), with the model from
+response's usage is checked as a pushed record is (`jobs.usage.records.validate`), with the model from
 the response (else the job's `model_id`). A line that is not JSON, or whose usage is unusable,
 is broken: counted, the first few named, skipped. A failed request (an `error`, or a status code
 of 400 or more) bills nothing and is counted apart. Memory is one line and one sum per model.
@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.usage.ingest import RecordError, UsageRecord, scan_line, validate
+from jobs.usage.validation import RecordError
+from jobs.usage.records import UsageRecord, scan_line, validate
 
 SHOWN_REASONS = 3
 

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from typing import Any
 
-from jobs.config.settings import Source
+from jobs.config.sections import Source
 from jobs.usage.sources import RetryPolicy, SchemaError, SourceError, api_root, client_for
 
 PATH = "/v1/organization/costs"

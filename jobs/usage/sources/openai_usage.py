@@ -20,8 +20,9 @@ from db.engine import transaction
 from db.ledger import BucketRow, upsert_pulled_buckets
 from db.source_state import source_state
 from jobs.usage import validation
-from jobs.usage.ingest import Costing
-from jobs.config.settings import Settings, Source
+from jobs.usage.costing import Costing
+from jobs.config.settings import Settings
+from jobs.config.sections import Source
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start
 from jobs.usage.validation import MAX_BUCKET_COUNT, RecordError
 from pricing.catalog import Catalog

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import SourceState
-from jobs.config.settings import Source
+from jobs.config.sections import Source
 from jobs.usage.sources import utc_midnight
 
 MINUTE = timedelta(minutes=1)
