@@ -8,8 +8,9 @@ is forecast as it is. Training (fine-tuning jobs) is a one-off purchase: it coun
 month-to-date and is not extrapolated (a $500 job is not $500 a day from now on). Series whose price stays put are summed and forecast together; groups (per
 model, project, feature, or a budget scope) sum their parts, so totals match.
 
-Rows are first indexed into integer `Series` (tokens and nano-dollars per day); a caller
-that projects many overlapping groups (the budget check) indexes once and reuses them."""
+Rows are first indexed into integer `Series` (tokens and nano-dollars per day); callers that
+project many overlapping groups (budgets) go through `jobs.forecast.scope_index`, which indexes
+once and projects each scope once."""
 
 from __future__ import annotations
 
