@@ -6,14 +6,15 @@ import calendar
 import random
 from collections.abc import Callable
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 
+from jobs.forecast.projection import Projection
 from jobs.forecast.forecaster import (
     MonthForecast,
     forecast_month,
     forecast_total,
-    projected_crossing,
     run_rate,
     trailing_7,
 )
@@ -196,11 +197,12 @@ def test_total_is_the_sum_of_its_parts_with_an_honest_interval():
     assert total.note.startswith("sum of 4 parts")
 
 
-def test_projected_crossing():
-    f = forecast_month(series(lambda d: 100.0), TODAY)
-    assert projected_crossing(f, f.month_to_date, 2000.0) == date(2025, 3, 20)
-    assert projected_crossing(f, f.month_to_date, 10_000.0) is None
-    assert projected_crossing(f, 2500.0, 2000.0) == date(2025, 3, 16)  # already over
+def test_crossing_is_the_first_day_the_projection_reaches_the_limit_and_none_once_over():
+    days = [(date(2025, 3, 15) + timedelta(days=i), Decimal(100)) for i in range(17)]
+    projection = Projection("all", Decimal(1500), Decimal(3200), Decimal(3000), Decimal(3400), days, "")
+    assert projection.crossing(Decimal(2000)) == date(2025, 3, 19)  # 1500 + 5 x 100
+    assert projection.crossing(Decimal(10_000)) is None
+    assert projection.crossing(Decimal(1000)) is None  # already over: the threshold alert says so, not a date
 
 
 def test_baselines():

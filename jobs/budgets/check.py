@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from db.engine import dialect_insert
 from db.models import Alert, OutboxMessage, from_nanos
 from db.rollups import daily_rows, local_midnight, month_bounds
 from jobs.advice.batch import Savings, first_usage_day
@@ -136,10 +136,8 @@ THREADED = {"threshold": ("threshold", "forecast"), "forecast": ("threshold", "f
 def record_alert(context: Context, draft: AlertDraft, now: datetime, render: AlertRenderer | None) -> bool:
     """Insert the alert and its outbox message together; False if another run got there first."""
     with context.sessions() as session, session.begin():
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         result = session.execute(
-            insert(Alert).values(budget=draft.budget, period=draft.period, kind=draft.kind, threshold=draft.threshold,
+            dialect_insert(session, Alert).values(budget=draft.budget, period=draft.period, kind=draft.kind, threshold=draft.threshold,
                                  outbox_key=draft.key, created_at=now)
             .on_conflict_do_nothing(index_elements=["budget", "period", "kind", "threshold"])
             .returning(Alert.id)
@@ -149,8 +147,8 @@ def record_alert(context: Context, draft: AlertDraft, now: datetime, render: Ale
             return False
         for threshold in draft.covers:
             session.execute(
-                insert(Alert).values(budget=draft.budget, period=draft.period, kind=draft.kind, threshold=threshold,
-                                     outbox_key=draft.key, created_at=now)
+                dialect_insert(session, Alert).values(budget=draft.budget, period=draft.period, kind=draft.kind,
+                                                      threshold=threshold, outbox_key=draft.key, created_at=now)
                 .on_conflict_do_nothing(index_elements=["budget", "period", "kind", "threshold"])
             )
         kinds = THREADED.get(draft.kind)

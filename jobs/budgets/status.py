@@ -19,9 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from db.engine import dialect_insert
 from db.models import BudgetSnapshot, from_nanos, to_nanos
 from jobs.budgets.specs import BudgetSpec
 from jobs.forecast.projection import Projection
@@ -41,7 +41,6 @@ class Figures:
 def store(session: Session, figures: Iterable[Figures], *, period: str, now: datetime) -> None:
     """Replace the stored figures with this check's (budgets deleted since drop out); an upsert,
     so two checks storing at once both succeed."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     kept = []
     for f in figures:
         kept.append(f.spec.name)
@@ -53,7 +52,7 @@ def store(session: Session, figures: Iterable[Figures], *, period: str, now: dat
             high_nanos=to_nanos(f.forecast.high) if f.forecast else None,
             computed_at=now,
         )
-        statement = insert(BudgetSnapshot).values(name=f.spec.name, **values)
+        statement = dialect_insert(session, BudgetSnapshot).values(name=f.spec.name, **values)
         session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
     session.execute(delete(BudgetSnapshot).where(BudgetSnapshot.name.not_in(kept)) if kept else delete(BudgetSnapshot))
 

@@ -30,7 +30,6 @@ __all__ = [
     "MonthForecast",
     "forecast_month",
     "forecast_total",
-    "projected_crossing",
     "run_rate",
     "trailing_7",
 ]
@@ -276,20 +275,3 @@ def forecast_total(
     note = f"sum of {len(each)} part{'s' if len(each) != 1 else ''}; {summed.note}"
     total = MonthForecast(mtd, point, min(low, point), point + up, remaining, note)
     return total, each
-
-
-def projected_crossing(forecast: MonthForecast, already: float, limit: float) -> date | None:
-    """The first date on which `already` plus the cumulative expected spend reaches `limit`.
-
-    `already` is what counts against the limit so far (usually forecast.month_to_date).
-    If it has reached the limit already, the first remaining date is returned; None when
-    the forecast stays under the limit this month (or no days remain).
-    """
-    total = already
-    if total >= limit:
-        return forecast.remaining[0][0] if forecast.remaining else None
-    for d, expected in forecast.remaining:
-        total += expected
-        if total >= limit:
-            return d
-    return None
