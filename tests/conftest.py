@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated database on SQLite and, when TEST_DATABASE_URL is set, PostgreSQL.
+"""Shared fixtures: a migrated database on SQLite and, when TEST_DATABASE_URL is set, PostgreSQL;
+a fake Slack; settings and the context opened on them (a test file overrides `app_settings`).
 
 The schema is migrated once per session and reset for each test: a copy of a migrated SQLite
 file, or one migrated PostgreSQL schema emptied before each test (a test that altered its tables
@@ -19,6 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_sessionmaker
 from db.schema import upgrade
+from jobs.config.context import Context
+from jobs.config.settings import Settings
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -167,3 +172,29 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 def sqlite_url(tmp_path: Path, migrated_sqlite: Path) -> str:
     """A migrated SQLite file only (for tests that are about the embedded default)."""
     return _copy(migrated_sqlite, tmp_path / "embedded.db")
+
+
+@pytest.fixture
+def slack_scopes() -> set[str] | None:
+    """The bot scopes the fake Slack's token was granted; None: every one."""
+    return None
+
+
+@pytest.fixture
+def slack(slack_scopes: set[str] | None) -> Iterator[FakeSlack]:
+    """A fake Slack Web API that takes the test bot token."""
+    with FakeSlack(token=BOT_TOKEN, scopes=slack_scopes) as fake:
+        yield fake
+
+
+@pytest.fixture
+def app_settings(database_url: str) -> Settings:
+    """The settings `context` opens; a test file overrides this with its own."""
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+def context(app_settings: Settings) -> Iterator[Context]:
+    ctx = Context.open(app_settings)
+    yield ctx
+    ctx.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -85,10 +84,8 @@ def build(context: Context) -> Ledger:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url, **SETTINGS))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, **SETTINGS)
 
 
 def expected_monthly_saving(context: Context, tokens_in: int, tokens_out: int) -> Decimal:

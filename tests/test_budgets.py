@@ -27,40 +27,33 @@ from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.config.settings import BudgetConfig, Settings, Source
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (BOT_TOKEN, SIGNING_SECRET, ServerThread, block_actions_payload, post_interaction,
-                           post_slash_command)
+                           post_slash_command, slack_settings)
 from tests.processes import wait_until
 
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and out
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        fake.set_usergroup("S0ADMINS", ["U0GROUPIE"])
-        fake.add_channel("C0ALERTS", members=["U0LEAD", "U0OTHER"])  # who may acknowledge its alerts
-        yield fake
+def slack(slack: FakeSlack) -> FakeSlack:
+    slack.set_usergroup("S0ADMINS", ["U0GROUPIE"])
+    slack.add_channel("C0ALERTS", members=["U0LEAD", "U0OTHER"])  # who may acknowledge its alerts
+    return slack
 
 
 def make_settings(database_url: str, slack: FakeSlack, **overrides) -> Settings:  # type: ignore[no-untyped-def]
     values = dict(
-        database_url=database_url,
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url,
         alert_channel="C0ALERTS",
         admins=["U0ADMIN", "S0ADMINS"],
         budgets=[BudgetConfig(name="llama-prod", amount=Decimal(1000), scope={"model": MODEL, "project": "search"},
                               thresholds=[50, 80, 100], forecast=False)],
     )
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 @pytest.fixture
-def context(database_url: str, slack: FakeSlack) -> Iterator[Context]:
-    ctx = Context.open(make_settings(database_url, slack))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str, slack: FakeSlack) -> Settings:
+    return make_settings(database_url, slack)
 
 
 def spend(context: Context, at: datetime, dollars: Decimal, *, model: str = MODEL, project: str = "search",

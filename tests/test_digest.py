@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +31,7 @@ from jobs.schedule import scheduled_jobs
 from jobs.config.settings import BudgetConfig, Settings
 from tests.fakes.slack_api import FakeSlack
 from pricing.money import usd
-from tests.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.harness import BOT_TOKEN, slack_settings
 
 ZONE = ZoneInfo("Europe/Berlin")
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and out
@@ -46,27 +45,18 @@ def local(day: date, hour: int = 9, minute: int = 0, second: int = 0) -> datetim
     return datetime.combine(day, time(hour, minute, second), ZONE).astimezone(timezone.utc)
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
 def make_settings(database_url: str, slack: FakeSlack, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        database_url=database_url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url, tz="Europe/Berlin", digest_channel=CHANNEL, alert_channel="C0ALERTS",
+        tz="Europe/Berlin", digest_channel=CHANNEL, alert_channel="C0ALERTS",
         budgets=[BudgetConfig(name="search", amount=Decimal(3000), scope={"project": "search"})],
     )
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 @pytest.fixture
-def context(database_url: str, slack: FakeSlack) -> Iterator[Context]:
-    ctx = Context.open(make_settings(database_url, slack))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str, slack: FakeSlack) -> Settings:
+    return make_settings(database_url, slack)
 
 
 def bucket(at: datetime, dollars: Decimal | int | str, *, model: str = MODEL, project: str = "search",

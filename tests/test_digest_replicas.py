@@ -4,12 +4,10 @@ missed digest is posted once, marked late, with its chart; a restart posts nothi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 
 from db.engine import make_engine, make_sessionmaker
 from db.models import UsageBucket
@@ -19,12 +17,6 @@ from tests.processes import ServeProcess, wait_until
 from tests.test_digest import MODEL, bucket, earlier_today
 
 CHANNEL = "C0DIGEST"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
 
 
 def fill(database_url: str) -> None:

@@ -31,7 +31,7 @@ from jobs.config.settings import BudgetConfig, Settings, Source
 from jobs.usage.sources import RetryPolicy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.together_api import SAMPLE_ENDPOINTS, Endpoint, FakeTogether
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_interaction, trigger_id
+from tests.harness import ServerThread, post_interaction, slack_settings, trigger_id
 from tests.processes import wait_until
 
 KEY = "together-test-key"
@@ -50,12 +50,6 @@ def endpoint(endpoint_id: str = IDLE, name: str = NAME, model: str = "deepseek-a
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
 def together(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTogether]:
     monkeypatch.setenv("TOGETHER_ENDPOINTS_KEY", KEY)
     with FakeTogether(api_key=KEY, endpoints=[endpoint(), SAMPLE_ENDPOINTS[1]]) as fake:
@@ -64,13 +58,12 @@ def together(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTogether]:
 
 def make_settings(database_url: str, slack: FakeSlack, together: FakeTogether, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        database_url=database_url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url, alert_channel="C0ALERTS", admins=["U0ADMIN"], ingest_tokens="search=tok-search",
+        alert_channel="C0ALERTS", admins=["U0ADMIN"], ingest_tokens="search=tok-search",
         sources=[Source(name="together-endpoints", kind="together_endpoints", base_url=together.url,
                         api_key_env="TOGETHER_ENDPOINTS_KEY", start=date(2026, 11, 20), timeout_seconds=1)],
     )
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 def patches(together: FakeTogether) -> list[Any]:

@@ -51,10 +51,8 @@ def settings_for(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(settings_for(database_url))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return settings_for(database_url)
 
 
 @pytest.fixture

@@ -48,10 +48,8 @@ def payload(call_id: str | None = None, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url, ingest_tokens="gateway=tok_litellm"))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, ingest_tokens="gateway=tok_litellm")
 
 
 @pytest.fixture

@@ -79,11 +79,9 @@ def otlp_json(request: ExportTraceServiceRequest) -> bytes:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url, ingest_tokens="fallback=tok_otel",
-                                otlp={"feature": ["app.feature"]}, otlp_max_body_bytes=100_000))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, ingest_tokens="fallback=tok_otel",
+                    otlp={"feature": ["app.feature"]}, otlp_max_body_bytes=100_000)
 
 
 @pytest.fixture

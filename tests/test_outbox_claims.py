@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,12 +16,6 @@ from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -48,12 +48,6 @@ def events(model: str = MINI, days: int = 5, first: int = 14) -> list[UsageEvent
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
 def openai_api() -> Iterator[FakeOpenAIUsage]:
     with FakeOpenAIUsage(events=events(), clock=NOW.timestamp) as api:
         yield api

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +25,7 @@ from jobs.forecast.runway import CreditError, current_runway, parse_credit_amoun
 from jobs.runtime.scheduler import outbox_client
 from jobs.config.settings import ConfigError, Prepaid, Settings, Topup, load_settings
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_slash_command
+from tests.harness import ServerThread, post_slash_command, slack_settings
 from tests.processes import wait_until
 
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens
@@ -34,18 +33,10 @@ HOURLY = Decimal("4.40")  # 5M input tokens an hour: $105.60 a day
 NOW = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
 def make_settings(database_url: str, slack: FakeSlack, **overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(database_url=database_url, slack_bot_token=BOT_TOKEN,
-                                  slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
-                                  alert_channel="C0ALERTS", admins=["U0ADMIN"])
+    values: dict[str, Any] = dict(alert_channel="C0ALERTS", admins=["U0ADMIN"])
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 def steady_spend(context: Context, first: datetime, until: datetime, hourly: Decimal = HOURLY) -> None:

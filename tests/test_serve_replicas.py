@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from db.engine import make_engine, make_sessionmaker
@@ -19,12 +17,6 @@ from db.models import JobClaim, OutboxMessage, UsageBucket, to_nanos
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
 from tests.processes import ServeProcess, wait_until
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
 
 
 def environment(database_url: str, slack: FakeSlack, tmp_path: Path) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -82,10 +81,8 @@ def settings_for(database_url: str, **extra) -> Settings:  # type: ignore[no-unt
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(settings_for(database_url))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return settings_for(database_url)
 
 
 def pushed(model: str, event_id: str, prompt: int, completion: int, created: int) -> str:
