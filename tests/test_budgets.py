@@ -17,7 +17,7 @@ from bot.app import admin_directory, create_app
 from bot.cli import main
 from bot.server import create_server
 from bot.views.alerts import alert_message
-from db.models import Alert, Budget, OutboxMessage, SourceState, SyncedPrice, UsageBucket, to_nanos
+from db.models import Alert, Budget, OutboxMessage, SourceState, SyncedPrice
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
 from jobs.runtime.outbox import send_pending
@@ -25,6 +25,7 @@ from jobs.usage.pull import pull_sources
 from jobs.usage.sources import RetryPolicy
 from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.config.settings import BudgetConfig, Settings, Source
+from tests.buckets import add_buckets, spend_bucket
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import (BOT_TOKEN, SIGNING_SECRET, ServerThread, block_actions_payload, post_interaction,
                            post_slash_command, slack_settings)
@@ -59,13 +60,8 @@ def app_settings(database_url: str, slack: FakeSlack) -> Settings:
 def spend(context: Context, at: datetime, dollars: Decimal, *, model: str = MODEL, project: str = "search",
           feature: str = "chat", source: str = "test") -> None:
     """Record usage costing exactly `dollars` at the model's $0.88/1M (input tokens only)."""
-    tokens = int(dollars / Decimal("0.88") * 1_000_000)
-    with context.sessions() as session, session.begin():
-        session.add(UsageBucket(bucket_start=at.replace(minute=0, second=0, microsecond=0), width="1h", source=source,
-                                model=model, mode="serverless", project=project, feature=feature, api_key="",
-                                environment="", tags="", input_tokens=tokens, cached_input_tokens=0, output_tokens=0,
-                                requests=tokens // 1000, uptime_minutes=0,
-                                cost_nanos=to_nanos(Decimal(tokens) * Decimal("0.88") / 1_000_000)))
+    add_buckets(context.sessions, [spend_bucket(at, dollars, exact=False, model=model, project=project,
+                                                feature=feature, source=source)])
 
 
 NO_RETRY = RetryPolicy(attempts=1, base_delay=0, max_delay=0, max_total_wait=0, sleep=lambda seconds: None)

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from bot.cli import main
 from bot.runtime import renderers
 from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS
 from bot.views.digest import digest_blocks
-from db.models import JobClaim, OutboxMessage, UsageBucket, to_nanos
+from db.models import JobClaim, OutboxMessage
 from jobs.config.context import Context
 from jobs.advice.batch import advise
 from jobs.digest.daily import build_digest, digest_job
@@ -29,6 +29,7 @@ from jobs.runtime.outbox import send_pending
 from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.schedule import scheduled_jobs
 from jobs.config.settings import BudgetConfig, Settings
+from tests.buckets import add_buckets, spend_bucket
 from tests.fakes.slack_api import FakeSlack
 from pricing.money import usd
 from tests.harness import BOT_TOKEN, slack_settings
@@ -63,18 +64,12 @@ def bucket(at: datetime, dollars: Decimal | int | str, *, model: str = MODEL, pr
            feature: str = "chat", mode: str = "serverless", tags: str = "", uptime: int = 0,
            priced: bool = True) -> dict[str, Any]:
     """One hourly bucket costing exactly `dollars` (tokens as at $0.88/1M input)."""
-    dollars = Decimal(dollars)
-    tokens = int(dollars / Decimal("0.88") * 1_000_000)
-    return dict(bucket_start=at.replace(minute=0, second=0, microsecond=0), width="1h", source="test", model=model,
-                mode=mode, project=project, feature=feature, api_key="", environment="", tags=tags,
-                input_tokens=tokens, cached_input_tokens=0, output_tokens=0, requests=max(1, tokens // 1000),
-                uptime_minutes=uptime, cost_nanos=to_nanos(dollars) if priced else None)
+    return spend_bucket(at, dollars, priced=priced, model=model, mode=mode, project=project, feature=feature,
+                        tags=tags, uptime_minutes=uptime)
 
 
 def record(context: Context, buckets: list[dict[str, Any]]) -> None:
-    with context.sessions() as session, session.begin():
-        for i in range(0, len(buckets), 5000):
-            session.execute(insert(UsageBucket), buckets[i:i + 5000])
+    add_buckets(context.sessions, buckets)
 
 
 def steady_ledger(context: Context, until: date, days: int = 70) -> None:

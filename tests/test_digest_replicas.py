@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 from db.engine import make_engine, make_sessionmaker
-from db.models import UsageBucket
+from tests.buckets import add_buckets
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
 from tests.processes import ServeProcess, wait_until
@@ -23,9 +23,7 @@ def fill(database_url: str) -> None:
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     now = datetime.now(timezone.utc)
-    with sessions() as session, session.begin():
-        for n in range(1, 40):
-            session.add(UsageBucket(**bucket(now - timedelta(days=n), Decimal(100 + n % 7))))
+    add_buckets(sessions, [bucket(now - timedelta(days=n), Decimal(100 + n % 7)) for n in range(1, 40)])
     engine.dispose()
 
 

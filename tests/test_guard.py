@@ -29,6 +29,7 @@ from jobs.usage.pull import pull_sources
 from jobs.runtime.scheduler import outbox_client
 from jobs.config.settings import BudgetConfig, Settings, Source
 from jobs.usage.sources import RetryPolicy
+from tests.buckets import add_buckets, usage_bucket
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.together_api import SAMPLE_ENDPOINTS, Endpoint, FakeTogether
 from tests.harness import ServerThread, post_interaction, slack_settings, trigger_id
@@ -82,13 +83,10 @@ def check(context: Context, now: datetime = NOW) -> list[Any]:
 
 
 def add_usage(context: Context, **fields: Any) -> None:
-    values: dict[str, Any] = dict(bucket_start=NOW - timedelta(hours=2), width="1h", source="push", model="m",
-                                  mode="serverless", project="", feature="", api_key="", environment="", tags="",
-                                  input_tokens=1000, cached_input_tokens=0, output_tokens=100, requests=1,
-                                  uptime_minutes=0, cost_nanos=0)
+    values: dict[str, Any] = dict(bucket_start=NOW - timedelta(hours=2), source="push", model="m",
+                                  input_tokens=1000, output_tokens=100, requests=1)
     values.update(fields)
-    with context.sessions() as session, session.begin():
-        session.add(UsageBucket(**values))
+    add_buckets(context.sessions, [usage_bucket(**values)])
 
 
 def test_an_endpoint_up_without_tokens_alerts_once_with_what_it_cost(database_url: str, slack: FakeSlack,

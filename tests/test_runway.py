@@ -16,7 +16,7 @@ from bot.app import create_app
 from bot.cli import main
 from bot.server import create_server
 from bot.views.alerts import alert_message
-from db.models import Alert, PrepaidEntry, UsageBucket, to_nanos
+from db.models import Alert, PrepaidEntry
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
 from jobs.digest.daily import build_digest, build_overview
@@ -24,6 +24,7 @@ from jobs.runtime.outbox import send_pending
 from jobs.forecast.runway import CreditError, current_runway, parse_credit_amount
 from jobs.runtime.scheduler import outbox_client
 from jobs.config.settings import ConfigError, Prepaid, Settings, Topup, load_settings
+from tests.buckets import add_buckets, spend_bucket
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import ServerThread, post_slash_command, slack_settings
 from tests.processes import wait_until
@@ -41,16 +42,11 @@ def make_settings(database_url: str, slack: FakeSlack, **overrides: Any) -> Sett
 
 def steady_spend(context: Context, first: datetime, until: datetime, hourly: Decimal = HOURLY) -> None:
     """One bucket an hour from `first` up to (not including) `until`, each costing `hourly`."""
-    tokens = int(hourly / Decimal("0.88") * 1_000_000)
     rows, hour = [], first
     while hour < until:
-        rows.append(UsageBucket(bucket_start=hour, width="1h", source="test", model=MODEL, mode="serverless",
-                                project="search", feature="", api_key="", environment="", tags="",
-                                input_tokens=tokens, cached_input_tokens=0, output_tokens=0, requests=10,
-                                uptime_minutes=0, cost_nanos=to_nanos(hourly)))
+        rows.append(spend_bucket(hour, hourly, model=MODEL, project="search", requests=10))
         hour += timedelta(hours=1)
-    with context.sessions() as session, session.begin():
-        session.add_all(rows)
+    add_buckets(context.sessions, rows)
 
 
 def steady_ledger(database_url: str, slack: FakeSlack) -> str:

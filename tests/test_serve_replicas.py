@@ -13,7 +13,8 @@ import httpx
 from sqlalchemy import func, select
 
 from db.engine import make_engine, make_sessionmaker
-from db.models import JobClaim, OutboxMessage, UsageBucket, to_nanos
+from db.models import JobClaim, OutboxMessage
+from tests.buckets import add_buckets, spend_bucket
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
 from tests.processes import ServeProcess, wait_until
@@ -30,14 +31,8 @@ def environment(database_url: str, slack: FakeSlack, tmp_path: Path) -> dict[str
 
 def record_spend(database_url: str, dollars: Decimal, source: str) -> None:
     sessions = make_sessionmaker(make_engine(database_url))
-    tokens = int(dollars / Decimal("0.88") * 1_000_000)
-    with sessions() as session, session.begin():
-        session.add(UsageBucket(
-            bucket_start=datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1),
-            width="1h", source=source, model="meta-llama/Llama-3.3-70B-Instruct-Turbo", mode="serverless",
-            project="search", feature="", api_key="", environment="", tags="", input_tokens=tokens,
-            cached_input_tokens=0, output_tokens=0, requests=1, uptime_minutes=0,
-            cost_nanos=to_nanos(Decimal(tokens) * Decimal("0.88") / 1_000_000)))
+    add_buckets(sessions, [spend_bucket(datetime.now(timezone.utc) - timedelta(hours=1), dollars, exact=False,
+                                        source=source, project="search", requests=1)])
 
 
 def wait_for_more_checks(database_url: str, more: int = 2) -> None:
