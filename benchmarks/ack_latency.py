@@ -30,8 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
-from tests.harness import (BOT_TOKEN, SIGNING_SECRET, block_actions_payload, interaction_body,  # noqa: E402
-                           signed_headers, slash_command_body)
+from tests.harness import (  # noqa: E402
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    block_actions_payload,
+    interaction_body,
+    signed_headers,
+    slash_command_body,
+)
 from tests.processes import ServeProcess, wait_until  # noqa: E402
 
 BUTTONS = ("alert_ack", "alert_snooze", "alert_breakdown")
@@ -52,10 +58,10 @@ def post_an_alert(database_url: str, slack: FakeSlack) -> dict:
     from db.schema import upgrade
     from jobs.budgets.check import check_budgets
     from jobs.config.context import Context
-    from jobs.runtime.outbox import send_pending
-    from jobs.runtime.scheduler import outbox_client
     from jobs.config.sections import BudgetConfig
     from jobs.config.settings import Settings
+    from jobs.runtime.outbox import send_pending
+    from jobs.runtime.scheduler import outbox_client
 
     upgrade(database_url)
     context = Context.open(Settings(database_url=database_url, slack_bot_token=BOT_TOKEN, slack_api_url=slack.url,

@@ -110,9 +110,9 @@ def pull_once(url: str, workdir: Path, name: str, trace: bool) -> tuple[float, i
     from db.schema import upgrade
     from db.totals import totals
     from jobs.config.catalog import build_catalog
-    from jobs.usage.pull import pull_one
-    from jobs.config.settings import Settings
     from jobs.config.sections import Source
+    from jobs.config.settings import Settings
+    from jobs.usage.pull import pull_one
 
     database = f"sqlite:///{workdir / (name + '.db')}"
     upgrade(database)

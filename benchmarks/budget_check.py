@@ -19,15 +19,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from sqlalchemy import delete  # noqa: E402
+
 from benchmarks.dataset import build  # noqa: E402
 from db.engine import make_engine, make_sessionmaker  # noqa: E402
 from db.models import Alert, JobClaim, OutboxMessage  # noqa: E402
 from db.rollups import daily_rows  # noqa: E402
-from sqlalchemy import delete  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.harness import BOT_TOKEN, SIGNING_SECRET  # noqa: E402
 from tests.processes import ServeProcess, wait_until  # noqa: E402
-from zoneinfo import ZoneInfo  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -58,14 +58,14 @@ def measure(url: str, tz: str) -> dict[str, float]:
     from bot.views.chart import spend_chart
     from bot.views.digest import digest_blocks, digest_text
     from bot.views.home import home_view
-    from jobs.config.context import Context
     from db.rollups import DailyUsage
     from jobs.advice.batch import advise
+    from jobs.config.context import Context
+    from jobs.config.settings import Settings
     from jobs.digest.daily import build_digest
     from jobs.digest.overview import build_overview
     from jobs.runtime.outbox import send_pending
     from jobs.runtime.scheduler import outbox_client
-    from jobs.config.settings import Settings
     from tests.fakes.slack_api import FakeSlack
     from tests.harness import BOT_TOKEN
 

@@ -69,8 +69,8 @@ def measure_jobs(url: str, repeat: int) -> dict[str, object]:
     """Forecast for all models, then advice, as the jobs run them; rollups already built."""
     from jobs.advice.batch import advise
     from jobs.config.context import Context
-    from jobs.forecast.month_end import forecast_month_end
     from jobs.config.settings import Settings
+    from jobs.forecast.month_end import forecast_month_end
 
     started = time.perf_counter()
     context = Context.open(Settings(database_url=url))

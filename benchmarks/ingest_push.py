@@ -113,7 +113,7 @@ def raw_sqlite(path: Path, batches: list[list[tuple]]) -> float:
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute(f"CREATE TABLE usage_records (id TEXT PRIMARY KEY, created INTEGER, model TEXT, project TEXT, "
+    connection.execute("CREATE TABLE usage_records (id TEXT PRIMARY KEY, created INTEGER, model TEXT, project TEXT, "
                        "feature TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER)")
     started = time.perf_counter()
     for rows in batches:

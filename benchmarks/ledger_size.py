@@ -24,8 +24,8 @@ from import_csv import write_csv  # noqa: E402
 from db.engine import make_engine, make_sessionmaker  # noqa: E402
 from db.schema import upgrade  # noqa: E402
 from jobs.config.catalog import build_catalog  # noqa: E402
-from jobs.usage.imports import import_file  # noqa: E402
 from jobs.config.settings import Settings  # noqa: E402
+from jobs.usage.imports import import_file  # noqa: E402
 
 
 def table_bytes(path: Path) -> dict[str, int]:

@@ -27,9 +27,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.ingest_push import MODELS, drop_schema, postgres_schema_url, start_server  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue  # noqa: E402
+
+from benchmarks.ingest_push import MODELS, drop_schema, postgres_schema_url, start_server  # noqa: E402
 
 TOKEN = "token-bench"
 

@@ -19,14 +19,14 @@ from starlette.routing import Route
 from bot.metrics import Metrics
 from bot.slack_link import NOT_CONFIGURED, REFUSED, SlackLink
 from jobs.budgets.status import answer as status_answer
-from jobs.usage import otlp
 from jobs.config.context import Context
+from jobs.config.redaction import redact
+from jobs.usage import otlp
 from jobs.usage.costing import check_costs
 from jobs.usage.ingest import IngestResult
-from jobs.usage.records import IngestRejected
 from jobs.usage.litellm_spend import parse_spend_logs
 from jobs.usage.push_writer import PushWriter
-from jobs.config.redaction import redact
+from jobs.usage.records import IngestRejected
 
 log = logging.getLogger(__name__)
 

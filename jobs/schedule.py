@@ -13,6 +13,7 @@ from apscheduler.triggers.cron import CronTrigger
 from jobs.budgets.check import check_budgets
 from jobs.budgets.reconcile import check_drift
 from jobs.config.context import Context
+from jobs.config.cron import cron_trigger
 from jobs.digest.daily import digest_job
 from jobs.runtime.scheduler import ScheduledJob
 from jobs.usage.price_sync import sync_prices
@@ -28,7 +29,7 @@ def scheduled_jobs(context: Context, renderers: dict[str, Callable[..., Any]] | 
     jobs: list[ScheduledJob] = []
 
     def cron(expression: str) -> CronTrigger:
-        return CronTrigger.from_crontab(expression, timezone=zone)
+        return cron_trigger(expression, zone)
 
     if settings.sources:
         jobs.append(ScheduledJob("pull", cron(settings.pull_cron),

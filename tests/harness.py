@@ -16,8 +16,16 @@ from urllib.parse import urlencode
 import httpx
 import uvicorn
 
+from jobs.config.settings import Settings
+
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-0000-token"
+
+
+def slack_settings(database_url: str, slack: Any, **values: Any) -> Settings:
+    """Settings for a bot on `database_url` that talks to the fake `slack` (a FakeSlack), plus `values`."""
+    return Settings(database_url=database_url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
+                    slack_api_url=slack.url, **values)
 
 
 def free_port() -> int:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.cli import main
-from db.models import UsageBucket, to_nanos
+from db.models import to_nanos
 from jobs.advice.batch import Usage, advise, pattern_signals, saving_in_scope
 from jobs.config.context import Context
 from jobs.config.sections import Offline, PriceOverride
 from jobs.config.settings import Settings
 from pricing.costs import token_cost
+from tests.buckets import add_buckets, usage_bucket
 
 ZONE = ZoneInfo("America/New_York")  # US daylight saving starts on March 8, inside the window
 NOW = datetime(2026, 3, 20, 15, 30, tzinfo=timezone.utc)
@@ -42,7 +43,7 @@ class Ledger:
 
     def __init__(self, context: Context) -> None:
         self.context = context
-        self.buckets: list[UsageBucket] = []
+        self.buckets: list[dict[str, Any]] = []
         self.window: dict[tuple[str, str], list[int]] = {}  # (model, feature) -> in, out tokens in the window
         self.tagged: dict[str, list[int]] = {}  # tags -> in, out tokens in the window
 
@@ -50,10 +51,9 @@ class Ledger:
             tokens_out: int, tags: str = "") -> None:
         price = self.context.catalog.price_of(model, at)
         tin, tout = requests * tokens_in, requests * tokens_out
-        self.buckets.append(UsageBucket(
-            bucket_start=at, width="1h", source="test", model=model, mode="serverless", project=project,
-            feature=feature, api_key=f"key-{project}", environment="prod", tags=tags, input_tokens=tin,
-            cached_input_tokens=0, output_tokens=tout, requests=requests, uptime_minutes=0,
+        self.buckets.append(usage_bucket(
+            at, model=model, project=project, feature=feature, api_key=f"key-{project}", environment="prod",
+            tags=tags, input_tokens=tin, output_tokens=tout, requests=requests,
             cost_nanos=to_nanos(token_cost(price, tin, tout)) if price else None))
         if WINDOW_START <= at.astimezone(ZONE).date() < TODAY:
             for sums in (self.window.setdefault((model, feature), [0, 0]), self.tagged.setdefault(tags, [0, 0])):
@@ -61,8 +61,7 @@ class Ledger:
                 sums[1] += tout
 
     def save(self) -> None:
-        with self.context.sessions() as session, session.begin():
-            session.add_all(self.buckets)
+        add_buckets(self.context.sessions, self.buckets)
 
 
 def build(context: Context) -> Ledger:
@@ -86,10 +85,8 @@ def build(context: Context) -> Ledger:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url, **SETTINGS))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, **SETTINGS)
 
 
 def expected_monthly_saving(context: Context, tokens_in: int, tokens_out: int) -> Decimal:

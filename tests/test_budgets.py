@@ -17,63 +17,59 @@ from bot.app import admin_directory, create_app
 from bot.cli import main
 from bot.server import create_server
 from bot.views.alerts import alert_message
-from db.models import Alert, Budget, OutboxMessage, SourceState, SyncedPrice, UsageBucket, to_nanos
+from db.models import Alert, Budget, OutboxMessage, SourceState, SyncedPrice
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
-from jobs.runtime.outbox import send_pending
-from jobs.usage.pull import pull_sources
-from jobs.usage.sources import RetryPolicy
-from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.config.sections import BudgetConfig, Source
 from jobs.config.settings import Settings
+from jobs.runtime.outbox import send_pending
+from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
+from jobs.usage.pull import pull_sources
+from jobs.usage.sources import RetryPolicy
+from tests.buckets import add_buckets, spend_bucket
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import (BOT_TOKEN, SIGNING_SECRET, ServerThread, block_actions_payload, post_interaction,
-                           post_slash_command)
+from tests.harness import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    ServerThread,
+    block_actions_payload,
+    post_interaction,
+    post_slash_command,
+    slack_settings,
+)
 from tests.processes import wait_until
 
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and out
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        fake.set_usergroup("S0ADMINS", ["U0GROUPIE"])
-        fake.add_channel("C0ALERTS", members=["U0LEAD", "U0OTHER"])  # who may acknowledge its alerts
-        yield fake
+def slack(slack: FakeSlack) -> FakeSlack:
+    slack.set_usergroup("S0ADMINS", ["U0GROUPIE"])
+    slack.add_channel("C0ALERTS", members=["U0LEAD", "U0OTHER"])  # who may acknowledge its alerts
+    return slack
 
 
 def make_settings(database_url: str, slack: FakeSlack, **overrides) -> Settings:  # type: ignore[no-untyped-def]
     values = dict(
-        database_url=database_url,
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url,
         alert_channel="C0ALERTS",
         admins=["U0ADMIN", "S0ADMINS"],
         budgets=[BudgetConfig(name="llama-prod", amount=Decimal(1000), scope={"model": MODEL, "project": "search"},
                               thresholds=[50, 80, 100], forecast=False)],
     )
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 @pytest.fixture
-def context(database_url: str, slack: FakeSlack) -> Iterator[Context]:
-    ctx = Context.open(make_settings(database_url, slack))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str, slack: FakeSlack) -> Settings:
+    return make_settings(database_url, slack)
 
 
 def spend(context: Context, at: datetime, dollars: Decimal, *, model: str = MODEL, project: str = "search",
           feature: str = "chat", source: str = "test") -> None:
     """Record usage costing exactly `dollars` at the model's $0.88/1M (input tokens only)."""
-    tokens = int(dollars / Decimal("0.88") * 1_000_000)
-    with context.sessions() as session, session.begin():
-        session.add(UsageBucket(bucket_start=at.replace(minute=0, second=0, microsecond=0), width="1h", source=source,
-                                model=model, mode="serverless", project=project, feature=feature, api_key="",
-                                environment="", tags="", input_tokens=tokens, cached_input_tokens=0, output_tokens=0,
-                                requests=tokens // 1000, uptime_minutes=0,
-                                cost_nanos=to_nanos(Decimal(tokens) * Decimal("0.88") / 1_000_000)))
+    add_buckets(context.sessions, [spend_bucket(at, dollars, exact=False, model=model, project=project,
+                                                feature=feature, source=source)])
 
 
 NO_RETRY = RetryPolicy(attempts=1, base_delay=0, max_delay=0, max_total_wait=0, sleep=lambda seconds: None)
@@ -296,8 +292,8 @@ def test_two_replicas_over_a_simulated_day_post_one_alert_per_threshold(database
 def test_check_dry_run_prints_and_posts_nothing(database_url: str, slack: FakeSlack, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "budget-guard.toml"
-    config.write_text(f'alert_channel = "C0ALERTS"\n[[budgets]]\nname = "llama-prod"\namount = 1000\n'
-                      f'scope = {{ project = "search" }}\nforecast = false\n')
+    config.write_text('alert_channel = "C0ALERTS"\n[[budgets]]\nname = "llama-prod"\namount = 1000\n'
+                      'scope = { project = "search" }\nforecast = false\n')
     monkeypatch.setenv("BUDGET_GUARD_CONFIG", str(config))
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
@@ -341,7 +337,8 @@ def test_a_budget_the_file_gets_wrong_stops_the_command_in_one_line(  # type: ig
 
 def test_file_budgets_follow_the_file_unless_slack_changed_them(database_url: str, slack: FakeSlack,
                                                                 tmp_path: Path) -> None:
-    from jobs.budgets.specs import BudgetConfig as Config, current_budgets, delete, save
+    from jobs.budgets.specs import BudgetConfig as Config
+    from jobs.budgets.specs import current_budgets, delete, save
     from jobs.config.settings import load_settings
 
     config = tmp_path / "budget-guard.toml"
@@ -547,7 +544,7 @@ def test_budget_command_admins_only_with_specific_refusals(context: Context, sla
         assert answer["blocks"][0]["text"]["type"] == "plain_text"
     assert {n: (b.amount, b.scope) for n, b in budgets().items()} == before
 
-    saved = say(f"set team-a 2.5k model=llama-3.3-70b feature=chat 60,90 <#C0TEAM|team-a>", "U0GROUPIE")
+    saved = say("set team-a 2.5k model=llama-3.3-70b feature=chat 60,90 <#C0TEAM|team-a>", "U0GROUPIE")
     assert "created" in json.dumps(saved["blocks"])
     team = budgets()["team-a"]
     assert team.amount == Decimal("2500.00") and team.scope == {"model": MODEL, "feature": "chat"}

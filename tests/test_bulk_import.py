@@ -22,14 +22,13 @@ from db.bulk import CopyWriter, DirectWriter, bulk_writer
 from db.models import SeenEvent, UsageBucket, counted_model
 from db.rollups import daily_rows, local_day
 from jobs.config.catalog import build_catalog
-from jobs.usage.records import IngestRejected
-from jobs.usage.ingest import IngestResult
-from jobs.usage.push_writer import PushWriter
-from jobs.usage.imports import import_file
 from jobs.config.sections import PriceOverride
 from jobs.config.settings import Settings
+from jobs.usage.imports import import_file
+from jobs.usage.ingest import IngestResult
+from jobs.usage.push_writer import PushWriter
+from jobs.usage.records import IngestRejected
 from pricing.catalog import Catalog
-from tests.test_ledger_ingest import push_writer  # noqa: F401 (a fixture)
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 START = datetime(2026, 11, 10, 3, tzinfo=timezone.utc)

@@ -9,14 +9,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bot.cli import main
 from bot.commands.quote import render_table
 from bot.views.quote import quote_blocks
 from jobs.config.catalog import build_catalog
-from jobs.config.settings import ConfigError, Settings, load_settings
 from jobs.config.sections import ModelFactsOverride, Throughput
+from jobs.config.settings import ConfigError, Settings, load_settings
 from pricing import capacity
 from pricing.catalog import load_catalog
 from pricing.facts import DATA, gpu_facts, load_model_facts, model_facts, with_precision

@@ -80,8 +80,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_parser_choices_copied_to_keep_start_up_fast_match_their_source() -> None:
     from bot.commands import forecast, import_, usage
     from db.totals import GROUPS as LEDGER_GROUPS
-    from jobs.usage.imports import CSV_FIELDS
     from jobs.forecast.month_end import GROUPS
+    from jobs.usage.imports import CSV_FIELDS
 
     assert forecast.GROUPS == GROUPS and import_.CSV_FIELDS == CSV_FIELDS and usage.GROUP_CHOICES == LEDGER_GROUPS
 

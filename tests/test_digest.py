@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -16,26 +15,27 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from bot.cli import main
 from bot.runtime import renderers
 from bot.views.blocks import MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS
 from bot.views.digest import digest_blocks
-from db.models import BudgetSnapshot, JobClaim, OutboxMessage, UsageBucket, to_nanos
-from jobs.config.context import Context
+from db.models import BudgetSnapshot, JobClaim, OutboxMessage, to_nanos
 from jobs.advice.batch import advise
 from jobs.budgets.check import check_budgets
+from jobs.config.context import Context
+from jobs.config.sections import BudgetConfig
+from jobs.config.settings import Settings
 from jobs.digest.daily import build_digest, digest_job
 from jobs.digest.overview import build_overview
 from jobs.runtime.outbox import send_pending
 from jobs.runtime.scheduler import ScheduledJob, outbox_client, run_claimed
 from jobs.schedule import scheduled_jobs
-from jobs.config.sections import BudgetConfig
-from jobs.config.settings import Settings
-from tests.fakes.slack_api import FakeSlack
 from pricing.money import usd
-from tests.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.buckets import add_buckets, spend_bucket
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BOT_TOKEN, slack_settings
 
 ZONE = ZoneInfo("Europe/Berlin")
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens in and out
@@ -49,45 +49,30 @@ def local(day: date, hour: int = 9, minute: int = 0, second: int = 0) -> datetim
     return datetime.combine(day, time(hour, minute, second), ZONE).astimezone(timezone.utc)
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
 def make_settings(database_url: str, slack: FakeSlack, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        database_url=database_url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url, tz="Europe/Berlin", digest_channel=CHANNEL, alert_channel="C0ALERTS",
+        tz="Europe/Berlin", digest_channel=CHANNEL, alert_channel="C0ALERTS",
         budgets=[BudgetConfig(name="search", amount=Decimal(3000), scope={"project": "search"})],
     )
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 @pytest.fixture
-def context(database_url: str, slack: FakeSlack) -> Iterator[Context]:
-    ctx = Context.open(make_settings(database_url, slack))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str, slack: FakeSlack) -> Settings:
+    return make_settings(database_url, slack)
 
 
 def bucket(at: datetime, dollars: Decimal | int | str, *, model: str = MODEL, project: str = "search",
            feature: str = "chat", mode: str = "serverless", tags: str = "", uptime: int = 0,
            priced: bool = True) -> dict[str, Any]:
     """One hourly bucket costing exactly `dollars` (tokens as at $0.88/1M input)."""
-    dollars = Decimal(dollars)
-    tokens = int(dollars / Decimal("0.88") * 1_000_000)
-    return dict(bucket_start=at.replace(minute=0, second=0, microsecond=0), width="1h", source="test", model=model,
-                mode=mode, project=project, feature=feature, api_key="", environment="", tags=tags,
-                input_tokens=tokens, cached_input_tokens=0, output_tokens=0, requests=max(1, tokens // 1000),
-                uptime_minutes=uptime, cost_nanos=to_nanos(dollars) if priced else None)
+    return spend_bucket(at, dollars, priced=priced, model=model, mode=mode, project=project, feature=feature,
+                        tags=tags, uptime_minutes=uptime)
 
 
 def record(context: Context, buckets: list[dict[str, Any]]) -> None:
-    with context.sessions() as session, session.begin():
-        for i in range(0, len(buckets), 5000):
-            session.execute(insert(UsageBucket), buckets[i:i + 5000])
+    add_buckets(context.sessions, buckets)
 
 
 def steady_ledger(context: Context, until: date, days: int = 70) -> None:

@@ -4,15 +4,12 @@ missed digest is posted once, marked late, with its chart; a restart posts nothi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from db.engine import make_engine, make_sessionmaker
-from db.models import UsageBucket
+from tests.buckets import add_buckets
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
 from tests.processes import ServeProcess, wait_until
@@ -21,19 +18,11 @@ from tests.test_digest import MODEL, bucket, earlier_today
 CHANNEL = "C0DIGEST"
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
 def fill(database_url: str) -> None:
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     now = datetime.now(timezone.utc)
-    with sessions() as session, session.begin():
-        for n in range(1, 40):
-            session.add(UsageBucket(**bucket(now - timedelta(days=n), Decimal(100 + n % 7))))
+    add_buckets(sessions, [bucket(now - timedelta(days=n), Decimal(100 + n % 7)) for n in range(1, 40)])
     engine.dispose()
 
 

@@ -22,10 +22,10 @@ from sqlalchemy import select
 from db.engine import make_engine, make_sessionmaker
 from db.models import OutboxMessage, SourceState
 from db.totals import totals
+from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.runtime.outbox import enqueue, send_pending
 from jobs.usage.pull import pull_sources
-from jobs.config.settings import Settings
-from jobs.config.sections import Source
 from jobs.usage.sources import RetryPolicy
 from pricing.catalog import load_catalog
 from tests.conftest import PG_URL

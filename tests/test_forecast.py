@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 
-from jobs.forecast.projection import Projection
 from jobs.forecast.forecaster import (
     MonthForecast,
     forecast_month,
@@ -18,6 +17,7 @@ from jobs.forecast.forecaster import (
     run_rate,
     trailing_7,
 )
+from jobs.forecast.projection import Projection
 
 TODAY = date(2025, 3, 15)  # a Saturday; March has 31 days, 16 of them still to come
 DAYS_IN_MONTH = 31

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from db.models import UsageBucket, from_nanos, to_nanos
+from db.models import from_nanos, to_nanos
 from db.rollups import DailyRow
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
-from jobs.forecast.projection import project
 from jobs.config.sections import PriceOverride
 from jobs.config.settings import Settings
+from jobs.forecast.projection import project
 from pricing.costs import token_cost
 from pricing.money import usd
+from tests.buckets import add_buckets, usage_bucket
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
 TODAY = NOW.date()
@@ -46,24 +47,19 @@ def record(database_url: str, days: int = 70, *, unpriced: bool = True) -> Decim
     for n in range(days - 1, -1, -1):
         day = TODAY - timedelta(days=n)
         scale = 1 if day.weekday() < 5 else 0.4
-        for model, project, requests in ((MAESTRO, "search", 400), (MAESTRO, "app", 150), (DEEPSEEK, "app", 300)):
+        for model, team, requests in ((MAESTRO, "search", 400), (MAESTRO, "app", 150), (DEEPSEEK, "app", 300)):
             tin, tout = int(requests * scale) * 2000, int(requests * scale) * 500
             cost = to_nanos(token_cost(context.catalog.price_of(model, day), tin, tout))
-            buckets.append(UsageBucket(
-                bucket_start=datetime(day.year, day.month, day.day, 10, tzinfo=timezone.utc), width="1h",
-                source="test", model=model, mode="serverless", project=project, feature="chat", api_key="",
-                environment="", tags="", input_tokens=tin, cached_input_tokens=0, output_tokens=tout,
-                requests=int(requests * scale), uptime_minutes=0, cost_nanos=cost))
+            buckets.append(usage_bucket(
+                datetime(day.year, day.month, day.day, 10, tzinfo=timezone.utc), model=model, project=team,
+                feature="chat", input_tokens=tin, output_tokens=tout, requests=int(requests * scale), cost_nanos=cost))
             if day >= TODAY.replace(day=1):
                 month_to_date += from_nanos(cost)
         if unpriced:
-            buckets.append(UsageBucket(
-                bucket_start=datetime(day.year, day.month, day.day, 11, tzinfo=timezone.utc), width="1h",
-                source="test", model=UNKNOWN, mode="serverless", project="search", feature="chat", api_key="",
-                environment="", tags="", input_tokens=50_000, cached_input_tokens=0, output_tokens=10_000,
-                requests=20, uptime_minutes=0, cost_nanos=None))
-    with context.sessions() as session, session.begin():
-        session.add_all(buckets)
+            buckets.append(usage_bucket(
+                datetime(day.year, day.month, day.day, 11, tzinfo=timezone.utc), model=UNKNOWN, project="search",
+                feature="chat", input_tokens=50_000, output_tokens=10_000, requests=20, cost_nanos=None))
+    add_buckets(context.sessions, buckets)
     context.close()
     return month_to_date
 

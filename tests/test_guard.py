@@ -23,16 +23,17 @@ from bot.views.alerts import alert_message
 from db.models import Alert, BudgetSnapshot, DedicatedEndpoint, JobClaim, UsageBucket
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
-from jobs.usage.endpoints import idle_endpoints
-from jobs.runtime.outbox import send_pending
-from jobs.usage.pull import pull_sources
-from jobs.runtime.scheduler import outbox_client
 from jobs.config.sections import BudgetConfig, Source
 from jobs.config.settings import Settings
+from jobs.runtime.outbox import send_pending
+from jobs.runtime.scheduler import outbox_client
+from jobs.usage.endpoints import idle_endpoints
+from jobs.usage.pull import pull_sources
 from jobs.usage.sources import RetryPolicy
+from tests.buckets import add_buckets, usage_bucket
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.together_api import SAMPLE_ENDPOINTS, Endpoint, FakeTogether
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_interaction, trigger_id
+from tests.harness import ServerThread, post_interaction, slack_settings, trigger_id
 from tests.processes import wait_until
 
 KEY = "together-test-key"
@@ -51,12 +52,6 @@ def endpoint(endpoint_id: str = IDLE, name: str = NAME, model: str = "deepseek-a
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
 def together(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTogether]:
     monkeypatch.setenv("TOGETHER_ENDPOINTS_KEY", KEY)
     with FakeTogether(api_key=KEY, endpoints=[endpoint(), SAMPLE_ENDPOINTS[1]]) as fake:
@@ -65,13 +60,12 @@ def together(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTogether]:
 
 def make_settings(database_url: str, slack: FakeSlack, together: FakeTogether, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        database_url=database_url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url, alert_channel="C0ALERTS", admins=["U0ADMIN"], ingest_tokens="search=tok-search",
+        alert_channel="C0ALERTS", admins=["U0ADMIN"], ingest_tokens="search=tok-search",
         sources=[Source(name="together-endpoints", kind="together_endpoints", base_url=together.url,
                         api_key_env="TOGETHER_ENDPOINTS_KEY", start=date(2026, 11, 20), timeout_seconds=1)],
     )
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 def patches(together: FakeTogether) -> list[Any]:
@@ -90,13 +84,10 @@ def check(context: Context, now: datetime = NOW) -> list[Any]:
 
 
 def add_usage(context: Context, **fields: Any) -> None:
-    values: dict[str, Any] = dict(bucket_start=NOW - timedelta(hours=2), width="1h", source="push", model="m",
-                                  mode="serverless", project="", feature="", api_key="", environment="", tags="",
-                                  input_tokens=1000, cached_input_tokens=0, output_tokens=100, requests=1,
-                                  uptime_minutes=0, cost_nanos=0)
+    values: dict[str, Any] = dict(bucket_start=NOW - timedelta(hours=2), source="push", model="m",
+                                  input_tokens=1000, output_tokens=100, requests=1)
     values.update(fields)
-    with context.sessions() as session, session.begin():
-        session.add(UsageBucket(**values))
+    add_buckets(context.sessions, [usage_bucket(**values)])
 
 
 def test_an_endpoint_up_without_tokens_alerts_once_with_what_it_cost(database_url: str, slack: FakeSlack,

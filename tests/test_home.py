@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 
 from bot.app import create_app
 from bot.server import create_server
 from jobs.config.context import Context
 from jobs.config.sections import BudgetConfig
-from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, signed_headers
+from tests.harness import SIGNING_SECRET, ServerThread, signed_headers, slack_settings
 from tests.processes import wait_until
 from tests.test_digest import MODEL, bucket, record
 
 READER = "U0READER"
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
 def serve(database_url: str, slack: FakeSlack, **overrides: Any) -> tuple[Context, ServerThread]:
-    settings = Settings(database_url=database_url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-                        slack_api_url=slack.url, alert_channel="C0ALERTS", **overrides)
+    settings = slack_settings(database_url, slack, alert_channel="C0ALERTS", **overrides)
     context = Context.open(settings)
     return context, ServerThread(create_server(context, create_app(context)))
 

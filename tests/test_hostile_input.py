@@ -7,14 +7,15 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,11 +24,11 @@ from bot.server import create_server
 from db.models import SeenEvent, UsageBucket
 from db.totals import totals
 from jobs.config.context import Context
-from jobs.usage.records import IngestRejected
-from jobs.usage.imports import import_file
-from jobs.usage.push_writer import PushWriter
 from jobs.config.sections import PriceOverride
 from jobs.config.settings import Settings
+from jobs.usage.imports import import_file
+from jobs.usage.push_writer import PushWriter
+from jobs.usage.records import IngestRejected
 from tests.harness import ServerThread
 
 PRICEY = "acme/pricey-model"  # $150 in, $600 out per 1M tokens
@@ -54,10 +55,8 @@ def settings_for(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(settings_for(database_url))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return settings_for(database_url)
 
 
 @pytest.fixture

@@ -27,11 +27,9 @@ def record(event_id: str, prompt: int = 3000, completion: int = 1000, **extra) -
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url, ingest_tokens="search=tok_search,support=tok_support",
-                                max_body_bytes=200_000))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, ingest_tokens="search=tok_search,support=tok_support",
+                    max_body_bytes=200_000)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -9,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import argparse
-import importlib
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.test_ledger_ingest import MAESTRO, NOW, response
 

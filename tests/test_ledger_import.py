@@ -15,16 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import UsageBucket
 from jobs.config.catalog import build_catalog
-from jobs.usage.records import IngestRejected
-from jobs.usage.imports import import_file
-from jobs.usage.push_writer import PushWriter
-from jobs.usage.pull import pull_one
-from jobs.config.settings import Settings
 from jobs.config.sections import Source
+from jobs.config.settings import Settings
+from jobs.usage.imports import import_file
+from jobs.usage.pull import pull_one
+from jobs.usage.push_writer import PushWriter
+from jobs.usage.records import IngestRejected
 from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
-from tests.test_ledger_ingest import MAESTRO, NOW, bucket_count, response, snapshot, push_writer  # noqa: F401 (a fixture)
+from tests.test_ledger_ingest import MAESTRO, NOW, bucket_count, response, snapshot
 
 NOV_1 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 OTHER = "deepseek-ai/DeepSeek-V3"

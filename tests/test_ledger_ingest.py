@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from sqlalchemy import Engine, func, select
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import PriceRecord, SeenEvent, UsageBucket
 from db.totals import totals
 from jobs.config.catalog import build_catalog
-from jobs.config.context import Context
+from jobs.config.sections import PriceOverride
+from jobs.config.settings import Settings
 from jobs.usage.costing import bucket_records
 from jobs.usage.push_writer import PushWriter
 from jobs.usage.records import IngestRejected, latest_allowed, parse_body, parse_record
 from jobs.usage.validation import RecordError
-from jobs.config.sections import PriceOverride
-from jobs.config.settings import Settings
 from pricing.catalog import Catalog
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -41,14 +41,6 @@ def catalog() -> Catalog:
             ]
         )
     )
-
-
-@pytest.fixture
-def push_writer(engine: Engine, sessions: sessionmaker[Session], catalog: Catalog) -> Iterator[PushWriter]:
-    """What `POST /v1/usage` pushes through, on this test's database and its module's catalog."""
-    writer = PushWriter(Context(Settings(), engine, sessions, catalog))
-    yield writer
-    writer.close()
 
 
 def response(

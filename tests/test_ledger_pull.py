@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import SourceState, UsageBucket, from_nanos
 from db.totals import totals
 from jobs.config.catalog import build_catalog
-from jobs.usage.pull import PullOutcome, pull_one, pull_sources
 from jobs.config.sections import FieldMap, Source
 from jobs.config.settings import Settings
+from jobs.usage.pull import PullOutcome, pull_one, pull_sources
 from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from pricing.costs import token_cost

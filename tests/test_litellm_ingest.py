@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bot.server import create_server
@@ -25,9 +26,9 @@ from db.models import UsageBucket, from_nanos
 from db.totals import totals
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
-from jobs.usage.records import IngestRejected
-from jobs.usage.litellm_spend import parse_spend_logs
 from jobs.config.settings import Settings, given_settings
+from jobs.usage.litellm_spend import parse_spend_logs
+from jobs.usage.records import IngestRejected
 from tests.harness import ServerThread
 
 CATALOG = build_catalog(given_settings())
@@ -48,10 +49,8 @@ def payload(call_id: str | None = None, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url, ingest_tokens="gateway=tok_litellm"))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, ingest_tokens="gateway=tok_litellm")
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -25,11 +26,11 @@ from sqlalchemy import text
 
 from bot.server import create_server
 from db.totals import totals
-from jobs.usage import otlp
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
 from jobs.config.sections import OtlpMapping
 from jobs.config.settings import Settings
+from jobs.usage import otlp
 from tests.harness import ServerThread
 
 MODEL = "arcee-ai/maestro-reasoning"  # $0.90 in, $3.30 out per 1M tokens
@@ -80,11 +81,9 @@ def otlp_json(request: ExportTraceServiceRequest) -> bytes:
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url, ingest_tokens="fallback=tok_otel",
-                                otlp={"feature": ["app.feature"]}, otlp_max_body_bytes=100_000))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, ingest_tokens="fallback=tok_otel",
+                    otlp={"feature": ["app.feature"]}, otlp_max_body_bytes=100_000)
 
 
 @pytest.fixture

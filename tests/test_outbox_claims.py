@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,12 +16,6 @@ from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -229,8 +222,8 @@ def test_a_job_whose_process_died_runs_again_after_job_lease_seconds(database_ur
     from apscheduler.triggers.cron import CronTrigger
 
     from jobs.config.context import Context
-    from jobs.runtime.scheduler import ScheduledJob, period_key, run_claimed
     from jobs.config.settings import Settings
+    from jobs.runtime.scheduler import ScheduledJob, period_key, run_claimed
 
     context = Context.open(Settings(database_url=database_url, job_lease_seconds=60))
     try:

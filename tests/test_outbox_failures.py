@@ -21,9 +21,8 @@ from db.models import OperatorNotice, OutboxMessage
 from jobs.config.context import Context
 from jobs.runtime.outbox import OutboxPolicy, enqueue, send_pending
 from jobs.runtime.outbox_operator import retry
-from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.harness import BOT_TOKEN, slack_settings
 
 ALERTS, OPS = "C0ALERTS", "C0OPS"
 CHANNEL_ERRORS = ["channel_not_found", "not_in_channel", "is_archived"]
@@ -32,22 +31,14 @@ TOKEN_ERRORS = ["invalid_auth", "account_inactive", "token_revoked"]
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
 def client(slack: FakeSlack) -> WebClient:
     return WebClient(token=BOT_TOKEN, base_url=slack.url, retry_handlers=[], timeout=5)
 
 
 def open_context(database_url: str, slack: FakeSlack, **overrides: Any) -> Context:
-    values: dict[str, Any] = dict(database_url=database_url, slack_bot_token=BOT_TOKEN,
-                                  slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url, alert_channel=ALERTS,
-                                  ops_channel=OPS, admins=["U0ADMIN"])
+    values: dict[str, Any] = dict(alert_channel=ALERTS, ops_channel=OPS, admins=["U0ADMIN"])
     values.update(overrides)
-    return Context.open(Settings(**values))
+    return Context.open(slack_settings(database_url, slack, **values))
 
 
 @pytest.fixture

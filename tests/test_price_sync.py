@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from db.models import SyncedHardware, SyncedPrice
 from jobs.config.context import Context
-from jobs.usage.price_sync import sync_prices
 from jobs.config.settings import Settings
+from jobs.usage.price_sync import sync_prices
 from jobs.usage.sources.http import RetryPolicy, SourceError
 from tests.fakes.together_api import FakeTogether, Hardware, TogetherModel
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
@@ -13,19 +12,11 @@ from sqlalchemy import func, select
 import jobs.usage.push_writer as push_writer
 from db.models import UsageBucket
 from jobs.config.context import Context
-from jobs.usage.records import parse_body
 from jobs.usage.push_writer import PushWriter
-from jobs.config.settings import Settings
+from jobs.usage.records import parse_body
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
-
-
-@pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=database_url))
-    yield ctx
-    ctx.close()
 
 
 def body(*ids: str) -> bytes:

@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bot.app import create_app
 from bot.server import create_server
@@ -21,7 +23,14 @@ from pricing.catalog import load_catalog
 from pricing.grammar import parse
 from pricing.quote import build_quote
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_slash_command, signed_headers, slash_command_body
+from tests.harness import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    ServerThread,
+    post_slash_command,
+    signed_headers,
+    slash_command_body,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -38,12 +37,10 @@ def push_example() -> tuple[str, str, str]:
 
 
 @pytest.fixture
-def context(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+def app_settings(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     token, _, _ = push_example()
     monkeypatch.setenv("DATABASE_URL", database_url)
-    ctx = Context.open(Settings(database_url=database_url, ingest_tokens=f"search={token}"))
-    yield ctx
-    ctx.close()
+    return Settings(database_url=database_url, ingest_tokens=f"search={token}")
 
 
 def test_the_push_example_is_accepted_now_and_usage_shows_it(context: Context,

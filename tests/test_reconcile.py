@@ -17,16 +17,16 @@ from bot.cli import main
 from bot.views.alerts import alert_message
 from db.engine import transaction
 from db.models import Alert, OutboxMessage
-from jobs.config.context import Context
-from jobs.usage.ingest import apply_records
-from jobs.usage.litellm_spend import parse_spend_logs
-from jobs.runtime.outbox import send_pending
-from jobs.usage.pull import pull_sources
 from jobs.budgets.reconcile import DayComparison, _likely_cause, check_drift, reconcile
+from jobs.config.context import Context
+from jobs.config.sections import Source
+from jobs.config.settings import Settings
+from jobs.runtime.outbox import send_pending
 from jobs.runtime.scheduler import outbox_client, run_claimed
 from jobs.schedule import scheduled_jobs
-from jobs.config.settings import Settings
-from jobs.config.sections import Source
+from jobs.usage.ingest import apply_records
+from jobs.usage.litellm_spend import parse_spend_logs
+from jobs.usage.pull import pull_sources
 from jobs.usage.sources import RetryPolicy
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.fakes.slack_api import FakeSlack
@@ -46,12 +46,6 @@ def events(model: str = MINI, days: int = 5, first: int = 14) -> list[UsageEvent
     return [UsageEvent(start + timedelta(days=d, hours=3 + 5 * n), model, input_tokens=1_500_000,
                        input_cached_tokens=500_000, output_tokens=200_000, project_id="proj_web")
             for d in range(days) for n in range(4)]
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture

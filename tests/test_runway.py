@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -17,18 +16,19 @@ from bot.app import create_app
 from bot.cli import main
 from bot.server import create_server
 from bot.views.alerts import alert_message
-from db.models import Alert, PrepaidEntry, UsageBucket, to_nanos
+from db.models import Alert, PrepaidEntry
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
+from jobs.config.sections import Prepaid, Topup
+from jobs.config.settings import ConfigError, Settings, load_settings
 from jobs.digest.daily import build_digest
 from jobs.digest.overview import build_overview
-from jobs.runtime.outbox import send_pending
 from jobs.forecast.runway import CreditError, current_runway, parse_credit_amount
+from jobs.runtime.outbox import send_pending
 from jobs.runtime.scheduler import outbox_client
-from jobs.config.settings import ConfigError, Settings, load_settings
-from jobs.config.sections import Prepaid, Topup
+from tests.buckets import add_buckets, spend_bucket
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BOT_TOKEN, SIGNING_SECRET, ServerThread, post_slash_command
+from tests.harness import ServerThread, post_slash_command, slack_settings
 from tests.processes import wait_until
 
 MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # $0.88 per 1M tokens
@@ -36,32 +36,19 @@ HOURLY = Decimal("4.40")  # 5M input tokens an hour: $105.60 a day
 NOW = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
-
-
 def make_settings(database_url: str, slack: FakeSlack, **overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(database_url=database_url, slack_bot_token=BOT_TOKEN,
-                                  slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
-                                  alert_channel="C0ALERTS", admins=["U0ADMIN"])
+    values: dict[str, Any] = dict(alert_channel="C0ALERTS", admins=["U0ADMIN"])
     values.update(overrides)
-    return Settings(**values)
+    return slack_settings(database_url, slack, **values)
 
 
 def steady_spend(context: Context, first: datetime, until: datetime, hourly: Decimal = HOURLY) -> None:
     """One bucket an hour from `first` up to (not including) `until`, each costing `hourly`."""
-    tokens = int(hourly / Decimal("0.88") * 1_000_000)
     rows, hour = [], first
     while hour < until:
-        rows.append(UsageBucket(bucket_start=hour, width="1h", source="test", model=MODEL, mode="serverless",
-                                project="search", feature="", api_key="", environment="", tags="",
-                                input_tokens=tokens, cached_input_tokens=0, output_tokens=0, requests=10,
-                                uptime_minutes=0, cost_nanos=to_nanos(hourly)))
+        rows.append(spend_bucket(hour, hourly, model=MODEL, project="search", requests=10))
         hour += timedelta(hours=1)
-    with context.sessions() as session, session.begin():
-        session.add_all(rows)
+    add_buckets(context.sessions, rows)
 
 
 def steady_ledger(database_url: str, slack: FakeSlack) -> str:

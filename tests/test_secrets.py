@@ -22,11 +22,11 @@ from db.models import Base, SourceState
 from db.rollups import DailyUsage  # noqa: F401 - its tables are in the metadata too
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
-from jobs.runtime.outbox import send_pending
-from jobs.usage.pull import pull_sources
 from jobs.config.redaction import REDACTED, Redactor, forms, redact
-from jobs.runtime.scheduler import outbox_client
 from jobs.config.settings import Settings, load_settings
+from jobs.runtime.outbox import send_pending
+from jobs.runtime.scheduler import outbox_client
+from jobs.usage.pull import pull_sources
 from jobs.usage.sources import RetryPolicy
 from tests.fakes.openai_usage import FakeOpenAIUsage
 from tests.fakes.slack_api import FakeSlack

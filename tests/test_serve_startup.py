@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,12 +18,6 @@ from tests.harness import BOT_TOKEN, SIGNING_SECRET, post_slash_command
 from tests.processes import REPO, ServeProcess, wait_until
 
 INGEST_SECRET = "tok_very_secret_ingest_value"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as fake:
-        yield fake
 
 
 def base_env(tmp_path: Path, slack: FakeSlack) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -19,9 +18,18 @@ from bot.app import admin_directory, create_app
 from bot.server import create_server
 from db.models import Alert, Budget, SlackDelivery
 from jobs.config.context import Context
+from jobs.config.settings import Settings
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import (BOT_TOKEN, ServerThread, block_actions_payload, event_callback_body, interaction_body,
-                           post_event, post_interaction, signed_headers, slash_command_body)
+from tests.harness import (
+    ServerThread,
+    block_actions_payload,
+    event_callback_body,
+    interaction_body,
+    post_event,
+    post_interaction,
+    signed_headers,
+    slash_command_body,
+)
 from tests.processes import wait_until
 from tests.test_budgets import make_settings, run_check, spend
 from tests.test_manifest_scopes import manifest_scopes
@@ -31,18 +39,20 @@ FAST = 2.0  # under Slack's 3 s; any wait on the 4 s Web API exceeds it, a loade
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN, scopes=manifest_scopes()) as fake:
-        fake.set_usergroup("S0ADMINS", ["U0GROUPIE"])
-        fake.add_channel("C0ALERTS", members=["U0LEAD"])  # who may acknowledge and snooze its alerts
-        yield fake
+def slack_scopes() -> set[str]:
+    return manifest_scopes()
 
 
 @pytest.fixture
-def context(database_url: str, slack: FakeSlack) -> Iterator[Context]:
-    ctx = Context.open(make_settings(database_url, slack))
-    yield ctx
-    ctx.close()
+def slack(slack: FakeSlack) -> FakeSlack:
+    slack.set_usergroup("S0ADMINS", ["U0GROUPIE"])
+    slack.add_channel("C0ALERTS", members=["U0LEAD"])  # who may acknowledge and snooze its alerts
+    return slack
+
+
+@pytest.fixture
+def app_settings(database_url: str, slack: FakeSlack) -> Settings:
+    return make_settings(database_url, slack)
 
 
 def timed(send) -> tuple[httpx.Response, float]:  # type: ignore[no-untyped-def]

@@ -19,9 +19,9 @@ from together import Together
 from db.models import SourceState, UsageBucket, from_nanos
 from db.totals import totals
 from jobs.config.catalog import build_catalog
-from jobs.usage.pull import PullOutcome, pull_one
 from jobs.config.sections import ClusterRate, Source
 from jobs.config.settings import Settings
+from jobs.usage.pull import PullOutcome, pull_one
 from jobs.usage.sources import RetryPolicy
 from pricing.catalog import Catalog
 from pricing.costs import token_cost
@@ -382,8 +382,8 @@ def test_the_digest_has_a_cluster_line_and_training_is_spent_not_extrapolated(
 ) -> None:
     from bot.views.digest import digest_blocks
     from jobs.config.context import Context
-    from jobs.digest.daily import ClusterRun, build_digest
     from jobs.config.sections import BudgetConfig
+    from jobs.digest.daily import ClusterRun, build_digest
 
     clusters, fine_tunes = source(together, "together_clusters", start=None), source(together, "together_fine_tunes")
     settings = Settings(database_url=database_url, sources=[clusters, fine_tunes], alert_channel="C0ALERTS",

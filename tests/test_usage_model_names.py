@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -22,10 +21,10 @@ from db.models import UsageBucket
 from db.totals import totals
 from jobs.budgets.check import check_budgets
 from jobs.config.context import Context
-from jobs.usage.imports import import_file
-from jobs.usage.pull import pull_sources
 from jobs.config.sections import BudgetConfig, Source
 from jobs.config.settings import Settings
+from jobs.usage.imports import import_file
+from jobs.usage.pull import pull_sources
 from pricing.catalog import Price, UnknownModel, load_catalog
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.harness import ServerThread
@@ -83,10 +82,8 @@ def settings_for(database_url: str, **extra) -> Settings:  # type: ignore[no-unt
 
 
 @pytest.fixture
-def context(database_url: str) -> Iterator[Context]:
-    ctx = Context.open(settings_for(database_url))
-    yield ctx
-    ctx.close()
+def app_settings(database_url: str) -> Settings:
+    return settings_for(database_url)
 
 
 def pushed(model: str, event_id: str, prompt: int, completion: int, created: int) -> str:
@@ -182,8 +179,8 @@ def test_gpt_4o_mini_is_priced_the_same_in_the_ledger_the_forecast_and_the_advic
     """One price rule: usage named as OpenAI names it is priced at ingest, repriced by the
     forecast when the price changes, and costed by the batch advice, all at the catalog's rate."""
     from jobs.advice.batch import advise
-    from jobs.forecast.month_end import forecast_month_end
     from jobs.config.sections import Offline, PriceOverride
+    from jobs.forecast.month_end import forecast_month_end
     from pricing.costs import token_cost
 
     now = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)

@@ -28,10 +28,8 @@ ASK = [{"role": "user", "content": "How much did this cost?"}]
 
 
 @pytest.fixture
-def context(sqlite_url: str) -> Iterator[Context]:
-    ctx = Context.open(Settings(database_url=sqlite_url, ingest_tokens="search=tok_push"))
-    yield ctx
-    ctx.close()
+def app_settings(sqlite_url: str) -> Settings:
+    return Settings(database_url=sqlite_url, ingest_tokens="search=tok_push")
 
 
 @pytest.fixture

@@ -32,8 +32,8 @@ def render_text(draft: AlertDraft) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from bot.runtime import command_outbox_policy, renderers
-    from jobs.runtime import claims
     from jobs.budgets.check import check_budgets
+    from jobs.runtime import claims
     from jobs.runtime.outbox import send_pending
     from jobs.runtime.scheduler import outbox_client
 

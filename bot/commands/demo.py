@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from db.schema import upgrade
     from jobs.budgets.check import check_budgets
     from jobs.config.context import Context
-    from jobs.usage.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
     from jobs.config.settings import given_settings
+    from jobs.usage.demo import ALERT_CHANNEL, DEMO_OFFLINE, DIGEST_CHANNEL, generate, simulated_now
     from pricing.grammar import parse
     from pricing.quote import build_quote
 
@@ -103,9 +103,9 @@ def simulation_note(real_now: datetime, now: datetime) -> str:
 def size_budgets(context: Context, now: datetime) -> list[BudgetConfig]:
     """One budget 90% used (an actual alert), one that the forecast says will be exceeded."""
     from db.rollups import daily_rows, local_midnight
-    from jobs.usage.demo import ALERT_CHANNEL
-    from jobs.forecast.projection import fraction_of_day, project
     from jobs.config.sections import BudgetConfig
+    from jobs.forecast.projection import fraction_of_day, project
+    from jobs.usage.demo import ALERT_CHANNEL
 
     today = now.date()
     with context.sessions() as session:

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from bot.runtime import command_outbox_policy
     from bot.views.digest import digest_message
     from db.models import OutboxMessage
-    from jobs.runtime import claims
     from jobs.digest.daily import build_digest, digest_key, queue_digest
+    from jobs.runtime import claims
     from jobs.runtime.outbox import send_pending
     from jobs.runtime.scheduler import outbox_client
 

@@ -68,8 +68,8 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.usage.records import IngestRejected
     from jobs.usage.imports import file_format, import_file
+    from jobs.usage.records import IngestRejected
 
     try:
         mapping = parse_mapping(args.map)

@@ -7,7 +7,6 @@ import argparse
 import json
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-
 from typing import TYPE_CHECKING
 
 from bot.commands.startup import StartupError, add_database_option, fail, open_context

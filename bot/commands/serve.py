@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bot.commands.startup import StartupError, add_database_option, fail, open_context, settings_from_args, upgrade_database
+from bot.commands.startup import (
+    StartupError,
+    add_database_option,
+    fail,
+    open_context,
+    settings_from_args,
+    upgrade_database,
+)
 
 log = logging.getLogger("budget_guard.serve")
 

@@ -19,8 +19,8 @@ from bot.listeners.lazy import ack_first
 from bot.views.actions import STOP_ENDPOINT
 from bot.views.alerts import StopAction, already_stopped_text, stop_failed_text, stopped_blocks
 from bot.views.blocks import escape
-from jobs.config.context import Context
 from jobs.budgets.guard import stop_from_alert
+from jobs.config.context import Context
 
 log = logging.getLogger(__name__)
 REFUSED = "That button does not belong to an idle alert I know; nothing was changed."

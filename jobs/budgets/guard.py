@@ -21,8 +21,8 @@ import httpx
 from sqlalchemy import select
 
 from db.models import Alert, DedicatedEndpoint, JobClaim
-from jobs.runtime import claims
 from jobs.config.context import Context
+from jobs.runtime import claims
 from jobs.usage.endpoints import EndpointInfo, get, info
 from jobs.usage.sources import SourceError, api_root
 from jobs.usage.sources.http import provider_reason

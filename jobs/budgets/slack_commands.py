@@ -8,8 +8,16 @@ from decimal import Decimal
 
 from db.models import Budget
 from jobs.budgets.check import month_spend
-from jobs.budgets.specs import BudgetError, BudgetSpec, current_budgets, delete, ledger_models, parse_set, save, \
-    sync_from_file
+from jobs.budgets.specs import (
+    BudgetError,
+    BudgetSpec,
+    current_budgets,
+    delete,
+    ledger_models,
+    parse_set,
+    save,
+    sync_from_file,
+)
 from jobs.config.context import Context
 from jobs.forecast.runway import record_credit
 

@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from db.models import Budget
 from db.rollups import DailyRow, DailyUsage
-from jobs.forecast import scopes
 from jobs.config.errors import UserError
 from jobs.config.sections import MENTION_RE, MODES, ON_EXCEED, SCOPE_KEYS, BudgetConfig
 from jobs.config.settings import Settings
+from jobs.forecast import scopes
 from pricing.catalog import Catalog, UnknownModel
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -150,10 +150,10 @@ class Settings(BaseSettings):
     def _cron(cls, value: str, info: ValidationInfo) -> str:
         if value == cls.model_fields[info.field_name].default:  # type: ignore[index]
             return value  # the defaults are valid (tested); parsing them would import APScheduler for every command
-        from apscheduler.triggers.cron import CronTrigger
+        from jobs.config.cron import cron_trigger
 
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
+            cron_trigger(value, "UTC")
         except ValueError as exc:
             raise ValueError(f"{value[:60]!r} is not a cron expression like '*/30 * * * *' "
                              f"(minute hour day month weekday): {exc}") from None

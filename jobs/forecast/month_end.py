@@ -15,8 +15,8 @@ from sqlalchemy import BigInteger, cast, func, select
 from sqlalchemy.orm import Session
 
 from db.rollups import DailyRow, DailyUsage, refresh_daily
-from jobs.forecast.projection import HISTORY_DAYS, Projection, fraction_of_day, project
 from jobs.config.settings import Settings
+from jobs.forecast.projection import HISTORY_DAYS, Projection, fraction_of_day, project
 from pricing.catalog import Catalog
 
 GROUPS = ("model", "project", "feature")

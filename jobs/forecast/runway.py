@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from db.models import PrepaidEntry, UsageBucket, from_nanos
 from jobs.config.context import Context
 from jobs.config.errors import UserError
-from jobs.forecast.projection import Projection
 from jobs.config.sections import MAX_PREPAID
 from jobs.config.settings import Settings
+from jobs.forecast.projection import Projection
 from pricing.money import usd
 
 ALERT_BUDGET = "prepaid:balance"  # the `budget` of runway alerts (no budget name has a colon)

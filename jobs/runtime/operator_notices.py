@@ -18,8 +18,8 @@ from slack_sdk import WebClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import OperatorNotice, OutboxMessage
 from db.engine import insert_once
+from db.models import OperatorNotice, OutboxMessage
 
 log = logging.getLogger(__name__)
 NOTICE_KIND = "notice"  # the outbox kind of a notice posted to OPS_CHANNEL

@@ -29,15 +29,15 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.engine import insert_once
 from db.models import OutboxMessage
+from jobs.config.redaction import redact, redact_values
+from jobs.config.settings import Settings
 from jobs.runtime import operator_notices
 from jobs.runtime.claims import OWNER
-from db.engine import insert_once
 from jobs.runtime.operator_notices import NoticeRoute
 from jobs.runtime.outbox_operator import fail_row, skip_row
 from jobs.runtime.outbox_recovery import Unchecked, chart_shared, find_posted, join
-from jobs.config.redaction import redact, redact_values
-from jobs.config.settings import Settings
 from jobs.runtime.slack_errors import is_permanent
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 
-from jobs.runtime import claims
-
-from jobs.runtime import outbox
 from jobs.config.context import Context
+from jobs.runtime import claims, outbox
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +35,25 @@ class ScheduledJob:
 
 
 def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta = timedelta(days=2)) -> datetime | None:
-    """The latest time at or before `now` that `trigger` fires: the period every replica agrees on."""
-    fire = trigger.get_next_fire_time(None, now - lookback)
-    latest = None
-    while fire is not None and fire <= now:
-        latest = fire
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-    return latest
+    """The latest time at or before `now` that `trigger` fires: the period every replica agrees on.
+
+    Looked for in windows growing back from `now`, so a trigger that fires every second or minute
+    is not walked fire by fire over the whole lookback."""
+    window = min(timedelta(minutes=1), lookback)
+    while True:
+        fire = trigger.get_next_fire_time(None, now - window)
+        latest = None
+        while fire is not None and fire <= now:
+            latest = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        if latest is not None or window >= lookback:
+            return latest
+        window = min(window * 16, lookback)
 
 
 def period_key(fire_time: datetime) -> str:
-    return fire_time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    """The period's name: its minute, with the second for a trigger that fires within minutes."""
+    return fire_time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ" if fire_time.second else "%Y-%m-%dT%H:%MZ")
 
 
 def run_claimed(context: Context, job: ScheduledJob, *, now: datetime | None = None, metrics: Any = None) -> bool:

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import SlackDelivery
 from db.engine import insert_once
+from db.models import SlackDelivery
 
 KEEP = timedelta(days=1)
 PRUNE_EVERY = timedelta(minutes=10)

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.ledger import BucketRow
-from db.prices import price_record_id
 from db.models import MAX_BUCKET_NANOS, to_nanos
+from db.prices import price_record_id
 from jobs.usage import validation
 from jobs.usage.records import IngestRejected, UsageRecord
 from pricing.catalog import Catalog, Price

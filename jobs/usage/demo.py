@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from db.ledger import BucketRow, add_buckets
 from jobs.config.context import Context
-from jobs.usage.costing import Costing
 from jobs.config.sections import Offline
+from jobs.usage.costing import Costing
 
 CHAT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 SUMMARY_MODEL = "deepseek-ai/DeepSeek-V3"

@@ -21,7 +21,14 @@ from db.ledger import BucketFull
 from jobs.usage.costing import bucket_refusal
 from jobs.usage.ingest import IngestResult, apply_records
 from jobs.usage.records import (
-    BOM, MAX_ERRORS, IngestRejected, UsageRecord, latest_allowed, parse_record, scan_line, validate,
+    BOM,
+    MAX_ERRORS,
+    IngestRejected,
+    UsageRecord,
+    latest_allowed,
+    parse_record,
+    scan_line,
+    validate,
 )
 from jobs.usage.validation import MAX_COUNT, MAX_LINE_BYTES, RecordError
 from pricing.catalog import Catalog

@@ -29,9 +29,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from db.models import to_nanos
+from jobs.usage.providers import ModelNames, model_names, provider_of
 from jobs.usage.records import LIMITS, IngestRejected, UsageRecord, latest_allowed, scan_line, validate
 from jobs.usage.validation import RecordError
-from jobs.usage.providers import ModelNames, model_names, provider_of
 from pricing.catalog import Catalog
 
 MAX_COST = Decimal(1_000_000)  # dollars for one call; more is a bug upstream

@@ -44,10 +44,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from jobs.usage.validation import RecordError
-from jobs.usage.records import UsageRecord, latest_allowed, validate
-from jobs.usage.providers import ModelNames, model_names, provider_of
 from jobs.config.sections import OtlpMapping
+from jobs.usage.providers import ModelNames, model_names, provider_of
+from jobs.usage.records import UsageRecord, latest_allowed, validate
+from jobs.usage.validation import RecordError
 from pricing.catalog import Catalog
 
 PROTOBUF = "application/x-protobuf"

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import transaction
 from db.source_state import record_source_cursor, record_source_note, record_source_outcome
 from jobs.config.redaction import one_line
-from jobs.config.settings import Settings
 from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.usage.sources import PullResult, RetryPolicy, SourceError
 from jobs.usage.sources.generic_json import pull_generic_json
 from jobs.usage.sources.openai_usage import pull_openai_usage

@@ -16,8 +16,8 @@ from decimal import Decimal
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.ledger import BucketRow
-from db.prices import reprice_candidates, set_bucket_costs
 from db.models import from_nanos
+from db.prices import reprice_candidates, set_bucket_costs
 from jobs.usage.costing import Costing
 from pricing.catalog import Catalog
 

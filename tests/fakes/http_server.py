@@ -13,8 +13,7 @@ import json
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +23,8 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["FakeHTTPServer", "Fault", "RecordedRequest", "Response", "api_error", "to_json_bytes"]
+
+_PORTS_USED: set[int] = set()  # by the fakes started in this process
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,10 @@ class FakeHTTPServer:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
+        self._server = self._bind()
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
+        _PORTS_USED.add(self._port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -163,6 +165,21 @@ class FakeHTTPServer:
         )
         self._thread.start()
         return self
+
+    def _bind(self) -> ThreadingHTTPServer:
+        """A listener on this fake's port, or the first time on an ephemeral port no earlier fake in
+        this process had: each fake's URL is its own, so nothing the code under test keeps per URL
+        (the outbox's joined channels) carries over from an earlier test."""
+        refused: list[ThreadingHTTPServer] = []
+        try:
+            while True:
+                server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
+                if self._port or server.server_address[1] not in _PORTS_USED:
+                    return server
+                refused.append(server)  # held open until a fresh port turns up, so none comes back
+        finally:
+            for server in refused:
+                server.server_close()
 
     def stop(self) -> None:
         """Stop serving, wake any held-back request, and release the port."""

@@ -13,10 +13,9 @@ made-up objects; register specific ones with `add_channel()` / `add_user()`.
 
 from __future__ import annotations
 
-import time
-
 import json
 import mimetypes
+import time
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP

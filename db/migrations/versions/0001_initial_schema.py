@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-25 09:20:28.780949
 """
 
-from alembic import op
 import sqlalchemy as sa
-import db.models
+from alembic import op
 
+import db.models
 
 revision = '0001'
 down_revision = None

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from jobs.config.settings import Settings
 from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.usage.sources.http import RetryPolicy, SchemaError, SourceClient, SourceError
 
 __all__ = [

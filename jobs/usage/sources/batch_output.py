@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.usage.validation import RecordError
 from jobs.usage.records import UsageRecord, scan_line, validate
+from jobs.usage.validation import RecordError
 
 SHOWN_REASONS = 3
 

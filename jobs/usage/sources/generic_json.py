@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import transaction
 from db.ledger import BucketRow, merge_rows, upsert_pulled_buckets
 from db.source_state import source_state
-from jobs.usage.costing import Costing, bucket_records
-from jobs.usage.validation import RecordError
-from jobs.usage.records import UsageRecord, latest_allowed, validate
 from jobs.config.sections import FieldMap, Source
 from jobs.config.settings import Settings
+from jobs.usage.costing import Costing, bucket_records
+from jobs.usage.records import UsageRecord, latest_allowed, validate
 from jobs.usage.sources import WIDTH_SECONDS, PullResult, RetryPolicy, SchemaError, client_for, window_start
+from jobs.usage.validation import RecordError
 from pricing.catalog import Catalog
 
 _MISSING = object()

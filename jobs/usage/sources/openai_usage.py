@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import transaction
 from db.ledger import BucketRow, upsert_pulled_buckets
 from db.source_state import source_state
+from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.usage import validation
 from jobs.usage.costing import Costing
-from jobs.config.settings import Settings
-from jobs.config.sections import Source
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start
 from jobs.usage.validation import MAX_BUCKET_COUNT, RecordError
 from pricing.catalog import Catalog

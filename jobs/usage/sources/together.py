@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from jobs.config.settings import Settings
 from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.usage.sources import SchemaError, SourceError
 from jobs.usage.validation import storable
 

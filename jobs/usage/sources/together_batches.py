@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import transaction
 from db.ledger import claim_event_ids, seen_event_ids
 from db.source_state import record_source_note, source_state
+from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.usage.ingest import apply_records
 from jobs.usage.records import latest_allowed
-from jobs.config.settings import Settings
-from jobs.config.sections import Source
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start
 from jobs.usage.sources.batch_output import BatchUsage, summarize_output
 from jobs.usage.sources.together import optional_time, parse_time, tag_value, together_key

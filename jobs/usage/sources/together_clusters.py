@@ -24,8 +24,8 @@ from db.ledger import BucketRow, add_buckets
 from db.models import to_nanos
 from db.prices import price_row_id
 from db.source_state import record_source_cursor
-from jobs.config.settings import Settings
 from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
 from jobs.usage.sources.together import optional_time, tag_value, together_key
 from jobs.usage.sources.uptime import counted_since, locked_cursor, minutes_by_hour, whole_minute

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import transaction
 from db.ledger import BucketRow, add_buckets, claim_event_ids
 from db.source_state import source_state
-from jobs.config.settings import Settings
 from jobs.config.sections import Source
+from jobs.config.settings import Settings
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for, window_start
 from jobs.usage.sources.together import optional_time, parse_time, tag_value, together_key
 from jobs.usage.validation import storable
