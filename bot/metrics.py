@@ -14,7 +14,8 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Metrics:
-    """Request counts, latency histograms and job outcomes; render() adds database gauges."""
+    """Request counts, latency histograms, job outcomes and scheduler loop passes; render() adds
+    database gauges."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -22,6 +23,7 @@ class Metrics:
         self.latency: dict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.jobs: dict[tuple[str, str], int] = defaultdict(int)
+        self.loops: dict[str, int] = defaultdict(int)
 
     def count_request(self, endpoint: str, status: int) -> None:
         with self._lock:
@@ -48,6 +50,11 @@ class Metrics:
         with self._lock:
             self.jobs[(job, outcome)] += 1
 
+    def count_loop(self, loop: str) -> None:
+        """One finished pass of a scheduler loop (`catch-up`, `outbox`): shows each replica's loops are alive."""
+        with self._lock:
+            self.loops[loop] += 1
+
     def render(self, context: Any = None) -> str:
         """The exposition text; database gauges are best-effort (a down database does not fail it)."""
         lines = ["# TYPE budget_guard_requests_total counter"]
@@ -64,6 +71,9 @@ class Metrics:
             lines.append("# TYPE budget_guard_jobs_total counter")
             for (job, outcome), n in sorted(self.jobs.items()):
                 lines.append(f'budget_guard_jobs_total{{job="{job}",outcome="{outcome}"}} {n}')
+            lines.append("# TYPE budget_guard_scheduler_loops_total counter")
+            for loop, n in sorted(self.loops.items()):
+                lines.append(f'budget_guard_scheduler_loops_total{{loop="{loop}"}} {n}')
         if context is not None:
             lines.extend(database_gauges(context))
         return "\n".join(lines) + "\n"

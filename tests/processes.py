@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,12 @@ class ServeProcess:
             self._log.close()
         return code
 
+    def loop_passes(self) -> dict[str, int]:
+        """How many passes each scheduler loop (`catch-up`, `outbox`) has finished, from /metrics."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        found = re.findall(r'^budget_guard_scheduler_loops_total\{loop="([^"]+)"\} (\d+)$', text, re.M)
+        return {loop: int(n) for loop, n in found}
+
     def __enter__(self) -> "ServeProcess":
         return self.start()
 
@@ -75,3 +82,17 @@ def wait_until(predicate, timeout: float = 20, interval: float = 0.1) -> bool:  
             return True
         time.sleep(interval)
     return predicate()
+
+
+def wait_for_loop_passes(*processes: ServeProcess, passes: int = 3, timeout: float = 30) -> bool:
+    """Wait until each process's scheduler loops (`catch-up`, `outbox`) have all run `passes` more
+    times: time enough for a duplicate post to show if one would."""
+    start = [p.loop_passes() for p in processes]
+
+    def done() -> bool:
+        for process, before in zip(processes, start, strict=True):
+            now = process.loop_passes()
+            if any(now.get(loop, 0) - before.get(loop, 0) < passes for loop in ("catch-up", "outbox")):
+                return False
+        return True
+    return wait_until(done, timeout=timeout)

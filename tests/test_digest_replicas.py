@@ -3,7 +3,6 @@ missed digest is posted once, marked late, with its chart; a restart posts nothi
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +11,7 @@ from db.engine import make_engine, make_sessionmaker
 from tests.buckets import add_buckets
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET
-from tests.processes import ServeProcess, wait_until
+from tests.processes import ServeProcess, wait_for_loop_passes, wait_until
 from tests.test_digest import MODEL, bucket, earlier_today
 
 CHANNEL = "C0DIGEST"
@@ -41,7 +40,7 @@ def test_two_serve_processes_post_the_missed_digest_once_marked_late(database_ur
     with ServeProcess(env, tmp_path) as first, ServeProcess(env, tmp_path) as second:
         assert wait_until(lambda: len(slack.calls_to("files.completeUploadExternal")) >= 1, timeout=60), \
             first.log()[-3000:] + second.log()[-3000:]
-        time.sleep(3)  # many more catch-up and outbox ticks on both
+        assert wait_for_loop_passes(first, second)  # time for a second post
         assert first.stop() == 0 and second.stop() == 0
     [posted] = digests(slack)
     assert "(late)" in posted["text"] and posted["blocks"][0]["text"]["text"].endswith("(late)")
@@ -52,6 +51,6 @@ def test_two_serve_processes_post_the_missed_digest_once_marked_late(database_ur
     assert MODEL in str(posted["blocks"])
 
     with ServeProcess(env, tmp_path) as restarted:  # back again: that day's digest is done
-        time.sleep(3)
+        assert wait_for_loop_passes(restarted)
         assert restarted.stop() == 0
     assert len(slack.calls_to("chat.postMessage")) == 1

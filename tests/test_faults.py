@@ -32,7 +32,7 @@ from tests.conftest import PG_URL
 from tests.fakes.openai_usage import FakeOpenAIUsage, UsageEvent
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BOT_TOKEN, SIGNING_SECRET, signed_headers, slash_command_body
-from tests.processes import ServeProcess, wait_until
+from tests.processes import ServeProcess, wait_for_loop_passes, wait_until
 from tests.test_digest_replicas import CHANNEL as DIGEST_CHANNEL
 from tests.test_digest_replicas import fill
 
@@ -194,7 +194,7 @@ def test_serve_killed_in_the_middle_of_a_digest_posts_it_once_after_restart(data
         with ServeProcess(env, tmp_path) as restarted:
             assert wait_until(lambda: len(slack.calls_to("files.completeUploadExternal")) == 1, timeout=60), \
                 restarted.log()[-3000:]
-            time.sleep(2)  # more catch-up and outbox ticks
+            assert wait_for_loop_passes(restarted)  # time for a second post
             assert restarted.stop() == 0
         [digest] = [m for m in slack.messages if m["channel"] == DIGEST_CHANNEL]
         assert "(late)" in digest["text"] and len(slack.calls_to("chat.postMessage")) == 1

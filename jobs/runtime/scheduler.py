@@ -129,6 +129,7 @@ class Scheduler:
             if self._stopping.is_set():
                 return
             run_claimed(self.context, job, metrics=self.metrics)
+        self._passed("catch-up")
 
     def send_outbox(self) -> None:
         if self.client is None or self._stopping.is_set():
@@ -136,6 +137,11 @@ class Scheduler:
         outbox.send_pending(self.context.sessions, self.client,
                             lease=timedelta(seconds=self.context.settings.outbox_lease_seconds),
                             stopping=self._stopping.is_set, policy=self.policy)
+        self._passed("outbox")
+
+    def _passed(self, loop: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count_loop(loop)
 
     def shutdown(self, wait: bool = True) -> None:
         """Finish running jobs, then give back whatever this process still holds."""
