@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import UsageBucket
 from jobs.config.catalog import build_catalog
+from jobs.config.context import Context
 from jobs.config.sections import Source
 from jobs.config.settings import Settings
 from jobs.usage.imports import import_file
@@ -92,7 +93,7 @@ def ledger_rows(sessions: sessionmaker[Session], source: str) -> list[tuple[Any,
 
 
 def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
-    sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    engine: Engine, sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     push_writer: PushWriter,
 ) -> None:
     usage = events()
@@ -100,7 +101,8 @@ def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
     with FakeOpenAIUsage(admin_key="sk-admin", events=usage, clock=NOW.timestamp) as api:
         source = Source(name="openai", kind="openai_usage", base_url=api.url, api_key_env="OPENAI_ADMIN_KEY",
                         start=date(2026, 11, 1))
-        outcome = pull_one(sessions, Settings(sources=[source]), source, catalog, NOW, retry=RetryPolicy(sleep=lambda s: None))
+        outcome = pull_one(Context(Settings(sources=[source]), engine, sessions, catalog), source, NOW,
+                           retry=RetryPolicy(sleep=lambda s: None))
         assert outcome.ok, outcome.error
 
     for project in ("web", "etl", "search"):  # the token names the project

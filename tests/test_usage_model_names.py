@@ -130,7 +130,7 @@ def test_imported_and_pulled_names_resolve_and_an_unknown_one_stays_unpriced(
         try:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv("TEST_OPENAI_KEY", "sk-admin")
-                [outcome] = pull_sources(context.sessions, context.settings, context.catalog, now=now)
+                [outcome] = pull_sources(context, now=now)
             assert outcome.ok, outcome.error
             assert import_file(context.sessions, context.catalog, csv, now=now).accepted == 3
             with context.sessions() as session:
