@@ -110,6 +110,7 @@ def pull_once(url: str, workdir: Path, name: str, trace: bool) -> tuple[float, i
     from db.schema import upgrade
     from db.totals import totals
     from jobs.config.catalog import build_catalog
+    from jobs.config.context import Context
     from jobs.config.sections import Source
     from jobs.config.settings import Settings
     from jobs.usage.pull import pull_one
@@ -122,14 +123,14 @@ def pull_once(url: str, workdir: Path, name: str, trace: bool) -> tuple[float, i
     source = Source(name="batches", kind="together_batches", base_url=url, api_key_env="BENCH_TOGETHER_KEY",
                     timeout_seconds=60)
     settings = Settings(sources=[source])
-    catalog = build_catalog(settings)
+    context = Context(settings, engine, sessions, build_catalog(settings))
     sampler = RssSampler()
     before = sampler.now()
     sampler.start()
     if trace:
         tracemalloc.start()
     started = time.perf_counter()
-    outcome = pull_one(sessions, settings, source, catalog, datetime.now(timezone.utc))
+    outcome = pull_one(context, source, datetime.now(timezone.utc))
     elapsed = time.perf_counter() - started
     traced = tracemalloc.get_traced_memory()[1] if trace else 0
     if trace:

@@ -24,6 +24,7 @@ from import_csv import write_csv  # noqa: E402
 from db.engine import make_engine, make_sessionmaker  # noqa: E402
 from db.schema import upgrade  # noqa: E402
 from jobs.config.catalog import build_catalog  # noqa: E402
+from jobs.config.context import Context  # noqa: E402
 from jobs.config.settings import Settings  # noqa: E402
 from jobs.usage.imports import import_file  # noqa: E402
 
@@ -46,7 +47,7 @@ def main() -> None:
         upgrade(url)
         engine = make_engine(url)
         started = time.perf_counter()
-        result = import_file(make_sessionmaker(engine), build_catalog(Settings()), csv_path)
+        result = import_file(Context(Settings(), engine, make_sessionmaker(engine), build_catalog(Settings())), csv_path)
         seconds = time.perf_counter() - started
         engine.dispose()
         with sqlite3.connect(db_path) as connection:

@@ -1,5 +1,9 @@
 """What budget-guard does, as plain functions over a session or a context; no Slack, no HTTP server.
 
+A job (what the scheduler, a CLI command or a listener calls, owning its transactions) takes the
+`Context` first, then its own arguments, options keyword-only; a query helper that runs inside its
+caller's transaction takes that `session` (and what else it needs) instead.
+
 One sub-package per domain, each importing only the ones listed before it (and `db`, `pricing`):
 
 - `config`   settings, the deployment's catalog, the context a running process holds, the redactor

@@ -33,10 +33,10 @@ def scheduled_jobs(context: Context, renderers: dict[str, Callable[..., Any]] | 
 
     if settings.sources:
         jobs.append(ScheduledJob("pull", cron(settings.pull_cron),
-                                 lambda ctx, _: pull_sources(ctx.sessions, ctx.settings, ctx.catalog)))
+                                 lambda ctx, _: pull_sources(ctx)))
     if settings.together_api_key:
         def price_sync(ctx: Context, _: datetime) -> None:
-            sync_prices(ctx.sessions, ctx.settings)
+            sync_prices(ctx)
             ctx.reload_catalog()
 
         jobs.append(ScheduledJob("price-sync", cron(settings.price_sync_cron), price_sync))

@@ -181,7 +181,7 @@ def test_a_source_failing_from_its_first_pull_alerts_once(database_url: str, sla
     posted = []
     for quarter in range(0, 8 * 4):  # pulled every 15 minutes for 8 hours, refused every time
         now = start + timedelta(minutes=15 * quarter)
-        pull_sources(context.sessions, settings, context.catalog, now=now, retry=NO_RETRY)
+        pull_sources(context, now=now, retry=NO_RETRY)
         posted += run_check(context, now)
     assert [(d.kind, d.period) for d in posted] == [("source", "2026-11-20T06:00")]
     assert "gateway has been failing for 6 h" in posted[0].headline
@@ -212,7 +212,7 @@ def test_a_source_that_answers_without_usage_alerts_once_per_silence(database_ur
                 api.add_events(UsageEvent(now - timedelta(minutes=5), MODEL, input_tokens=100, output_tokens=10,
                                           input_cached_tokens=0, num_model_requests=1, project_id="proj_web",
                                           api_key_id="key_a", batch=False))
-            outcome, = pull_sources(context.sessions, settings, context.catalog, now=now, retry=NO_RETRY)
+            outcome, = pull_sources(context, now=now, retry=NO_RETRY)
             assert outcome.error is None
             posted += run_check(context, now)
         context.close()
@@ -498,7 +498,7 @@ def test_a_snoozed_source_alert_waits(database_url: str, slack: FakeSlack) -> No
     settings = refused_source(database_url, slack, 1)
     context = Context.open(settings)
     start = datetime(2026, 11, 20, 6, tzinfo=timezone.utc)
-    pull_sources(context.sessions, settings, context.catalog, now=start, retry=NO_RETRY)
+    pull_sources(context, now=start, retry=NO_RETRY)
     [first] = run_check(context, start + timedelta(hours=2))
     with context.sessions() as session:
         alert_id = session.scalar(select(Alert.id))

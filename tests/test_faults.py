@@ -22,6 +22,7 @@ from sqlalchemy import select
 from db.engine import make_engine, make_sessionmaker
 from db.models import OutboxMessage, SourceState
 from db.totals import totals
+from jobs.config.context import Context
 from jobs.config.sections import Source
 from jobs.config.settings import Settings
 from jobs.runtime.outbox import enqueue, send_pending
@@ -48,7 +49,7 @@ def sessions_of(url: str) -> Iterator:  # type: ignore[type-arg]
         engine.dispose()
 
 
-def test_a_hanging_source_times_out_and_the_others_continue(sessions, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_hanging_source_times_out_and_the_others_continue(engine, sessions, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     events = [UsageEvent(timestamp=NOW - timedelta(hours=3), model="gpt-4o", input_tokens=1000, output_tokens=100)]
     with FakeOpenAIUsage(admin_key="sk-good", events=events, clock=NOW.timestamp) as good, \
             FakeOpenAIUsage(admin_key="sk-hang", events=events, clock=NOW.timestamp) as hanging:
@@ -60,7 +61,7 @@ def test_a_hanging_source_times_out_and_the_others_continue(sessions, monkeypatc
             Source(name="fine", kind="openai_usage", base_url=good.url, api_key_env="GOOD_KEY", timeout_seconds=5),
         ])
         started = time.monotonic()
-        outcomes = pull_sources(sessions, settings, load_catalog(), now=NOW,
+        outcomes = pull_sources(Context(settings, engine, sessions, load_catalog()), now=NOW,
                                 retry=RetryPolicy(attempts=2, sleep=lambda s: None))
         elapsed = time.monotonic() - started
     assert [(o.source, o.ok) for o in outcomes] == [("stuck", False), ("fine", True)]

@@ -73,7 +73,7 @@ def patches(together: FakeTogether) -> list[Any]:
 
 
 def observe(context: Context, now: datetime = NOW) -> None:
-    [outcome] = pull_sources(context.sessions, context.settings, context.catalog, now=now, retry=NO_RETRY)
+    [outcome] = pull_sources(context, now=now, retry=NO_RETRY)
     assert outcome.error is None
 
 

@@ -186,14 +186,14 @@ def test_a_refused_import_commits_nothing_and_can_finish_once_fixed(context: Con
     else:
         path = write_csv(tmp_path / "usage.csv", 3000, f"csv-bad,{at},gpt\x00-4o,1,1,chat".encode())
     with pytest.raises(IngestRejected) as refused:
-        import_file(context.sessions, context.catalog, path, chunk_lines=1000)
+        import_file(context, path, chunk_lines=1000)
     assert refused.value.errors == [(3002 if fmt == "csv" else 3001,
                                      "model contains a lone surrogate (not valid Unicode text)" if fmt == "jsonl"
                                      else "model contains a NUL character")]
     assert ledger(context.sessions) == EMPTY
     fixed = path.read_bytes().replace(b"\\udc80x", b"fixed-model").replace(b"gpt\x00-4o", b"gpt-4o")
     path.write_bytes(fixed)
-    result = import_file(context.sessions, context.catalog, path, chunk_lines=1000)
+    result = import_file(context, path, chunk_lines=1000)
     assert (result.accepted, result.duplicates) == (3001, 0)
 
 
@@ -209,7 +209,7 @@ def test_the_apply_pass_refuses_an_overflowing_bucket_whole(context: Context, tm
     rows.append(record("f-last", model=PRICEY, prompt=0, completion=10**10, created=hour + 5, project="web"))
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(IngestRejected) as refused:
-        import_file(context.sessions, context.catalog, path, chunk_lines=1000, source="push")
+        import_file(context, path, chunk_lines=1000, source="push")
     assert [line for line, _ in refused.value.errors] == [2501]
     assert ledger(context.sessions) == before  # not the 2,500 lines of the first chunks, not their ids
 
@@ -352,7 +352,7 @@ def test_property_an_import_is_taken_whole_or_refused_whole(context: Context, tm
     path.write_bytes(body)
     before = ledger(context.sessions)
     try:
-        result = import_file(context.sessions, context.catalog, path, chunk_lines=2)
+        result = import_file(context, path, chunk_lines=2)
     except IngestRejected as refused:
         event("refused")
         assert refused.errors and ledger(context.sessions) == before

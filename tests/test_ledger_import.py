@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import UsageBucket
 from jobs.config.catalog import build_catalog
+from jobs.config.context import Context
 from jobs.config.sections import Source
 from jobs.config.settings import Settings
 from jobs.usage.imports import import_file
@@ -34,6 +35,11 @@ CSV_HEADER = ["id", "created", "model", "prompt_tokens", "completion_tokens", "c
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
     return build_catalog(Settings())
+
+
+def context_of(sessions: sessionmaker[Session], catalog: Catalog) -> Context:
+    """What an import job takes: this test's database and the module's catalog."""
+    return Context(Settings(), sessions.kw["bind"], sessions, catalog)
 
 
 def events() -> list[UsageEvent]:
@@ -92,7 +98,7 @@ def ledger_rows(sessions: sessionmaker[Session], source: str) -> list[tuple[Any,
 
 
 def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
-    sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    engine: Engine, sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     push_writer: PushWriter,
 ) -> None:
     usage = events()
@@ -100,17 +106,18 @@ def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
     with FakeOpenAIUsage(admin_key="sk-admin", events=usage, clock=NOW.timestamp) as api:
         source = Source(name="openai", kind="openai_usage", base_url=api.url, api_key_env="OPENAI_ADMIN_KEY",
                         start=date(2026, 11, 1))
-        outcome = pull_one(sessions, Settings(sources=[source]), source, catalog, NOW, retry=RetryPolicy(sleep=lambda s: None))
+        outcome = pull_one(Context(Settings(sources=[source]), engine, sessions, catalog), source, NOW,
+                           retry=RetryPolicy(sleep=lambda s: None))
         assert outcome.ok, outcome.error
 
     for project in ("web", "etl", "search"):  # the token names the project
         body = b"\n".join(json.dumps(as_response(n, e, "push")).encode() for n, e in enumerate(usage) if e.project_id == project)
         push_writer.push(body, project=project, now=NOW)
 
-    import_file(sessions, catalog, write_csv(tmp_path / "usage.csv", csv_rows(usage)), now=NOW, chunk_lines=70)
+    import_file(context_of(sessions, catalog), write_csv(tmp_path / "usage.csv", csv_rows(usage)), now=NOW, chunk_lines=70)
     jsonl = tmp_path / "usage.jsonl"
     jsonl.write_text("".join(json.dumps({**as_response(n, e, "jsonl"), "project": e.project_id}) + "\n" for n, e in enumerate(usage)))
-    import_file(sessions, catalog, jsonl, now=NOW, source="import-jsonl")
+    import_file(context_of(sessions, catalog), jsonl, now=NOW, source="import-jsonl")
 
     pulled = ledger_rows(sessions, "openai")
     assert pulled and any(row[-1] is None for row in pulled) and any(row[3] == "batch" for row in pulled)
@@ -128,7 +135,7 @@ def test_csv_import_with_a_column_mapping(sessions: sessionmaker[Session], catal
     )
     mapping = {"id": "request_id", "timestamp": "when", "model": "engine", "prompt_tokens": "tokens_in",
                "completion_tokens": "tokens_out", "project": "team"}
-    result = import_file(sessions, catalog, path, columns=mapping, now=NOW)
+    result = import_file(context_of(sessions, catalog), path, columns=mapping, now=NOW)
 
     assert (result.accepted, result.duplicates, result.bad) == (2, 0, 0)
     assert snapshot(sessions, "project") == [("checkout", 7000, 0, 2000, 2, Decimal("0.0129"), 0)]
@@ -144,7 +151,7 @@ def test_a_file_with_bad_lines_is_refused_whole_listing_them(
     path = write_csv(tmp_path / "bad.csv", rows)
 
     with pytest.raises(IngestRejected) as refused:
-        import_file(sessions, catalog, path, now=NOW, chunk_lines=10)
+        import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=10)
 
     assert [line for line, _ in refused.value.errors] == [11, 31, 41]
     assert "negative" in refused.value.errors[0][1] and "unknown time format" in refused.value.errors[1][1]
@@ -162,7 +169,7 @@ def test_skip_bad_applies_the_good_lines_and_writes_the_bad_ones(
     path.write_text("\n".join(lines) + "\n\n")
     bad_file = tmp_path / "bad.jsonl"
 
-    result = import_file(sessions, catalog, path, project="web", skip_bad=bad_file, now=NOW)
+    result = import_file(context_of(sessions, catalog), path, project="web", skip_bad=bad_file, now=NOW)
 
     assert (result.accepted, result.bad) == (5, 2)
     assert bad_file.read_text().splitlines() == ["{broken", lines[4]]
@@ -174,9 +181,9 @@ def test_a_reimport_counts_nothing_twice_and_progress_is_reported(
 ) -> None:
     path = write_csv(tmp_path / "usage.csv", csv_rows(events()))
     calls: list[tuple[str, int, int]] = []
-    first = import_file(sessions, catalog, path, now=NOW, chunk_lines=64, on_progress=lambda *a: calls.append(a))
+    first = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=64, on_progress=lambda *a: calls.append(a))
     once = snapshot(sessions, "project")
-    again = import_file(sessions, catalog, path, now=NOW, chunk_lines=64)
+    again = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=64)
 
     assert (first.accepted, again.accepted, again.duplicates) == (300, 0, 300)
     assert snapshot(sessions, "project") == once
@@ -187,4 +194,4 @@ def test_a_reimport_counts_nothing_twice_and_progress_is_reported(
 def test_a_header_without_required_columns_is_refused(sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "x.csv", [["1", "m"]], header=["id", "model"])
     with pytest.raises(IngestRejected, match="prompt_tokens"):
-        import_file(sessions, catalog, path, now=NOW)
+        import_file(context_of(sessions, catalog), path, now=NOW)

@@ -9,12 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SourceState, UsageBucket, from_nanos
 from db.totals import totals
 from jobs.config.catalog import build_catalog
+from jobs.config.context import Context
 from jobs.config.sections import FieldMap, Source
 from jobs.config.settings import Settings
 from jobs.usage.pull import PullOutcome, pull_one, pull_sources
@@ -118,7 +119,8 @@ def _admin_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def pull(sessions: sessionmaker[Session], settings: Settings, source: Source, catalog: Catalog, now: datetime = NOW,
          retry: RetryPolicy | None = None, **kwargs: Any) -> PullOutcome:
     """One source's pull through pull_one (which records the outcome), with pull-function options."""
-    return pull_one(sessions, settings, source, catalog, now, retry=retry, **kwargs)
+    context = Context(settings, sessions.kw["bind"], sessions, catalog)
+    return pull_one(context, source, now, retry=retry, **kwargs)
 
 
 def state_of(sessions: sessionmaker[Session], name: str) -> SourceState | None:
@@ -316,11 +318,11 @@ def test_a_bad_key_fails_at_once(
 
 
 def test_one_failing_source_does_not_stop_the_others(
-    sessions: sessionmaker[Session], catalog: Catalog, openai_api: FakeOpenAIUsage, retry: RetryPolicy
+    engine: Engine, sessions: sessionmaker[Session], catalog: Catalog, openai_api: FakeOpenAIUsage, retry: RetryPolicy
 ) -> None:
     broken = openai_source(openai_api, name="broken", api_key_env="NOT_SET_ANYWHERE")
     good = openai_source(openai_api)
-    outcomes = pull_sources(sessions, Settings(sources=[broken, good]), catalog, now=NOW, retry=retry)
+    outcomes = pull_sources(Context(Settings(sources=[broken, good]), engine, sessions, catalog), now=NOW, retry=retry)
 
     assert [(o.source, o.ok) for o in outcomes] == [("broken", False), ("openai", True)]
     assert "NOT_SET_ANYWHERE is not set" in (outcomes[0].error or "")

@@ -33,19 +33,19 @@ def together() -> Iterator[FakeTogether]:
 def test_sync_adds_new_models_and_start_dates_a_changed_price(database_url: str, together: FakeTogether) -> None:
     settings = Settings(database_url=database_url, together_api_key="tg-key", together_api_url=together.url)
     context = Context.open(settings)
-    report = sync_prices(context.sessions, settings, now=NOW, retry=NO_WAIT)
+    report = sync_prices(context, now=NOW, retry=NO_WAIT)
     assert (report.new, report.changed, report.hardware) == (2, 0, 1)
     catalog = context.reload_catalog()
     price = catalog.price("together", "acme/brand-new-model", date(2026, 11, 21))
     assert price is not None and price.input == Decimal("0.25") and price.source == "provider-api"
     assert catalog.price("together", "acme/brand-new-model", date(2026, 11, 19)) is None  # not before we saw it
 
-    again = sync_prices(context.sessions, settings, now=NOW + timedelta(days=1), retry=NO_WAIT)
+    again = sync_prices(context, now=NOW + timedelta(days=1), retry=NO_WAIT)
     assert (again.new, again.changed, again.unchanged) == (0, 0, 2)
 
     together.models = [TogetherModel(id="arcee-ai/maestro-reasoning", input=0.6, output=3.3),
                        TogetherModel(id="acme/brand-new-model", input=0.25, output=1.0)]
-    changed = sync_prices(context.sessions, settings, now=NOW + timedelta(days=2), retry=NO_WAIT)
+    changed = sync_prices(context, now=NOW + timedelta(days=2), retry=NO_WAIT)
     assert changed.changed == 1
     catalog = context.reload_catalog()
     assert catalog.price("together", "arcee-ai/maestro-reasoning", date(2026, 11, 21)).input == Decimal("0.9")
@@ -60,11 +60,11 @@ def test_a_failing_api_changes_nothing(database_url: str, together: FakeTogether
     settings = Settings(database_url=database_url, together_api_key="wrong", together_api_url=together.url)
     context = Context.open(settings)
     with pytest.raises(SourceError, match="HTTP 401"):
-        sync_prices(context.sessions, settings, now=NOW, retry=NO_WAIT)
+        sync_prices(context, now=NOW, retry=NO_WAIT)
     good = Settings(database_url=database_url, together_api_key="tg-key", together_api_url=together.url)
     together.garbage_next("/v1/models", times=5)
     with pytest.raises(SourceError, match="not JSON"):
-        sync_prices(context.sessions, good, now=NOW, retry=NO_WAIT)
+        sync_prices(Context(good, context.engine, context.sessions, context.catalog), now=NOW, retry=NO_WAIT)
     with context.sessions() as session:
         assert session.scalars(select(SyncedPrice)).all() == []
     context.close()

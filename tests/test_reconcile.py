@@ -66,7 +66,7 @@ def context(database_url: str, openai_api: FakeOpenAIUsage, slack: FakeSlack,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     monkeypatch.setenv("OPENAI_ADMIN_KEY", openai_api.admin_key)
     ctx = Context.open(settings_for(database_url, openai_api, slack))
-    [outcome] = pull_sources(ctx.sessions, ctx.settings, ctx.catalog, now=NOW, retry=RETRY)
+    [outcome] = pull_sources(ctx, now=NOW, retry=RETRY)
     assert outcome.ok, outcome.error
     yield ctx
     ctx.close()
@@ -106,7 +106,7 @@ def test_an_exact_match_stays_quiet(context: Context, openai_api: FakeOpenAIUsag
 def test_an_unpriced_model_and_a_bill_that_cannot_be_read(context: Context, openai_api: FakeOpenAIUsage) -> None:
     openai_api.add_events(*events("gpt-from-the-future", days=2, first=18))  # inside the next pull's overlap
     openai_api.prices = {MINI: CATALOG_MINI, "gpt-from-the-future": CATALOG_MINI}
-    pull_sources(context.sessions, context.settings, context.catalog, now=NOW, retry=RETRY)
+    pull_sources(context, now=NOW, retry=RETRY)
     result = reconcile(context, date(2026, 11, 1), date(2026, 11, 20), retry=RETRY)
     future = next(m for m in result.models if m.model == "gpt-from-the-future")
     assert future.drifting and future.cause and future.cause.startswith("an unpriced model")

@@ -76,7 +76,7 @@ def test_an_echoed_provider_key_reaches_no_output_row_log_slack_call_or_metrics(
         # The scheduler's way: pull fails, the source alert goes to Slack two hours later.
         context = Context.open(settings)
         start = datetime.now(timezone.utc)
-        pull_sources(context.sessions, settings, context.catalog, now=start, retry=NO_RETRY)
+        pull_sources(context, now=start, retry=NO_RETRY)
         drafts = check_budgets(context, now=start + timedelta(hours=2), render=alert_message)
         send_pending(context.sessions, outbox_client(context), now=start + timedelta(hours=2))
         logging.getLogger("budget_guard.test").error("provider answered %s", json.dumps({"detail": SECRET}))

@@ -19,6 +19,7 @@ from together import Together
 from db.models import SourceState, UsageBucket, from_nanos
 from db.totals import totals
 from jobs.config.catalog import build_catalog
+from jobs.config.context import Context
 from jobs.config.sections import ClusterRate, Source
 from jobs.config.settings import Settings
 from jobs.usage.pull import PullOutcome, pull_one
@@ -62,7 +63,8 @@ def source(api: FakeTogether, kind: str, **changes: Any) -> Source:
 
 def pull(sessions: sessionmaker[Session], src: Source, catalog: Catalog, retry: RetryPolicy, now: datetime = NOW,
          settings: Settings | None = None) -> PullOutcome:
-    return pull_one(sessions, settings or Settings(sources=[src]), src, catalog, now, retry=retry)
+    context = Context(settings or Settings(sources=[src]), sessions.kw["bind"], sessions, catalog)
+    return pull_one(context, src, now, retry=retry)
 
 
 def ledger(sessions: sessionmaker[Session]) -> list[tuple[Any, ...]]:
@@ -381,7 +383,6 @@ def test_the_digest_has_a_cluster_line_and_training_is_spent_not_extrapolated(
     database_url: str, catalog: Catalog, together: FakeTogether, retry: RetryPolicy
 ) -> None:
     from bot.views.digest import digest_blocks
-    from jobs.config.context import Context
     from jobs.config.sections import BudgetConfig
     from jobs.digest.daily import ClusterRun, build_digest
 
@@ -389,14 +390,15 @@ def test_the_digest_has_a_cluster_line_and_training_is_spent_not_extrapolated(
     settings = Settings(database_url=database_url, sources=[clusters, fine_tunes], alert_channel="C0ALERTS",
                         budgets=[BudgetConfig(name="training", amount=Decimal(1000), scope={"mode": "training"})])
     context = Context.open(settings)
+    pulling = Context(settings, context.engine, context.sessions, catalog)  # the module's catalog, as before
     try:
         together.clusters = [GpuCluster("c-1", gpu_type="H100_SXM", num_gpus=8, cluster_name="train-a")]
         together.fine_tunes = [FineTune("ft-1", model=LLAMA, total_price=250 * 10**9,
                                         updated_at="2026-11-18T15:00:00Z")]
         yesterday = NOW - timedelta(days=1)
         for at in (yesterday.replace(hour=8), yesterday.replace(hour=20)):
-            assert pull_one(context.sessions, settings, clusters, catalog, at, retry=retry).ok
-        assert pull_one(context.sessions, settings, fine_tunes, catalog, NOW, retry=retry).ok
+            assert pull_one(pulling, clusters, at, retry=retry).ok
+        assert pull_one(pulling, fine_tunes, NOW, retry=retry).ok
 
         digest = build_digest(context, now=NOW.replace(hour=9))
     finally:

@@ -130,9 +130,9 @@ def test_imported_and_pulled_names_resolve_and_an_unknown_one_stays_unpriced(
         try:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv("TEST_OPENAI_KEY", "sk-admin")
-                [outcome] = pull_sources(context.sessions, context.settings, context.catalog, now=now)
+                [outcome] = pull_sources(context, now=now)
             assert outcome.ok, outcome.error
-            assert import_file(context.sessions, context.catalog, csv, now=now).accepted == 3
+            assert import_file(context, csv, now=now).accepted == 3
             with context.sessions() as session:
                 costs = {g.key: (g.cost, g.unpriced_tokens) for g in totals(session, None, None, "model")}
         finally:
@@ -197,7 +197,7 @@ def test_gpt_4o_mini_is_priced_the_same_in_the_ledger_the_forecast_and_the_advic
                       start=today + timedelta(days=1))])
     context = Context.open(plain)
     try:
-        assert import_file(context.sessions, context.catalog, csv, now=now).accepted == 40
+        assert import_file(context, csv, now=now).accepted == 40
         rate = context.catalog.price("openai", "gpt-4o-mini", today)
         night = token_cost(rate, 20_000_000, 5_000_000)  # $3 + $3
         with context.sessions() as session:

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     progress = ProgressBar() if sys.stderr.isatty() else None
     try:
         result = import_file(
-            context.sessions, context.catalog, args.file, fmt=fmt, columns=mapping, project=args.project,
+            context, args.file, fmt=fmt, columns=mapping, project=args.project,
             skip_bad=args.skip_bad, on_progress=progress,
         )
     except IngestRejected as exc:

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         if not context.settings.sources:
             print("no sources configured: add [[sources]] to budget-guard.toml", file=sys.stderr)
             return 2
-        outcomes = pull_sources(context.sessions, context.settings, context.catalog, only=args.source)
+        outcomes = pull_sources(context, only=args.source)
     except UnknownSource as exc:
         return fail(exc)
     finally:

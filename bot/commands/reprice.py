@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(exc)
     try:
         since = parse_moment(args.since, context.settings.zone)
-        result = reprice(context.sessions, context.catalog, since, dry_run=args.dry_run)
+        result = reprice(context, since, dry_run=args.dry_run)
     except StartupError as exc:
         return fail(exc)
     finally:

@@ -17,7 +17,7 @@ from pricing.catalog import Catalog
 
 @dataclass
 class Context:
-    """Shared by the server, the scheduler and the CLI; jobs take its parts as arguments."""
+    """Shared by the server, the scheduler and the CLI; every job takes it as its first argument."""
 
     settings: Settings
     engine: Engine

@@ -13,11 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, TextIO
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.bulk import bulk_writer
 from db.engine import transaction
 from db.ledger import BucketFull
+from jobs.config.context import Context
 from jobs.usage.costing import bucket_refusal
 from jobs.usage.ingest import IngestResult, apply_records
 from jobs.usage.records import (
@@ -31,7 +30,6 @@ from jobs.usage.records import (
     validate,
 )
 from jobs.usage.validation import MAX_COUNT, MAX_LINE_BYTES, RecordError
-from pricing.catalog import Catalog
 
 CSV_FIELDS = (
     "id", "created", "timestamp", "model", "prompt_tokens", "completion_tokens", "cached_tokens", "requests",
@@ -249,8 +247,7 @@ def file_format(path: Path, fmt: str | None = None) -> Format:
 
 
 def import_file(
-    sessions: sessionmaker[Session],
-    catalog: Catalog,
+    context: Context,
     path: Path,
     *,
     fmt: str | None = None,
@@ -270,6 +267,7 @@ def import_file(
     is all or nothing: a bucket that would overflow, a crash or a lost database leaves
     nothing of the file behind, and running it again is safe."""
     now = now or datetime.now(timezone.utc)
+    catalog = context.catalog
     reader = FileReader(path, file_format(path, fmt), latest_allowed(now), dict(columns or {}), project)
     total_bytes = path.stat().st_size
     report = on_progress or (lambda phase, done, total: None)
@@ -300,7 +298,7 @@ def import_file(
 
     accepted = duplicates = 0
     chunk: list[UsageRecord] = []
-    with transaction(sessions) as session:
+    with transaction(context.sessions) as session:
         writer = bulk_writer(session, source)
         for line in reader.lines():
             if line.record is None:

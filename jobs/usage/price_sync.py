@@ -12,10 +12,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import SyncedHardware, SyncedPrice
-from jobs.config.settings import Settings
+from jobs.config.context import Context
 from jobs.usage.sources.http import RetryPolicy, SchemaError, SourceClient
 from jobs.usage.sources.together_endpoints import parse_hardware
 from pricing.grammar import MAX_RATE
@@ -52,17 +51,17 @@ def parse_models(payload: Any) -> dict[str, tuple[Decimal, Decimal]]:
     return prices
 
 
-def sync_prices(sessions: sessionmaker[Session], settings: Settings, *, now: datetime | None = None,
-                retry: RetryPolicy | None = None) -> SyncReport:
+def sync_prices(context: Context, *, now: datetime | None = None, retry: RetryPolicy | None = None) -> SyncReport:
     """Fetch together.ai's prices and hardware; record what is new or changed."""
     now = now or datetime.now(timezone.utc)
+    settings = context.settings
     key = settings.together_api_key.get_secret_value() if settings.together_api_key else None
     base = settings.together_api_url.rstrip("/")
     with SourceClient(timeout=20, bearer=key, retry=retry) as client:
         models = client.get_json(f"{base}/models", None, parse_models)
         hardware = client.get_json(f"{base}/hardware", None, parse_hardware)
     new = changed = unchanged = 0
-    with sessions() as session, session.begin():
+    with context.sessions() as session, session.begin():
         latest: dict[str, SyncedPrice] = {}
         for row in session.scalars(select(SyncedPrice).where(SyncedPrice.provider == "together")
                                    .order_by(SyncedPrice.effective_from)):

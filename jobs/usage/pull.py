@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.engine import transaction
 from db.source_state import record_source_cursor, record_source_note, record_source_outcome
+from jobs.config.context import Context
 from jobs.config.redaction import one_line
 from jobs.config.sections import Source
-from jobs.config.settings import Settings
 from jobs.usage.sources import PullResult, RetryPolicy, SourceError
 from jobs.usage.sources.generic_json import pull_generic_json
 from jobs.usage.sources.openai_usage import pull_openai_usage
@@ -23,7 +21,6 @@ from jobs.usage.sources.together_batches import pull_together_batches
 from jobs.usage.sources.together_clusters import pull_together_clusters
 from jobs.usage.sources.together_endpoints import pull_together_endpoints
 from jobs.usage.sources.together_fine_tunes import pull_together_fine_tunes
-from pricing.catalog import Catalog
 
 log = logging.getLogger("budget_guard.pull")
 
@@ -56,16 +53,15 @@ class UnknownSource(LookupError):
 
 
 def pull_sources(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    catalog: Catalog,
+    context: Context,
+    *,
     only: str | None = None,
     now: datetime | None = None,
-    *,
     retry: RetryPolicy | None = None,
 ) -> list[PullOutcome]:
     """Pull each configured source (or just `only`), recording success or failure per source."""
     now = now or datetime.now(timezone.utc)
+    settings = context.settings
     sources: list[Source] = list(settings.sources)
     if only is not None:
         sources = [s for s in sources if s.name == only]
@@ -74,15 +70,13 @@ def pull_sources(
             raise UnknownSource(f"no source named {only!r} (sources: {known})")
     outcomes = []
     for source in sources:
-        outcomes.append(pull_one(sessions, settings, source, catalog, now, retry=retry))
+        outcomes.append(pull_one(context, source, now, retry=retry))
     return outcomes
 
 
 def pull_one(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    context: Context,
     source: Source,
-    catalog: Catalog,
     now: datetime,
     *,
     retry: RetryPolicy | None = None,
@@ -91,8 +85,9 @@ def pull_one(
     """Pull one source; on success move its cursor to the window's end, else record the error.
 
     `options` go to the source kind's pull function (e.g. `page_limit` for openai_usage)."""
+    sessions = context.sessions
     try:
-        result = PULLERS[source.kind](sessions, settings, source, catalog, now, retry=retry, **options)
+        result = PULLERS[source.kind](context, source, now, retry=retry, **options)
     except Exception as exc:  # noqa: BLE001 - a failing source must not stop the others
         error = one_line(str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}")
         log.warning("pull of %s failed: %s", source.name, error)

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.ledger import BucketRow
 from db.models import from_nanos
 from db.prices import reprice_candidates, set_bucket_costs
+from jobs.config.context import Context
 from jobs.usage.costing import Costing
-from pricing.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -39,15 +37,13 @@ class RepriceResult:
         return self.new_cost - self.old_cost
 
 
-def reprice(
-    sessions: sessionmaker[Session], catalog: Catalog, since: datetime, *, dry_run: bool = False
-) -> RepriceResult:
+def reprice(context: Context, since: datetime, *, dry_run: bool = False) -> RepriceResult:
     """Re-cost token buckets starting at or after `since`; with `dry_run`, only report."""
     rows = changed = newly_priced = newly_unpriced = 0
     old_nanos = new_nanos = 0
     renamed: dict[str, str] = {}
-    with sessions() as session:  # commits at the end unless dry_run; any error rolls back
-        costing = Costing(catalog, session)
+    with context.sessions() as session:  # commits at the end unless dry_run; any error rolls back
+        costing = Costing(context.catalog, session)
         for batch in reprice_candidates(session, since.astimezone(timezone.utc)):
             updates = []
             for c in batch:

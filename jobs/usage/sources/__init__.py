@@ -1,5 +1,6 @@
-"""Pulled usage sources: each kind is a plain function `pull_<kind>(sessions, settings,
-source, catalog, now) -> PullResult` that the scheduler, the CLI and tests all call.
+"""Pulled usage sources: each kind is a job `pull_<kind>(context, source, now, *, retry)
+-> PullResult` that the scheduler, the CLI and tests all call; it opens its own transactions
+from `context.sessions` and reads settings and the catalog from the context.
 
 Windows: a pull reads from its cursor minus the source's overlap (the first pull: from
 the source's `start`, else the start of the current month in TZ), aligned down to a bucket,

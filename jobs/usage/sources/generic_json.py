@@ -13,18 +13,15 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.engine import transaction
 from db.ledger import BucketRow, merge_rows, upsert_pulled_buckets
 from db.source_state import source_state
+from jobs.config.context import Context
 from jobs.config.sections import FieldMap, Source
-from jobs.config.settings import Settings
 from jobs.usage.costing import Costing, bucket_records
 from jobs.usage.records import UsageRecord, latest_allowed, validate
 from jobs.usage.sources import WIDTH_SECONDS, PullResult, RetryPolicy, SchemaError, client_for, window_start
 from jobs.usage.validation import RecordError
-from pricing.catalog import Catalog
 
 _MISSING = object()
 
@@ -109,15 +106,14 @@ def rebucket(rows: list[BucketRow], width: str) -> list[BucketRow]:
 
 
 def pull_generic_json(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    context: Context,
     source: Source,
-    catalog: Catalog,
     now: datetime,
     *,
     retry: RetryPolicy | None = None,
 ) -> PullResult:
     """Read the window from the endpoint and make it this source's usage for that window."""
+    sessions, settings, catalog = context.sessions, context.settings, context.catalog
     with sessions() as session:
         state = source_state(session, source.name)
         since = window_start(state.cursor if state else None, source, settings, now)

@@ -14,18 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.engine import transaction
 from db.ledger import BucketRow, upsert_pulled_buckets
 from db.source_state import source_state
+from jobs.config.context import Context
 from jobs.config.sections import Source
-from jobs.config.settings import Settings
 from jobs.usage import validation
 from jobs.usage.costing import Costing
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start
 from jobs.usage.validation import MAX_BUCKET_COUNT, RecordError
-from pricing.catalog import Catalog
 
 PATH = "/v1/organization/usage/completions"
 GROUP_BY = ["model", "project_id", "api_key_id", "batch"]
@@ -107,10 +104,8 @@ def result_row(start: int, width: str, result: dict[str, Any]) -> BucketRow:
 
 
 def pull_openai_usage(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    context: Context,
     source: Source,
-    catalog: Catalog,
     now: datetime,
     *,
     retry: RetryPolicy | None = None,
@@ -121,6 +116,7 @@ def pull_openai_usage(
 
     `page_limit` sets buckets per page (default: the spec's maximum); `after_page(n)` runs
     after page n committed (tests use it to crash a pull half-way)."""
+    sessions, settings, catalog = context.sessions, context.settings, context.catalog
     key = source.api_key()
     if not key:
         raise SourceError(f"{source.api_key_env or 'api_key_env'} is not set: the usage API needs an admin key")

@@ -20,19 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.engine import transaction
 from db.ledger import claim_event_ids, seen_event_ids
 from db.source_state import record_source_note, source_state
+from jobs.config.context import Context
 from jobs.config.sections import Source
-from jobs.config.settings import Settings
 from jobs.usage.ingest import apply_records
 from jobs.usage.records import latest_allowed
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, SourceError, api_root, client_for, window_start
 from jobs.usage.sources.batch_output import BatchUsage, summarize_output
 from jobs.usage.sources.together import optional_time, parse_time, tag_value, together_key
-from pricing.catalog import Catalog
 
 FINISHED = frozenset({"COMPLETED", "FAILED", "EXPIRED", "CANCELLED"})
 CLAIM_PREFIX = "together-batch:"
@@ -85,15 +82,14 @@ def parse_batch_jobs(payload: Any) -> list[BatchJob]:
 
 
 def pull_together_batches(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    context: Context,
     source: Source,
-    catalog: Catalog,
     now: datetime,
     *,
     retry: RetryPolicy | None = None,
 ) -> PullResult:
     """Count every batch job that finished since the window start and was not counted yet."""
+    sessions, settings, catalog = context.sessions, context.settings, context.catalog
     key = together_key(source, settings)
     root = api_root(source.base_url)
     with sessions() as session:

@@ -17,20 +17,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.engine import transaction
 from db.ledger import BucketRow, add_buckets
 from db.models import to_nanos
 from db.prices import price_row_id
 from db.source_state import record_source_cursor
+from jobs.config.context import Context
 from jobs.config.sections import Source
-from jobs.config.settings import Settings
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
 from jobs.usage.sources.together import optional_time, tag_value, together_key
 from jobs.usage.sources.uptime import counted_since, locked_cursor, minutes_by_hour, whole_minute
 from jobs.usage.validation import storable
-from pricing.catalog import Catalog
 from pricing.clusters import GpuHourRate, cluster_rates
 from pricing.costs import cluster_quote
 
@@ -94,15 +91,14 @@ def cluster_rows(cluster: Cluster, since: datetime, until: datetime, rate: GpuHo
 
 
 def pull_together_clusters(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    context: Context,
     source: Source,
-    catalog: Catalog,
     now: datetime,
     *,
     retry: RetryPolicy | None = None,
 ) -> PullResult:
     """Observe the clusters now and add the GPU-minutes of those up since the last observation."""
+    sessions, settings = context.sessions, context.settings
     key = together_key(source, settings)
     with client_for(source, key, retry) as client:
         clusters = client.get_json(f"{api_root(source.base_url)}/v1/compute/clusters", None, parse_clusters)

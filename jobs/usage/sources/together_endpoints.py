@@ -23,20 +23,17 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.engine import transaction
 from db.ledger import BucketRow, add_buckets
 from db.models import to_nanos
 from db.prices import price_row_id
 from db.source_state import record_source_cursor
+from jobs.config.context import Context
 from jobs.config.sections import Source
-from jobs.config.settings import Settings
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for
 from jobs.usage.sources.together import parse_time, tag_value, together_key
 from jobs.usage.sources.uptime import counted_since, locked_cursor, minutes_by_hour, whole_minute
 from jobs.usage.validation import storable
-from pricing.catalog import Catalog
 
 BILLED_STATES = frozenset({"STARTING", "STARTED", "STOPPING"})
 """States in which an endpoint holds its hardware (PENDING waits for it; STOPPED and ERROR do not)."""
@@ -170,15 +167,14 @@ def uptime_rows(endpoint: Endpoint, since: datetime, until: datetime, per_minute
 
 
 def pull_together_endpoints(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    context: Context,
     source: Source,
-    catalog: Catalog,
     now: datetime,
     *,
     retry: RetryPolicy | None = None,
 ) -> PullResult:
     """Observe the endpoints now and add their running minutes since the last observation."""
+    sessions, settings = context.sessions, context.settings
     running, hardware = observe(source, together_key(source, settings), retry)
     observed = whole_minute(now)
     with transaction(sessions) as session:

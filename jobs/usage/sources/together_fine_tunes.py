@@ -20,17 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from db.engine import transaction
 from db.ledger import BucketRow, add_buckets, claim_event_ids
 from db.source_state import source_state
+from jobs.config.context import Context
 from jobs.config.sections import Source
-from jobs.config.settings import Settings
 from jobs.usage.sources import PullResult, RetryPolicy, SchemaError, api_root, client_for, window_start
 from jobs.usage.sources.together import optional_time, parse_time, tag_value, together_key
 from jobs.usage.validation import storable
-from pricing.catalog import Catalog
 
 CLAIM_PREFIX = "together-fine-tune:"
 MAX_PRICE_NANOS = 10**18  # a billion dollars: more is not a price, and overflows nothing below it
@@ -103,15 +100,14 @@ def training_row(job: FineTune) -> BucketRow:
 
 
 def pull_together_fine_tunes(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    context: Context,
     source: Source,
-    catalog: Catalog,
     now: datetime,
     *,
     retry: RetryPolicy | None = None,
 ) -> PullResult:
     """Record every fine-tuning job completed since the window start and not counted yet."""
+    sessions, settings = context.sessions, context.settings
     key = together_key(source, settings)
     with sessions() as session:
         state = source_state(session, source.name)
