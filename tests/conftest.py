@@ -203,8 +203,14 @@ def context(app_settings: Settings) -> Iterator[Context]:
 
 
 @pytest.fixture
-def push_writer(engine: Engine, sessions: sessionmaker[Session], catalog: Catalog) -> Iterator[PushWriter]:
-    """What `POST /v1/usage` pushes through, on this test's database and the test module's `catalog` fixture."""
-    writer = PushWriter(Context(Settings(), engine, sessions, catalog))
+def ledger_context(engine: Engine, sessions: sessionmaker[Session], catalog: Catalog) -> Context:
+    """What a ledger job takes: this test's database, default settings and the test module's `catalog` fixture."""
+    return Context(Settings(), engine, sessions, catalog)
+
+
+@pytest.fixture
+def push_writer(ledger_context: Context) -> Iterator[PushWriter]:
+    """What `POST /v1/usage` pushes through, on `ledger_context`."""
+    writer = PushWriter(ledger_context)
     yield writer
     writer.close()

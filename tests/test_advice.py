@@ -10,10 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.orm import Session
 
 from bot.cli import main
 from db.models import to_nanos
-from jobs.advice.batch import Usage, advise, pattern_signals, saving_in_scope
+from jobs.advice.batch import Savings, Usage, advise, pattern_signals, read_savings
 from jobs.config.context import Context
 from jobs.config.sections import Offline, PriceOverride
 from jobs.config.settings import Settings
@@ -144,15 +145,21 @@ def test_a_model_batch_does_not_serve_is_never_suggested(context: Context) -> No
     assert {c.model for c in advice.candidates} == {BATCHED, INTERACTIVE}  # the marks do reach the others
 
 
+def savings_of(session: Session, context: Context) -> Savings:
+    """The ledger's batch savings as of NOW: what a budget's saving is read from."""
+    return read_savings(session, context.settings, context.catalog, now=NOW)
+
+
 def test_saving_in_a_budget_scope(context: Context) -> None:
     build(context)
     with context.sessions() as session:
         advice = advise(session, context.settings, context.catalog, now=NOW)
+        savings = savings_of(session, context)
     nightly = next(c for c in advice.candidates if c.feature == "nightly-summaries")
-    assert saving_in_scope(context, {"project": "reports"}, now=NOW) == nightly.monthly_saving
-    assert saving_in_scope(context, {"model": BATCHED}, now=NOW) == advice.total_saving
-    assert saving_in_scope(context, {"project": "app"}, now=NOW) is None
-    assert saving_in_scope(context, {"mode": "batch"}, now=NOW) is None
+    assert savings.saving({"project": "reports"}) == nightly.monthly_saving
+    assert savings.saving({"model": BATCHED}) == advice.total_saving
+    assert savings.saving({"project": "app"}) is None
+    assert savings.saving({"mode": "batch"}) is None
 
 
 def test_a_workload_split_by_tags_is_one_candidate_and_a_tag_scope_takes_its_part(context: Context) -> None:
@@ -164,9 +171,10 @@ def test_a_workload_split_by_tags_is_one_candidate_and_a_tag_scope_takes_its_par
     ledger.save()
     with context.sessions() as session:
         [candidate] = advise(session, context.settings, context.catalog, now=NOW).candidates
+        savings = savings_of(session, context)
     assert candidate.monthly_saving == expected_monthly_saving(context, *ledger.window[(BATCHED, "nightly-summaries")])
-    assert saving_in_scope(context, {"tag": "env=prod"}, now=NOW) == candidate.monthly_saving
-    assert saving_in_scope(context, {"tag": "shard=2"}, now=NOW) == expected_monthly_saving(
+    assert savings.saving({"tag": "env=prod"}) == candidate.monthly_saving
+    assert savings.saving({"tag": "shard=2"}) == expected_monthly_saving(
         context, *ledger.tagged["env=prod,shard=2"])
 
 

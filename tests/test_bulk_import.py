@@ -45,11 +45,6 @@ def catalog() -> Catalog:
     return build_catalog(Settings(prices=[PriceOverride(model=PRICEY, input=Decimal(150), output=Decimal(600))]))
 
 
-def context_of(sessions: sessionmaker[Session], catalog: Catalog) -> Context:
-    """What an import job takes: this test's database and the module's catalog."""
-    return Context(Settings(), sessions.kw["bind"], sessions, catalog)
-
-
 def usage(count: int, prefix: str, *, first: int = 0) -> list[list[Any]]:
     """`count` CSV rows over four days: three models (one unpriced), two projects, some batch, some cached."""
     rows = []
@@ -95,15 +90,16 @@ def test_postgresql_imports_go_through_copy_and_sqlite_through_the_ledger(sessio
 
 
 def test_a_refused_file_writes_nothing_and_once_fixed_imports_once(
+    ledger_context: Context,
     sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
 ) -> None:
-    import_file(context_of(sessions, catalog), write_csv(tmp_path / "seed.csv", usage(40, "seed")), now=NOW)
+    import_file(ledger_context, write_csv(tmp_path / "seed.csv", usage(40, "seed")), now=NOW)
     before = state(sessions)
 
     bad = usage(120, "f")
     bad[100][3] = "-5"  # line 102: caught by the checking pass, before anything is staged
     with pytest.raises(IngestRejected) as refused:
-        import_file(context_of(sessions, catalog), write_csv(tmp_path / "bad.csv", bad), now=NOW, chunk_lines=50)
+        import_file(ledger_context, write_csv(tmp_path / "bad.csv", bad), now=NOW, chunk_lines=50)
     assert [line for line, _ in refused.value.errors] == [102]
     assert state(sessions) == before
 
@@ -114,7 +110,7 @@ def test_a_refused_file_writes_nothing_and_once_fixed_imports_once(
         full[n] = [f"big-{n}", hour + n, PRICEY, 0, 10**10, 0, "", "web"]
     path = write_csv(tmp_path / "full.csv", full)
     with pytest.raises(IngestRejected) as refused:
-        import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=50)
+        import_file(ledger_context, path, now=NOW, chunk_lines=50)
     [(line, reason)] = refused.value.errors
     # SQLite's upsert refuses the chunk that tips the bucket over; PostgreSQL's one merge names the bucket's first line.
     with sessions() as session:
@@ -125,23 +121,24 @@ def test_a_refused_file_writes_nothing_and_once_fixed_imports_once(
 
     full[110] = usage(1, "f", first=110)[0]
     path = write_csv(tmp_path / "full.csv", full)
-    first = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=50)
+    first = import_file(ledger_context, path, now=NOW, chunk_lines=50)
     once = state(sessions)
-    again = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=50)
+    again = import_file(ledger_context, path, now=NOW, chunk_lines=50)
     assert (first.accepted, first.duplicates) == (120, 0) and (again.accepted, again.duplicates) == (0, 120)
     assert once[1] == before[1] + 120 and state(sessions) == once and no_staging_left(sessions)
 
 
 def test_the_same_file_twice_counts_each_event_once(
+    ledger_context: Context,
     sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
 ) -> None:
     rows = usage(300, "twice")
     rows[250:270] = [list(row) for row in rows[10:30]]  # 20 ids again, in a later chunk of the same file
     path = write_csv(tmp_path / "usage.csv", rows)
 
-    first = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=64)
+    first = import_file(ledger_context, path, now=NOW, chunk_lines=64)
     once = state(sessions)
-    again = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=64)
+    again = import_file(ledger_context, path, now=NOW, chunk_lines=64)
 
     assert (first.accepted, first.duplicates) == (280, 20)
     assert (again.accepted, again.duplicates) == (0, 300)
@@ -153,6 +150,7 @@ def test_the_same_file_twice_counts_each_event_once(
 
 
 def test_events_already_pushed_are_counted_once_by_the_import(
+    ledger_context: Context,
     sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, push_writer: PushWriter
 ) -> None:
     rows = [row for row in usage(200, "ev") if row[7] == "web"]  # the push token's project
@@ -163,7 +161,7 @@ def test_events_already_pushed_are_counted_once_by_the_import(
                      for r in pushed).encode()
     push_writer.push(body, project="web", now=NOW)
 
-    result = import_file(context_of(sessions, catalog), write_csv(tmp_path / "usage.csv", rows), now=NOW, chunk_lines=25)
+    result = import_file(ledger_context, write_csv(tmp_path / "usage.csv", rows), now=NOW, chunk_lines=25)
 
     assert result == IngestResult(accepted=len(rows) - 60, duplicates=60)
     buckets, ids = state(sessions)
@@ -206,10 +204,11 @@ def rollup_days(sessions: sessionmaker[Session]) -> dict[tuple[Any, ...], list[i
 
 
 def test_rollups_follow_the_buckets_through_imports_that_insert_and_add(
+    ledger_context: Context,
     sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
 ) -> None:
     assert rollup_days(sessions) == {}  # the zone is built now: later reads go by the days the triggers mark
-    import_file(context_of(sessions, catalog), write_csv(tmp_path / "a.csv", usage(200, "a")), now=NOW, chunk_lines=50)
+    import_file(ledger_context, write_csv(tmp_path / "a.csv", usage(200, "a")), now=NOW, chunk_lines=50)
     after_a = rollup_days(sessions)
     assert after_a == expected_days(sessions)
     assert {day for day, *_ in after_a} >= {date(2026, 11, 9), date(2026, 11, 12)}  # 23:00 UTC on the 9th is local
@@ -217,16 +216,17 @@ def test_rollups_follow_the_buckets_through_imports_that_insert_and_add(
 
     # The same hours, models and projects again under new ids: every bucket is added to (ON CONFLICT DO UPDATE).
     b = write_csv(tmp_path / "b.csv", [[f"b-{n}", *row[1:]] for n, row in enumerate(usage(200, "a"))])
-    import_file(context_of(sessions, catalog), b, now=NOW, chunk_lines=50)
+    import_file(ledger_context, b, now=NOW, chunk_lines=50)
     after_b = rollup_days(sessions)
     assert after_b == expected_days(sessions)
     assert all(after_b[key][0] == 2 * after_a[key][0] for key in after_a)
 
-    import_file(context_of(sessions, catalog), b, now=NOW, chunk_lines=50)  # all duplicates: nothing changes
+    import_file(ledger_context, b, now=NOW, chunk_lines=50)  # all duplicates: nothing changes
     assert rollup_days(sessions) == after_b
 
 
 def test_two_imports_of_one_file_at_once_count_it_once(
+    ledger_context: Context,
     database_url: str, sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
 ) -> None:
     if not database_url.startswith("postgresql"):
@@ -237,7 +237,7 @@ def test_two_imports_of_one_file_at_once_count_it_once(
 
     def run() -> None:
         start.wait()
-        results.append(import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=500))
+        results.append(import_file(ledger_context, path, now=NOW, chunk_lines=500))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:

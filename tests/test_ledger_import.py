@@ -37,11 +37,6 @@ def catalog() -> Catalog:
     return build_catalog(Settings())
 
 
-def context_of(sessions: sessionmaker[Session], catalog: Catalog) -> Context:
-    """What an import job takes: this test's database and the module's catalog."""
-    return Context(Settings(), sessions.kw["bind"], sessions, catalog)
-
-
 def events() -> list[UsageEvent]:
     """Single requests over two weeks: two models, three projects, some batch, some cached."""
     out = []
@@ -98,6 +93,7 @@ def ledger_rows(sessions: sessionmaker[Session], source: str) -> list[tuple[Any,
 
 
 def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
+    ledger_context: Context,
     engine: Engine, sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     push_writer: PushWriter,
 ) -> None:
@@ -114,10 +110,10 @@ def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
         body = b"\n".join(json.dumps(as_response(n, e, "push")).encode() for n, e in enumerate(usage) if e.project_id == project)
         push_writer.push(body, project=project, now=NOW)
 
-    import_file(context_of(sessions, catalog), write_csv(tmp_path / "usage.csv", csv_rows(usage)), now=NOW, chunk_lines=70)
+    import_file(ledger_context, write_csv(tmp_path / "usage.csv", csv_rows(usage)), now=NOW, chunk_lines=70)
     jsonl = tmp_path / "usage.jsonl"
     jsonl.write_text("".join(json.dumps({**as_response(n, e, "jsonl"), "project": e.project_id}) + "\n" for n, e in enumerate(usage)))
-    import_file(context_of(sessions, catalog), jsonl, now=NOW, source="import-jsonl")
+    import_file(ledger_context, jsonl, now=NOW, source="import-jsonl")
 
     pulled = ledger_rows(sessions, "openai")
     assert pulled and any(row[-1] is None for row in pulled) and any(row[3] == "batch" for row in pulled)
@@ -126,7 +122,8 @@ def test_pull_push_and_import_of_the_same_usage_give_the_same_ledger(
     assert ledger_rows(sessions, "import-jsonl") == pulled
 
 
-def test_csv_import_with_a_column_mapping(sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path) -> None:
+def test_csv_import_with_a_column_mapping(ledger_context: Context, sessions: sessionmaker[Session], catalog: Catalog,
+                                          tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "gateway.csv",
         [["r1", "2026-11-03T10:05:00Z", MAESTRO, "4000", "1000", "checkout"],
@@ -135,13 +132,14 @@ def test_csv_import_with_a_column_mapping(sessions: sessionmaker[Session], catal
     )
     mapping = {"id": "request_id", "timestamp": "when", "model": "engine", "prompt_tokens": "tokens_in",
                "completion_tokens": "tokens_out", "project": "team"}
-    result = import_file(context_of(sessions, catalog), path, columns=mapping, now=NOW)
+    result = import_file(ledger_context, path, columns=mapping, now=NOW)
 
     assert (result.accepted, result.duplicates, result.bad) == (2, 0, 0)
     assert snapshot(sessions, "project") == [("checkout", 7000, 0, 2000, 2, Decimal("0.0129"), 0)]
 
 
 def test_a_file_with_bad_lines_is_refused_whole_listing_them(
+    ledger_context: Context,
     sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
 ) -> None:
     rows = csv_rows(events()[:50])
@@ -151,7 +149,7 @@ def test_a_file_with_bad_lines_is_refused_whole_listing_them(
     path = write_csv(tmp_path / "bad.csv", rows)
 
     with pytest.raises(IngestRejected) as refused:
-        import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=10)
+        import_file(ledger_context, path, now=NOW, chunk_lines=10)
 
     assert [line for line, _ in refused.value.errors] == [11, 31, 41]
     assert "negative" in refused.value.errors[0][1] and "unknown time format" in refused.value.errors[1][1]
@@ -160,6 +158,7 @@ def test_a_file_with_bad_lines_is_refused_whole_listing_them(
 
 
 def test_skip_bad_applies_the_good_lines_and_writes_the_bad_ones(
+    ledger_context: Context,
     sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
 ) -> None:
     lines = [json.dumps(response(f"id-{n}")) for n in range(5)]
@@ -169,7 +168,7 @@ def test_skip_bad_applies_the_good_lines_and_writes_the_bad_ones(
     path.write_text("\n".join(lines) + "\n\n")
     bad_file = tmp_path / "bad.jsonl"
 
-    result = import_file(context_of(sessions, catalog), path, project="web", skip_bad=bad_file, now=NOW)
+    result = import_file(ledger_context, path, project="web", skip_bad=bad_file, now=NOW)
 
     assert (result.accepted, result.bad) == (5, 2)
     assert bad_file.read_text().splitlines() == ["{broken", lines[4]]
@@ -177,13 +176,14 @@ def test_skip_bad_applies_the_good_lines_and_writes_the_bad_ones(
 
 
 def test_a_reimport_counts_nothing_twice_and_progress_is_reported(
+    ledger_context: Context,
     sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
 ) -> None:
     path = write_csv(tmp_path / "usage.csv", csv_rows(events()))
     calls: list[tuple[str, int, int]] = []
-    first = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=64, on_progress=lambda *a: calls.append(a))
+    first = import_file(ledger_context, path, now=NOW, chunk_lines=64, on_progress=lambda *a: calls.append(a))
     once = snapshot(sessions, "project")
-    again = import_file(context_of(sessions, catalog), path, now=NOW, chunk_lines=64)
+    again = import_file(ledger_context, path, now=NOW, chunk_lines=64)
 
     assert (first.accepted, again.accepted, again.duplicates) == (300, 0, 300)
     assert snapshot(sessions, "project") == once
@@ -191,7 +191,8 @@ def test_a_reimport_counts_nothing_twice_and_progress_is_reported(
     assert calls[-1] == ("importing", size, size) and ("checking", size, size) in calls
 
 
-def test_a_header_without_required_columns_is_refused(sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path) -> None:
+def test_a_header_without_required_columns_is_refused(ledger_context: Context, sessions: sessionmaker[Session],
+                                                      catalog: Catalog, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "x.csv", [["1", "m"]], header=["id", "model"])
     with pytest.raises(IngestRejected, match="prompt_tokens"):
-        import_file(context_of(sessions, catalog), path, now=NOW)
+        import_file(ledger_context, path, now=NOW)

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -38,9 +37,6 @@ from jobs.config.settings import Settings
 from jobs.forecast.scopes import in_scope
 from pricing.catalog import Catalog, Price
 from pricing.costs import DAYS_PER_MONTH, token_cost
-
-if TYPE_CHECKING:
-    from jobs.config.context import Context
 
 OFFHOURS_SHARE = 0.80  # uniform 24/7 traffic puts 108 of 168 weekly hours (64%) off-hours
 BURST_RATIO = 6.0  # busiest hour / mean hour of the day, median over active days
@@ -356,11 +352,3 @@ def advise(session: Session, settings: Settings, catalog: Catalog, *, now: datet
     return Advice(candidates, sum((c.monthly_saving for c in candidates), Decimal(0)), savings.start, savings.end,
                   savings.days_observed, notes, savings.usage_seen)
 
-
-def saving_in_scope(context: Context, scope: dict[str, str], *, now: datetime | None = None,
-                    window_days: int = 28) -> Decimal | None:
-    """The monthly batch saving of the candidates inside a scope; None when there is none."""
-    with context.sessions() as session:
-        savings = read_savings(session, context.settings, context.catalog, now=now or datetime.now(timezone.utc),
-                               window_days=window_days)
-    return savings.saving(scope)

@@ -17,6 +17,7 @@ from db.models import UsageBucket
 from db.rollups import DailyRow, daily_rows, local_day, local_midnight, month_bounds
 from jobs.advice.batch import Savings
 from jobs.budgets import specs as budget_store
+from jobs.budgets.check import budget_figures
 from jobs.budgets.specs import BudgetSpec
 from jobs.config.context import Context
 from jobs.forecast import runway as prepaid
@@ -100,12 +101,11 @@ def outlook(projection: Projection) -> Outlook:
 
 def budget_status(index: ScopeIndex, spec: BudgetSpec) -> BudgetStatus:
     """A budget's spend this month, its forecast and the day that forecast reaches the amount."""
-    keys = index.keys_in(spec.scope)
-    spent = index.spent(keys)
-    projection = index.projection(keys, spec.name)
+    figures = budget_figures(index, spec)
+    projection = figures.forecast
     if projection is None:
-        return BudgetStatus(spec.name, spec.describe_scope(), spec.amount, spent, None)
-    return BudgetStatus(spec.name, spec.describe_scope(), spec.amount, spent, outlook(projection),
+        return BudgetStatus(spec.name, spec.describe_scope(), spec.amount, figures.spent, None)
+    return BudgetStatus(spec.name, spec.describe_scope(), spec.amount, figures.spent, outlook(projection),
                         projection.crossing(spec.amount))
 
 

@@ -203,24 +203,15 @@ def _send_one(sessions: sessionmaker[Session], client: WebClient, row: OutboxMes
             reason = f"Slack said {error or status}; retrying"
             if error in FILE_GONE and row.file_id:  # the upload expired: start the chart afresh
                 _record(sessions, row.id, file_id=None)
-        log.warning("outbox %s (%s): %s", row.dedupe_key, row.kind, reason, extra={"outbox_id": row.id})
-        _defer(sessions, row.id, now, wait, reason)
-        report.deferred += 1
-        report.errors.append(reason)
+        _retry_later(sessions, row, now, wait, reason, report)
         return
     except (SlackRequestError, OSError, TimeoutError, httpx.HTTPError) as exc:
-        reason = f"Slack unreachable ({type(exc).__name__}); retrying"
-        log.warning("outbox %s: %s", row.dedupe_key, reason, extra={"outbox_id": row.id})
-        _defer(sessions, row.id, now, _backoff(row.attempts), reason)
-        report.deferred += 1
-        report.errors.append(reason)
+        _retry_later(sessions, row, now, _backoff(row.attempts), f"Slack unreachable ({type(exc).__name__}); retrying",
+                     report)
         return
     except Exception as exc:  # a bug of ours or a client's: this row waits, the others are sent
-        reason = f"sending failed ({type(exc).__name__}); retrying"
-        log.exception("outbox %s: %s", row.dedupe_key, reason, extra={"outbox_id": row.id})
-        _defer(sessions, row.id, now, _backoff(row.attempts), reason)
-        report.deferred += 1
-        report.errors.append(reason)
+        _retry_later(sessions, row, now, _backoff(row.attempts), f"sending failed ({type(exc).__name__}); retrying",
+                     report, traceback=True)
         return
     with sessions() as session, session.begin():
         session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
@@ -228,6 +219,16 @@ def _send_one(sessions: sessionmaker[Session], client: WebClient, row: OutboxMes
         # A post that went through shows the token works and the channel takes us again.
         operator_notices.resolve(session, ["token", f"channel:{row.channel}"], now=now)
     report.sent += 1
+
+
+def _retry_later(sessions: sessionmaker[Session], row: OutboxMessage, now: datetime, wait: timedelta, reason: str,
+                 report: SendReport, *, traceback: bool = False) -> None:
+    """Log why the row waits, defer it by `wait` and count it."""
+    log.log(logging.ERROR if traceback else logging.WARNING, "outbox %s (%s): %s", row.dedupe_key, row.kind,
+            reason, exc_info=traceback, extra={"outbox_id": row.id})
+    _defer(sessions, row.id, now, wait, reason)
+    report.deferred += 1
+    report.errors.append(reason)
 
 
 def _send(sessions: sessionmaker[Session], client: WebClient, row: OutboxMessage, parent_ts: str | None,
