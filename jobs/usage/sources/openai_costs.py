@@ -18,6 +18,7 @@ from typing import Any
 
 from jobs.config.sections import Source
 from jobs.usage.sources import RetryPolicy, SchemaError, SourceError, api_root, client_for
+from jobs.usage.sources.openai_usage import page_envelope
 
 PATH = "/v1/organization/costs"
 PAGE_LIMIT = 180  # the most daily buckets a page may hold, per the spec
@@ -55,16 +56,9 @@ def line_item_model(line_item: str | None) -> tuple[str | None, str]:
 
 def parse_costs_page(payload: Any) -> tuple[list[tuple[int, list[dict[str, Any]]]], str | None]:
     """Buckets as (start_time, results) and the next page's cursor; SchemaError if off-spec."""
-    if not isinstance(payload, dict) or payload.get("object") != "page" or not isinstance(payload.get("data"), list):
-        raise SchemaError("expected an object of type page with a data list")
-    has_more = payload.get("has_more")
-    if not isinstance(has_more, bool):
-        raise SchemaError("has_more missing or not a boolean")
-    next_page = payload.get("next_page")
-    if has_more and not isinstance(next_page, str):
-        raise SchemaError("has_more is true but next_page is not a cursor")
+    data, next_page = page_envelope(payload)
     buckets = []
-    for bucket in payload["data"]:
+    for bucket in data:
         if not isinstance(bucket, dict) or type(bucket.get("start_time")) is not int:
             raise SchemaError("a bucket lacks start_time")
         results = bucket.get("results", bucket.get("result"))
@@ -73,7 +67,7 @@ def parse_costs_page(payload: Any) -> tuple[list[tuple[int, list[dict[str, Any]]
         for result in results:
             _check_result(result)
         buckets.append((bucket["start_time"], results))
-    return buckets, next_page if has_more else None
+    return buckets, next_page
 
 
 def _check_result(result: Any) -> None:

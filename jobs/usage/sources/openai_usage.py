@@ -38,8 +38,9 @@ class UsagePage:
     next_page: str | None
 
 
-def parse_page(payload: Any) -> UsagePage:
-    """Check a page against the spec's `UsageResponse`; SchemaError if it does not match."""
+def page_envelope(payload: Any) -> tuple[list[Any], str | None]:
+    """A page's `data` and the next page's cursor (None on the last page), as both organization
+    endpoints (usage and costs) page them; SchemaError if the envelope is off-spec."""
     if not isinstance(payload, dict) or payload.get("object") != "page" or not isinstance(payload.get("data"), list):
         raise SchemaError("expected an object of type page with a data list")
     has_more = payload.get("has_more")
@@ -48,8 +49,14 @@ def parse_page(payload: Any) -> UsagePage:
     next_page = payload.get("next_page")
     if has_more and not isinstance(next_page, str):
         raise SchemaError("has_more is true but next_page is not a cursor")
+    return payload["data"], next_page if has_more else None
+
+
+def parse_page(payload: Any) -> UsagePage:
+    """Check a page against the spec's `UsageResponse`; SchemaError if it does not match."""
+    data, next_page = page_envelope(payload)
     buckets = []
-    for bucket in payload["data"]:
+    for bucket in data:
         if not isinstance(bucket, dict):
             raise SchemaError("a bucket is not an object")
         start, end, results = bucket.get("start_time"), bucket.get("end_time"), bucket.get("results")
@@ -59,7 +66,7 @@ def parse_page(payload: Any) -> UsagePage:
         for result in results:
             _check_result(result)
         buckets.append((start, end, results))
-    return UsagePage(buckets, next_page if has_more else None)
+    return UsagePage(buckets, next_page)
 
 
 def _check_result(result: Any) -> None:
