@@ -394,7 +394,8 @@ def responses(slack: FakeSlack, key: str, n: int) -> list:  # type: ignore[type-
 
 def test_buttons_acknowledge_snooze_and_break_down(context: Context, slack: FakeSlack, server: ServerThread) -> None:
     now = datetime.now(timezone.utc)
-    spend(context, now - timedelta(hours=2), Decimal(600), feature="search-api")
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)  # both spends on one day: no spike alert
+    spend(context, max(now - timedelta(hours=2), today), Decimal(600), feature="search-api")
     run_check(context, now)
     [message] = alerts_in(slack)
 
@@ -416,7 +417,7 @@ def test_buttons_acknowledge_snooze_and_break_down(context: Context, slack: Fake
     assert wait_until(lambda: len(slack.calls_to("chat.update")) == 2, timeout=10)
     with context.sessions() as session:
         assert session.scalar(select(Alert.snoozed_until)) > now + timedelta(hours=23)
-    spend(context, now - timedelta(hours=1), Decimal(300))
+    spend(context, max(now - timedelta(hours=1), today), Decimal(300))
     assert run_check(context, now) == []  # snoozed: the 80% alert waits
     assert [d.threshold for d in run_check(context, now + timedelta(hours=25))] == ["80"]
 
