@@ -8,11 +8,17 @@ written once per import, not once per chunk. Elsewhere (SQLite) it is a `DirectW
 ledger's own multi-row upserts. Both keep the ledger's rules: an event id counts once, a
 bucket never passes its capacity (BucketFull; the caller rolls back), and the rollup
 triggers of `usage_buckets` see every change.
+
+`claim_new_event_ids` is the optimistic claim of a one-pass import that expects every id to be
+new: on PostgreSQL the ids stream through one open COPY straight into `seen_events`, so the
+server builds the index while the file is still being read; an id counted before, or twice,
+fails that COPY (EventsSeen, at the latest from `finish()`), and the caller rolls back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -30,7 +36,7 @@ from db.ledger import (
 )
 from db.models import MAX_BUCKET_COUNT, MAX_BUCKET_NANOS
 
-__all__ = ["CopyWriter", "DirectWriter", "LedgerWriter", "bulk_writer"]
+__all__ = ["CopyWriter", "DirectWriter", "EventsSeen", "LedgerWriter", "bulk_writer"]
 
 BUCKET_STAGE = "import_bucket_stage"
 EVENT_STAGE = "import_event_stage"
@@ -41,17 +47,32 @@ STAGE_TYPES = (
 )
 
 
+class EventsSeen(Exception):
+    """Some ids of an optimistic claim were counted before, or came twice; roll back."""
+
+
 class LedgerWriter(Protocol):
     """Where an ingest's claims and buckets go. `finish()` before the transaction commits."""
 
     def claim_event_ids(self, event_ids: Collection[str], seen_at: datetime) -> set[str]:
         """Record `event_ids` as counted; return those that were new."""
 
+    def claim_new_event_ids(self, event_ids: Sequence[str], seen_at: datetime) -> None:
+        """Record `event_ids` as counted, all of them new and none twice: EventsSeen (now, at
+        a later write or at `finish`) if not."""
+
     def add_buckets(self, rows: Iterable[BucketRow]) -> None:
         """Add costed usage into the source's buckets (BucketFull, now or at `finish`, if one overflows)."""
 
     def finish(self) -> None:
         """Write whatever is still held; BucketFull naming the buckets that could not take it."""
+
+    def end_claims(self) -> None:
+        """Close the claims streaming since `claim_new_event_ids` (EventsSeen if one was not new),
+        so the session may run other statements again."""
+
+    def abort(self) -> None:
+        """Let go of anything still open, before the caller rolls back."""
 
 
 def bulk_writer(session: Session, source: str) -> LedgerWriter:
@@ -72,10 +93,20 @@ class DirectWriter:
     def claim_event_ids(self, event_ids: Collection[str], seen_at: datetime) -> set[str]:
         return claim_event_ids(self.session, event_ids, seen_at)
 
+    def claim_new_event_ids(self, event_ids: Sequence[str], seen_at: datetime) -> None:
+        if len(claim_event_ids(self.session, event_ids, seen_at)) != len(event_ids):
+            raise EventsSeen()
+
     def add_buckets(self, rows: Iterable[BucketRow]) -> None:
         add_buckets(self.session, self.source, rows)
 
     def finish(self) -> None:
+        pass
+
+    def end_claims(self) -> None:
+        pass
+
+    def abort(self) -> None:
         pass
 
 
@@ -105,6 +136,19 @@ WITH grouped AS MATERIALIZED (
 SELECT g.* FROM grouped g
 WHERE NOT EXISTS (SELECT 1 FROM written w WHERE {" AND ".join(f"w.{c} = g.{c}" for c in STAGE_KEY)})
 """
+OVERLAPS = f"""
+SELECT EXISTS (SELECT 1 FROM usage_buckets WHERE source = %(source)s
+               AND bucket_start BETWEEN (SELECT min(bucket_start) FROM {BUCKET_STAGE})
+                                    AND (SELECT max(bucket_start) FROM {BUCKET_STAGE}))
+"""
+INSERT_NEW = f"""
+INSERT INTO usage_buckets ({", ".join(KEY_COLUMNS)}, {", ".join(STAGE_COLUMNS[len(STAGE_KEY):])})
+SELECT {", ".join("%(source)s" if c == "source" else c for c in KEY_COLUMNS)},
+       {", ".join(STAGE_COLUMNS[len(STAGE_KEY):])}
+FROM {BUCKET_STAGE} WHERE {_WITHIN}
+ORDER BY bucket_start, width, model
+"""
+INSERT_DISTINCT = INSERT_NEW + f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {ADD_ON_CONFLICT}\n"
 CLAIM_EVENTS = f"""
 WITH claimed AS (
     INSERT INTO seen_events (event_id, seen_at)
@@ -120,14 +164,19 @@ class CopyWriter:
 
     Each `claim_event_ids` call copies its ids and claims them in one statement (a concurrent
     import or push of the same id waits on the unique index, as with the ledger's claims).
-    Buckets are held in their staging table until `finish()`, which sums them per bucket and
-    merges them into `usage_buckets` in one statement, checking capacity there."""
+    Buckets are held in their staging table until `finish()`, which adds them into
+    `usage_buckets` in one statement, checking capacity there: as staged when one
+    `add_buckets` call wrote them all (one row per bucket), else summed per bucket first."""
 
     def __init__(self, session: Session, source: str) -> None:
         self.session = session
         self.source = source
         self._staged = False
+        self._batches = self._staged_rows = 0  # add_buckets calls, and rows they staged
         self._starts: dict[datetime, datetime] = {}
+        self._claims: ExitStack | None = None  # the open COPY of `claim_new_event_ids`
+        self._claim_copy: Any = None
+        self._claim_tail = ""
 
     def _cursor(self) -> Any:
         """A cursor of the session's own psycopg connection, inside its transaction; the staging
@@ -147,6 +196,7 @@ class CopyWriter:
     def claim_event_ids(self, event_ids: Collection[str], seen_at: datetime) -> set[str]:
         if not event_ids:
             return set()
+        self.end_claims()
         with self._cursor() as cursor:
             cursor.execute(f"TRUNCATE {EVENT_STAGE}")
             with cursor.copy(f"COPY {EVENT_STAGE} (event_id) FROM STDIN (FORMAT BINARY)") as copy:
@@ -157,17 +207,56 @@ class CopyWriter:
             seen = {row[0] for row in cursor}
         return set(event_ids) - seen
 
+    def claim_new_event_ids(self, event_ids: Sequence[str], seen_at: datetime) -> None:
+        if not event_ids:
+            return
+        if self._claims is None:
+            with ExitStack() as stack:
+                cursor = stack.enter_context(self._cursor())
+                self._claim_copy = stack.enter_context(cursor.copy("COPY seen_events (event_id, seen_at) FROM STDIN"))
+                self._claims, self._claim_tail = stack.pop_all(), f"\t{_naive_utc(seen_at).isoformat(sep=' ')}\n"
+        tail = self._claim_tail
+        data = tail.join(event_ids) + tail
+        try:
+            if "\\" in data or "\r" in data or data.count("\n") != len(event_ids) or data.count("\t") != len(event_ids):
+                naive = _naive_utc(seen_at)
+                for event_id in event_ids:  # characters COPY's text format escapes: psycopg does it
+                    self._claim_copy.write_row((event_id, naive))
+            else:
+                self._claim_copy.write(data)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self._claims is not None:  # end the COPY as failed, so the transaction can roll back
+            stack, self._claims, self._claim_copy = self._claims, None, None
+            stack.__exit__(EventsSeen, EventsSeen(), None)
+
+    def end_claims(self) -> None:
+        if self._claims is None:
+            return
+        from psycopg import errors
+
+        stack, self._claims, self._claim_copy = self._claims, None, None
+        try:
+            stack.close()
+        except (errors.UniqueViolation, errors.DeadlockDetected) as exc:
+            raise EventsSeen() from exc
+
     def add_buckets(self, rows: Iterable[BucketRow]) -> None:
-        rows = list(rows)
-        full = [r for r in rows if over_capacity(r)]
-        if full:
-            raise BucketFull(full)
+        self.end_claims()
+        full: list[BucketRow] = []
+        written = 0
         starts = self._starts
         with self._cursor() as cursor, cursor.copy(
             f"COPY {BUCKET_STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.set_types(STAGE_TYPES)
             for r in rows:
+                if over_capacity(r):
+                    full.append(r)
+                    continue
                 start = starts.get(r.bucket_start)
                 if start is None:
                     start = starts[r.bucket_start] = _naive_utc(r.bucket_start)
@@ -176,18 +265,51 @@ class CopyWriter:
                     r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
                     r.cost_nanos, r.price_id, r.catalog_model, r.reported_cost_nanos,
                 ))
+                written += 1
+        if full:
+            raise BucketFull(full)
+        self._batches += 1
+        self._staged_rows += written
 
     def finish(self) -> None:
+        self.end_claims()
         if not self._staged:
             return
         with self._cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '256MB'")  # the merge sorts and groups in memory, not on disk
             cursor.execute(f"ANALYZE {BUCKET_STAGE}")  # the merge's plan sees how many rows and buckets there are
-            cursor.execute(MERGE_BUCKETS, {"source": self.source})
-            refused = [_bucket_row(row) for row in cursor]
+            refused = None if self._batches != 1 else self._insert_distinct(cursor)
+            if refused is None:
+                cursor.execute(MERGE_BUCKETS, {"source": self.source})
+                refused = [_bucket_row(row) for row in cursor]
             cursor.execute(f"DROP TABLE {BUCKET_STAGE}, {EVENT_STAGE}")
         self._staged = False
+        self._batches = self._staged_rows = 0
         if refused:
             raise BucketFull(refused)
+
+    def _insert_distinct(self, cursor: Any) -> list[BucketRow] | None:
+        """The stage written by one `add_buckets` call (one row per bucket) added into the ledger
+        as it is, without grouping it first, and as plain inserts when the ledger holds nothing of
+        this source in the stage's hours: [] when every row went in; None (undone) when one was
+        refused or two shared a bucket after all, for the grouping merge to say which."""
+        from psycopg import errors
+
+        cursor.execute(OVERLAPS, {"source": self.source})
+        statements = [INSERT_DISTINCT] if cursor.fetchone()[0] else [INSERT_NEW, INSERT_DISTINCT]
+        cursor.execute("SAVEPOINT import_buckets")
+        for statement in statements:
+            try:
+                cursor.execute(statement, {"source": self.source})
+            except (errors.UniqueViolation, errors.CardinalityViolation):  # a bucket met twice after all
+                cursor.execute("ROLLBACK TO SAVEPOINT import_buckets")
+                continue
+            if cursor.rowcount == self._staged_rows:
+                cursor.execute("RELEASE SAVEPOINT import_buckets")
+                return []
+            break
+        cursor.execute("ROLLBACK TO SAVEPOINT import_buckets")
+        return None
 
 
 def _naive_utc(moment: datetime) -> datetime:

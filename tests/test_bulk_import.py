@@ -247,3 +247,67 @@ def test_two_imports_of_one_file_at_once_count_it_once(
     assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 3000), (3000, 0)]
     buckets, ids = state(sessions)
     assert ids == 3000 and sum(b[9] for b in buckets) == 3000
+
+
+MESSY_HEADER = "id,created,timestamp,model,prompt_tokens,completion_tokens,cached_tokens,requests,mode,project,feature,tags\n"
+
+
+def messy_csv(path: Path, prefix: str) -> Path:
+    """Clean rows beside every shape the one pass hands to the careful reader's own checks."""
+    start = int(START.timestamp())
+    lines = [f"{prefix}-{n},{start + 977 * n},,{[CHEAP, PRICEY, UNPRICED][n % 3]},{1000 + n},{n % 50},{n % 9},,"
+             f"{'batch' if n % 4 == 0 else ''},{['web', 'etl'][n % 2]},,\n" for n in range(200)]
+    lines += [
+        f"{prefix}-iso,,2026-11-11T05:30:00Z,{CHEAP},100,10,0,,,web,,\n",  # an ISO time
+        f"{prefix}-tags,{start + 60},,{CHEAP},100,10,0,,,web,,team=a\n",  # tags
+        f"{prefix}-spaces,{start + 120},,  {CHEAP}  , 100 , 10 ,0,2,batch, web ,,\n",  # spaces around cells
+        f"{prefix}-café,{start + 180},,{CHEAP},100,10,0,,,café,,\n",  # not ASCII
+        f'"{prefix}-quoted",{start + 240},,{CHEAP},100,10,0,,,web,"two\nlines",\n',  # a quoted cell over two lines
+        "\n",  # an empty line
+        f"{prefix}-short,{start + 300},,{CHEAP},100\n",  # fewer cells than the header
+        f",{start + 360},,{PRICEY},100,,,,,etl,,\n",  # no id, no completion
+        f"{prefix}-plus,+{start + 420},,{CHEAP},+100,1_0,0,,serverless,web,,\n",  # what int() reads
+    ]
+    path.write_text(MESSY_HEADER + "".join(lines), encoding="utf-8")
+    return path
+
+
+def test_the_one_pass_and_the_careful_passes_make_the_same_ledger(
+    ledger_context: Context, sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
+) -> None:
+    phases: dict[str, set[str]] = {"fast": set(), "careful": set()}
+    fast = import_file(ledger_context, messy_csv(tmp_path / "a.csv", "a"), now=NOW, chunk_lines=16, source="fast",
+                       on_progress=lambda phase, *_: phases["fast"].add(phase))
+    careful = import_file(ledger_context, messy_csv(tmp_path / "b.csv", "b"), now=NOW, chunk_lines=16,
+                          source="careful", skip_bad=tmp_path / "bad.csv",
+                          on_progress=lambda phase, *_: phases["careful"].add(phase))
+
+    assert phases == {"fast": {"importing"}, "careful": {"checking", "importing"}}  # each took the path named
+    assert fast == careful == IngestResult(accepted=208, duplicates=0)
+    buckets, ids = state(sessions)
+    by_source: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for bucket in buckets:
+        by_source[bucket[1]].append(bucket[:1] + bucket[2:])
+    assert by_source["fast"] == by_source["careful"] and len(by_source["fast"]) > 100
+    assert ids == 2 * 207
+    with sessions() as session:
+        tagged = session.scalars(select(UsageBucket.tags).where(UsageBucket.tags != "")).all()
+        features = set(session.scalars(select(UsageBucket.feature)))
+    assert tagged == ["team=a", "team=a"] and "two\nlines" in features
+
+
+def test_ids_that_copy_must_escape_are_counted_once(
+    ledger_context: Context, sessions: sessionmaker[Session], catalog: Catalog, tmp_path: Path
+) -> None:
+    odd = ["back\\slash", "tab\there", "new\nline", "carriage\rreturn", 'quote"d', "plain"]
+    rows = [[event_id, *row[1:]] for event_id, row in zip(odd * 3, usage(18, "x"))]
+    for n, row in enumerate(rows):
+        row[0] = f"{row[0]}-{n}"
+    path = write_csv(tmp_path / "odd.csv", rows)
+
+    first = import_file(ledger_context, path, now=NOW, chunk_lines=2)
+    again = import_file(ledger_context, path, now=NOW, chunk_lines=2)
+
+    assert (first.accepted, again.duplicates) == (18, 18)
+    with sessions() as session:
+        assert set(session.scalars(select(SeenEvent.event_id))) == {row[0] for row in rows}

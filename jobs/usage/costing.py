@@ -10,7 +10,7 @@ unpriced under its own name; `reprice` resolves again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -179,17 +179,19 @@ def bucket_records(records: Iterable[UsageRecord]) -> list[BucketRow]:
             acc[3] += r.requests
             if acc[4] is not None:
                 acc[4] = None if r.reported_cost_nanos is None else acc[4] + r.reported_cost_nanos
+    return list(bucket_rows(sums.items()))
+
+
+def bucket_rows(sums: Iterable[tuple[tuple[Any, ...], list[Any]]]) -> Iterator[BucketRow]:
+    """Hour buckets from (`UsageRecord.bucket_key()`, [input, cached input, output, requests,
+    reported cost]) pairs."""
     hours: dict[int, datetime] = {}
-    rows = []
-    for (hour, model, mode, project, feature, api_key, environment, tags), (tin, tcached, tout, n, reported) in sums.items():
+    for (hour, model, mode, project, feature, api_key, environment, tags), (tin, tcached, tout, n, reported) in sums:
         start = hours.get(hour)
         if start is None:
             start = hours[hour] = _EPOCH + timedelta(seconds=hour)
-        rows.append(
-            BucketRow(
-                bucket_start=start, width="1h", model=model, mode=mode, project=project, feature=feature,
-                api_key=api_key, environment=environment, tags=tags, input_tokens=tin, cached_input_tokens=tcached,
-                output_tokens=tout, requests=n, reported_cost_nanos=reported,
-            )
+        yield BucketRow(
+            bucket_start=start, width="1h", model=model, mode=mode, project=project, feature=feature,
+            api_key=api_key, environment=environment, tags=tags, input_tokens=tin, cached_input_tokens=tcached,
+            output_tokens=tout, requests=n, reported_cost_nanos=reported,
         )
-    return rows
