@@ -3,14 +3,21 @@ a fake Slack; settings and the context opened on them (a test file overrides `ap
 
 The schema is migrated once per session and reset for each test: a copy of a migrated SQLite
 file, or one migrated PostgreSQL schema emptied before each test (a test that altered its tables
-gets a freshly migrated one). Tests about migrations themselves call `db.schema.upgrade`."""
+gets a freshly migrated one). Tests about migrations themselves call `db.schema.upgrade`.
+
+The suite runs on two workers (pytest-xdist, `-n 2` in pyproject.toml); each worker has its own
+schemas and ports. A test marked `restarts_postgres` takes the PostgreSQL server away: it holds
+an exclusive lock that every other test holds shared, so it runs while no other test does."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,6 +39,25 @@ SHARED = REPO.parent / "shared"
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 ENGINES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+SERVER_LOCK = Path(tempfile.gettempdir()) / "budget-guard-tests-postgres.lock"
+
+
+@contextmanager
+def server_lock(exclusive: bool = False) -> Iterator[None]:
+    """The PostgreSQL server's test lock: shared to use it, exclusive to take it away."""
+    with SERVER_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def postgres_server_in_use(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Shared for every test; exclusive for one that restarts the server, so no other runs meanwhile."""
+    with server_lock(exclusive=request.node.get_closest_marker("restarts_postgres") is not None):
+        yield
 
 
 def needs_shared(relative: str) -> pytest.MarkDecorator:
@@ -124,7 +150,7 @@ class PostgresSchemas:
     def close(self) -> None:
         if self.engine is not None:
             self.engine.dispose()
-        with self.admin.begin() as connection:
+        with server_lock(), self.admin.begin() as connection:
             for schema in self.schemas:
                 connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         self.admin.dispose()

@@ -103,6 +103,7 @@ def _restart_postgres() -> None:
 
 
 @pytest.mark.skipif(not PG_URL or not os.path.isdir("/etc/postgresql"), reason="needs the local PostgreSQL server")
+@pytest.mark.restarts_postgres
 def test_database_restart_under_load_fails_clearly_and_loses_nothing(database_url: str, tmp_path: Path) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("this fault is about the PostgreSQL server")

@@ -33,7 +33,7 @@ from jobs.usage.validation import MAX_COUNT, MAX_LINE_BYTES, RecordError
 
 BLOCK_BYTES = 1 << 20
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MAX_HELD_BUCKETS = 400_000
+MAX_HELD_BUCKETS = 250_000
 """Buckets summed in memory before they are written (each is written once per flush)."""
 
 
