@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import threading
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
@@ -15,10 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.bulk import CopyWriter, DirectWriter, bulk_writer
+from db.engine import make_engine, make_sessionmaker
 from db.models import SeenEvent, UsageBucket, counted_model
 from db.rollups import daily_rows, local_day
 from jobs.config.catalog import build_catalog
@@ -311,3 +316,59 @@ def test_ids_that_copy_must_escape_are_counted_once(
     assert (first.accepted, again.duplicates) == (18, 18)
     with sessions() as session:
         assert set(session.scalars(select(SeenEvent.event_id))) == {row[0] for row in rows}
+
+
+def cells() -> Any:
+    """One CSV row of HEADER's columns plus tags: mostly clean, now and then each odd shape a file has."""
+    start = int(START.timestamp())
+    count = st.one_of(st.integers(0, 10**6).map(str), st.sampled_from(["", " 7", "+3", "1_0", "-1", "x", "٣", "10" * 12]))
+    return st.tuples(
+        st.one_of(st.uuids().map(str), st.sampled_from(["", "dup-1", "dup-2", "tab\there", "back\\slash", "é"])),
+        st.one_of(st.integers(start, start + 5 * 86400).map(str),
+                  st.sampled_from([f" {start} ", f"+{start}", "2026-11-11T05:30:00Z", "2026-11-11 05:30", "soon",
+                                   "", f"{start}.5", str(start * 1000)])),
+        st.one_of(st.sampled_from([CHEAP, PRICEY, UNPRICED]), st.sampled_from([f" {CHEAP}", "", "modèle", "a\tb"])),
+        count, count, st.one_of(st.just("0"), count),
+        st.sampled_from(["", "", "batch", "serverless", "dedicated", " batch", "bogus"]),
+        st.sampled_from(["web", "etl", "", " etl ", "café", "x" * 130, "two\nlines"]),
+        st.sampled_from(["", "", "", "team=a", "bad", "k=v,j=w"]),
+    ).map(list)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(cells(), st.integers(-2, 1)), min_size=1, max_size=20))
+def test_property_the_one_pass_and_the_careful_passes_agree(
+    migrated_sqlite: Path, tmp_path_factory: pytest.TempPathFactory, catalog: Catalog,
+    rows: list[tuple[list[str], int]],
+) -> None:
+    tmp = tmp_path_factory.mktemp("agree")
+    path = tmp / "usage.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*HEADER, "tags"])
+        for row, extra in rows:  # a row a cell or two short, or one long, now and then
+            writer.writerow(row[:extra] if extra < 0 else row + ["more"] * extra)
+
+    def run(name: str, **options: Any) -> tuple[IngestResult | str, Any]:
+        shutil.copyfile(migrated_sqlite, tmp / f"{name}.db")
+        engine = make_engine(f"sqlite:///{tmp / name}.db")
+        sessions = make_sessionmaker(engine)
+        try:
+            try:
+                result: IngestResult | str = import_file(Context(Settings(), engine, sessions, catalog), path,
+                                                         now=NOW, chunk_lines=4, **options)
+            except IngestRejected as refused:
+                result = str(refused)
+            with sessions() as session:
+                ids = sorted(session.scalars(select(SeenEvent.event_id)))
+            return result, (state(sessions)[0], ids)
+        finally:
+            engine.dispose()
+
+    careful, careful_ledger = run("careful", skip_bad=tmp / "bad.csv")
+    default, default_ledger = run("default")
+    assert isinstance(careful, IngestResult)
+    if careful.bad:
+        assert isinstance(default, str) and default_ledger == ([], [])  # refused whole, nothing kept
+    else:
+        assert default == careful and default_ledger == careful_ledger
