@@ -111,8 +111,10 @@ def _stream(
         if ids:
             claim()
         writer.end_claims()
-        for model, mode, day in {(dims[0], dims[1], hour // 86400) for dims, hours in sums.items() for hour in hours}:
-            costing.price(model, mode, EPOCH + timedelta(days=day))  # now: no query may run while the rows stream
+        priced = {(dims[0], dims[1], hour // 86400) for dims, hours in sums.items() if dims[1] != "dedicated"
+                  for hour in hours}
+        for model, mode, day in priced:  # looked up now: no query may run while the rows stream
+            costing.price(model, mode, EPOCH + timedelta(days=day))
         held_rows = (((hour, *dims), acc) for dims, hours in sums.items() for hour, acc in hours.items())
         writer.add_buckets(costing.cost(bucket) for bucket in bucket_rows(held_rows))
         sums, held = {}, 0
