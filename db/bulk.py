@@ -28,6 +28,7 @@ from db.ledger import (
     ADD_ON_CONFLICT,
     COUNT_COLUMNS,
     KEY_COLUMNS,
+    WRITE_COLUMNS,
     BucketFull,
     BucketRow,
     add_buckets,
@@ -36,7 +37,7 @@ from db.ledger import (
 )
 from db.models import MAX_BUCKET_COUNT, MAX_BUCKET_NANOS
 
-__all__ = ["CopyWriter", "DirectWriter", "EventsSeen", "LedgerWriter", "bulk_writer"]
+__all__ = ["BucketsTaken", "CopyWriter", "DirectWriter", "EventsSeen", "LedgerWriter", "bulk_writer"]
 
 BUCKET_STAGE = "import_bucket_stage"
 EVENT_STAGE = "import_event_stage"
@@ -51,6 +52,10 @@ class EventsSeen(Exception):
     """Some ids of an optimistic claim were counted before, or came twice; roll back."""
 
 
+class BucketsTaken(Exception):
+    """Buckets written straight into the ledger met ones a concurrent writer added meanwhile; roll back."""
+
+
 class LedgerWriter(Protocol):
     """Where an ingest's claims and buckets go. `finish()` before the transaction commits."""
 
@@ -61,8 +66,11 @@ class LedgerWriter(Protocol):
         """Record `event_ids` as counted, all of them new and none twice: EventsSeen (now, at
         a later write or at `finish`) if not."""
 
-    def add_buckets(self, rows: Iterable[BucketRow]) -> None:
-        """Add costed usage into the source's buckets (BucketFull, now or at `finish`, if one overflows)."""
+    def add_buckets(self, rows: Iterable[BucketRow], span: tuple[datetime, datetime] | None = None) -> None:
+        """Add costed usage into the source's buckets (BucketFull, now or at `finish`, if one overflows).
+
+        `span`, the first and last bucket start of `rows` when the caller knows them, lets a writer
+        put rows of hours the ledger holds nothing of (for this source) straight in."""
 
     def finish(self) -> None:
         """Write whatever is still held; BucketFull naming the buckets that could not take it."""
@@ -97,7 +105,7 @@ class DirectWriter:
         if len(claim_event_ids(self.session, event_ids, seen_at)) != len(event_ids):
             raise EventsSeen()
 
-    def add_buckets(self, rows: Iterable[BucketRow]) -> None:
+    def add_buckets(self, rows: Iterable[BucketRow], span: tuple[datetime, datetime] | None = None) -> None:
         add_buckets(self.session, self.source, rows)
 
     def finish(self) -> None:
@@ -136,6 +144,8 @@ WITH grouped AS MATERIALIZED (
 SELECT g.* FROM grouped g
 WHERE NOT EXISTS (SELECT 1 FROM written w WHERE {" AND ".join(f"w.{c} = g.{c}" for c in STAGE_KEY)})
 """
+LEDGER_TYPES = (*STAGE_TYPES[:2], "text", *STAGE_TYPES[2:])  # the stage's, with `source` third
+HOLDS = "SELECT EXISTS (SELECT 1 FROM usage_buckets WHERE source = %(source)s AND bucket_start BETWEEN %(first)s AND %(last)s)"
 OVERLAPS = f"""
 SELECT EXISTS (SELECT 1 FROM usage_buckets WHERE source = %(source)s
                AND bucket_start BETWEEN (SELECT min(bucket_start) FROM {BUCKET_STAGE})
@@ -164,9 +174,11 @@ class CopyWriter:
 
     Each `claim_event_ids` call copies its ids and claims them in one statement (a concurrent
     import or push of the same id waits on the unique index, as with the ledger's claims).
-    Buckets are held in their staging table until `finish()`, which adds them into
-    `usage_buckets` in one statement, checking capacity there: as staged when one
-    `add_buckets` call wrote them all (one row per bucket), else summed per bucket first."""
+    Buckets of hours the ledger holds nothing of for the source (the caller gives their `span`)
+    are copied straight into `usage_buckets`. Others are held in their staging table until
+    `finish()`, which adds them into `usage_buckets` in one statement, checking capacity there:
+    as staged when one `add_buckets` call wrote them all (one row per bucket), else summed per
+    bucket first."""
 
     def __init__(self, session: Session, source: str) -> None:
         self.session = session
@@ -244,8 +256,11 @@ class CopyWriter:
         except (errors.UniqueViolation, errors.DeadlockDetected) as exc:
             raise EventsSeen() from exc
 
-    def add_buckets(self, rows: Iterable[BucketRow]) -> None:
+    def add_buckets(self, rows: Iterable[BucketRow], span: tuple[datetime, datetime] | None = None) -> None:
         self.end_claims()
+        if span is not None and not self._holds(span):
+            self._copy_into_ledger(rows)
+            return
         full: list[BucketRow] = []
         written = 0
         starts = self._starts
@@ -271,6 +286,43 @@ class CopyWriter:
         self._batches += 1
         self._staged_rows += written
 
+    def _holds(self, span: tuple[datetime, datetime]) -> bool:
+        """Whether the ledger holds anything of this source with a bucket start in `span`."""
+        with self._cursor() as cursor:
+            cursor.execute(HOLDS, {"source": self.source, "first": _naive_utc(span[0]), "last": _naive_utc(span[1])})
+            return bool(cursor.fetchone()[0])
+
+    def _copy_into_ledger(self, rows: Iterable[BucketRow]) -> None:
+        """COPY rows of hours the ledger held nothing of straight into `usage_buckets` (its
+        triggers and foreign keys see them as any insert); BucketsTaken if a concurrent writer
+        added one of these buckets meanwhile."""
+        from psycopg import errors
+
+        full: list[BucketRow] = []
+        starts = self._starts
+        source = self.source
+        try:
+            with self._cursor() as cursor, cursor.copy(
+                f"COPY usage_buckets ({', '.join(WRITE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(LEDGER_TYPES)
+                for r in rows:
+                    if over_capacity(r):
+                        full.append(r)
+                        continue
+                    start = starts.get(r.bucket_start)
+                    if start is None:
+                        start = starts[r.bucket_start] = _naive_utc(r.bucket_start)
+                    copy.write_row((
+                        start, r.width, source, r.model, r.mode, r.project, r.feature, r.api_key, r.environment,
+                        r.tags, r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
+                        r.cost_nanos, r.price_id, r.catalog_model, r.reported_cost_nanos,
+                    ))
+        except errors.UniqueViolation as exc:
+            raise BucketsTaken() from exc
+        if full:
+            raise BucketFull(full)
+
     def finish(self) -> None:
         self.end_claims()
         if not self._staged:
@@ -278,7 +330,7 @@ class CopyWriter:
         with self._cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '256MB'")  # the merge sorts and groups in memory, not on disk
             cursor.execute(f"ANALYZE {BUCKET_STAGE}")  # the merge's plan sees how many rows and buckets there are
-            refused = None if self._batches != 1 else self._insert_distinct(cursor)
+            refused = [] if self._batches == 0 else None if self._batches != 1 else self._insert_distinct(cursor)
             if refused is None:
                 cursor.execute(MERGE_BUCKETS, {"source": self.source})
                 refused = [_bucket_row(row) for row in cursor]

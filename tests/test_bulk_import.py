@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.bulk import CopyWriter, DirectWriter, bulk_writer
 from db.engine import make_engine, make_sessionmaker
-from db.models import SeenEvent, UsageBucket, counted_model
+from db.models import PriceRecord, SeenEvent, UsageBucket, counted_model
 from db.rollups import daily_rows, local_day
 from jobs.config.catalog import build_catalog
 from jobs.config.context import Context
@@ -361,7 +361,11 @@ def test_property_the_one_pass_and_the_careful_passes_agree(
                 result = str(refused)
             with sessions() as session:
                 ids = sorted(session.scalars(select(SeenEvent.event_id)))
-            return result, (state(sessions)[0], ids)
+                prices = {p.id: (p.provider, p.model, p.mode, p.input_rate, p.cached_rate, p.output_rate)
+                          for p in session.scalars(select(PriceRecord))}
+            # Each ledger numbers its price rows in the order it first met them: compare the prices themselves.
+            buckets = sorted(((*b[:-1], prices.get(b[-1])) for b in state(sessions)[0]), key=repr)
+            return result, (buckets, ids)
         finally:
             engine.dispose()
 
@@ -372,3 +376,22 @@ def test_property_the_one_pass_and_the_careful_passes_agree(
         assert isinstance(default, str) and default_ledger == ([], [])  # refused whole, nothing kept
     else:
         assert default == careful and default_ledger == careful_ledger
+
+
+def test_buckets_a_concurrent_writer_added_meanwhile_send_the_import_the_careful_way(
+    ledger_context: Context, database_url: str, sessions: sessionmaker[Session], catalog: Catalog,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("buckets COPY straight into the ledger on PostgreSQL only")
+    import_file(ledger_context, write_csv(tmp_path / "a.csv", usage(120, "a")), now=NOW)
+    once = state(sessions)[0]
+    # As if another writer added these hours between the writer's look and its COPY:
+    monkeypatch.setattr(CopyWriter, "_holds", lambda self, span: False)
+    phases: list[str] = []
+    b = write_csv(tmp_path / "b.csv", [[f"b-{n}", *row[1:]] for n, row in enumerate(usage(120, "a"))])
+    result = import_file(ledger_context, b, now=NOW, on_progress=lambda phase, *_: phases.append(phase))
+
+    assert result == IngestResult(accepted=120, duplicates=0) and "checking" in phases  # the careful passes
+    twice = state(sessions)[0]
+    assert [(*row[:6], *(2 * n for n in row[6:10])) for row in once] == [row[:10] for row in twice]

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from itertools import chain
 from typing import Any
 
-from db.bulk import EventsSeen, LedgerWriter, bulk_writer
+from db.bulk import BucketsTaken, EventsSeen, LedgerWriter, bulk_writer
 from db.engine import transaction
 from db.ledger import BucketFull
 from jobs.config.context import Context
@@ -56,7 +56,7 @@ def fast_csv_import(
             try:
                 result = _stream(context, session, writer, reader, now, claim_lines, total, report)
                 writer.finish()
-            except (EventsSeen, BucketFull, RecordError, csv.Error, UnicodeDecodeError) as exc:
+            except (EventsSeen, BucketsTaken, BucketFull, RecordError, csv.Error, UnicodeDecodeError) as exc:
                 writer.abort()
                 raise Unusual(str(exc)) from None
             except BaseException:
@@ -115,8 +115,12 @@ def _stream(
                   for hour in hours}
         for model, mode, day in priced:  # looked up now: no query may run while the rows stream
             costing.price(model, mode, EPOCH + timedelta(days=day))
-        held_rows = (((hour, *dims), acc) for dims, hours in sums.items() for hour, acc in hours.items())
-        writer.add_buckets(costing.cost(bucket) for bucket in bucket_rows(held_rows))
+        if sums:
+            first = min(min(hours) for hours in sums.values())
+            last = max(max(hours) for hours in sums.values())
+            held_rows = (((hour, *dims), acc) for dims, hours in sums.items() for hour, acc in hours.items())
+            writer.add_buckets((costing.cost(bucket) for bucket in bucket_rows(held_rows)),
+                               span=(EPOCH + timedelta(seconds=first), EPOCH + timedelta(seconds=last)))
         sums, held = {}, 0
 
     for row in rows:
