@@ -80,7 +80,7 @@ class LedgerWriter(Protocol):
         so the session may run other statements again."""
 
     def abort(self) -> None:
-        """Let go of anything still open, before the caller rolls back."""
+        """Let go of anything still open, before the caller rolls back (after any error)."""
 
 
 def bulk_writer(session: Session, source: str) -> LedgerWriter:
@@ -146,19 +146,14 @@ WHERE NOT EXISTS (SELECT 1 FROM written w WHERE {" AND ".join(f"w.{c} = g.{c}" f
 """
 LEDGER_TYPES = (*STAGE_TYPES[:2], "text", *STAGE_TYPES[2:])  # the stage's, with `source` third
 HOLDS = "SELECT EXISTS (SELECT 1 FROM usage_buckets WHERE source = %(source)s AND bucket_start BETWEEN %(first)s AND %(last)s)"
-OVERLAPS = f"""
-SELECT EXISTS (SELECT 1 FROM usage_buckets WHERE source = %(source)s
-               AND bucket_start BETWEEN (SELECT min(bucket_start) FROM {BUCKET_STAGE})
-                                    AND (SELECT max(bucket_start) FROM {BUCKET_STAGE}))
-"""
-INSERT_NEW = f"""
+ADD_STAGED = f"""
 INSERT INTO usage_buckets ({", ".join(KEY_COLUMNS)}, {", ".join(STAGE_COLUMNS[len(STAGE_KEY):])})
 SELECT {", ".join("%(source)s" if c == "source" else c for c in KEY_COLUMNS)},
        {", ".join(STAGE_COLUMNS[len(STAGE_KEY):])}
 FROM {BUCKET_STAGE} WHERE {_WITHIN}
 ORDER BY bucket_start, width, model
+ON CONFLICT ({", ".join(KEY_COLUMNS)}) DO UPDATE SET {ADD_ON_CONFLICT}
 """
-INSERT_DISTINCT = INSERT_NEW + f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {ADD_ON_CONFLICT}\n"
 CLAIM_EVENTS = f"""
 WITH claimed AS (
     INSERT INTO seen_events (event_id, seen_at)
@@ -229,16 +224,12 @@ class CopyWriter:
                 self._claims, self._claim_tail = stack.pop_all(), f"\t{_naive_utc(seen_at).isoformat(sep=' ')}\n"
         tail = self._claim_tail
         data = tail.join(event_ids) + tail
-        try:
-            if "\\" in data or "\r" in data or data.count("\n") != len(event_ids) or data.count("\t") != len(event_ids):
-                naive = _naive_utc(seen_at)
-                for event_id in event_ids:  # characters COPY's text format escapes: psycopg does it
-                    self._claim_copy.write_row((event_id, naive))
-            else:
-                self._claim_copy.write(data)
-        except BaseException:
-            self.abort()
-            raise
+        if "\\" in data or "\r" in data or data.count("\n") != len(event_ids) or data.count("\t") != len(event_ids):
+            naive = _naive_utc(seen_at)
+            for event_id in event_ids:  # characters COPY's text format escapes: psycopg does it
+                self._claim_copy.write_row((event_id, naive))
+        else:
+            self._claim_copy.write(data)
 
     def abort(self) -> None:
         if self._claims is not None:  # end the COPY as failed, so the transaction can roll back
@@ -259,15 +250,31 @@ class CopyWriter:
     def add_buckets(self, rows: Iterable[BucketRow], span: tuple[datetime, datetime] | None = None) -> None:
         self.end_claims()
         if span is not None and not self._holds(span):
-            self._copy_into_ledger(rows)
+            from psycopg import errors
+
+            try:  # straight into the ledger: its triggers and foreign keys see the rows as any insert
+                self._copy_rows(f"usage_buckets ({', '.join(WRITE_COLUMNS)})", LEDGER_TYPES, rows, self.source)
+            except errors.UniqueViolation as exc:  # a concurrent writer added one of these buckets meanwhile
+                raise BucketsTaken() from exc
             return
+        self._staged_rows += self._copy_rows(f"{BUCKET_STAGE} ({', '.join(STAGE_COLUMNS)})", STAGE_TYPES, rows)
+        self._batches += 1
+
+    def _holds(self, span: tuple[datetime, datetime]) -> bool:
+        """Whether the ledger holds anything of this source with a bucket start in `span`."""
+        with self._cursor() as cursor:
+            cursor.execute(HOLDS, {"source": self.source, "first": _naive_utc(span[0]), "last": _naive_utc(span[1])})
+            return bool(cursor.fetchone()[0])
+
+    def _copy_rows(self, target: str, types: Sequence[str], rows: Iterable[BucketRow], source: str | None = None) -> int:
+        """COPY `rows` into `target` (with `source` third, after the width, when given); how many
+        were written, or BucketFull naming those that alone hold more than a bucket may."""
         full: list[BucketRow] = []
         written = 0
         starts = self._starts
-        with self._cursor() as cursor, cursor.copy(
-            f"COPY {BUCKET_STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(STAGE_TYPES)
+        named = () if source is None else (source,)
+        with self._cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
             for r in rows:
                 if over_capacity(r):
                     full.append(r)
@@ -276,92 +283,49 @@ class CopyWriter:
                 if start is None:
                     start = starts[r.bucket_start] = _naive_utc(r.bucket_start)
                 copy.write_row((
-                    start, r.width, r.model, r.mode, r.project, r.feature, r.api_key, r.environment, r.tags,
+                    start, r.width, *named, r.model, r.mode, r.project, r.feature, r.api_key, r.environment, r.tags,
                     r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
                     r.cost_nanos, r.price_id, r.catalog_model, r.reported_cost_nanos,
                 ))
                 written += 1
         if full:
             raise BucketFull(full)
-        self._batches += 1
-        self._staged_rows += written
-
-    def _holds(self, span: tuple[datetime, datetime]) -> bool:
-        """Whether the ledger holds anything of this source with a bucket start in `span`."""
-        with self._cursor() as cursor:
-            cursor.execute(HOLDS, {"source": self.source, "first": _naive_utc(span[0]), "last": _naive_utc(span[1])})
-            return bool(cursor.fetchone()[0])
-
-    def _copy_into_ledger(self, rows: Iterable[BucketRow]) -> None:
-        """COPY rows of hours the ledger held nothing of straight into `usage_buckets` (its
-        triggers and foreign keys see them as any insert); BucketsTaken if a concurrent writer
-        added one of these buckets meanwhile."""
-        from psycopg import errors
-
-        full: list[BucketRow] = []
-        starts = self._starts
-        source = self.source
-        try:
-            with self._cursor() as cursor, cursor.copy(
-                f"COPY usage_buckets ({', '.join(WRITE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(LEDGER_TYPES)
-                for r in rows:
-                    if over_capacity(r):
-                        full.append(r)
-                        continue
-                    start = starts.get(r.bucket_start)
-                    if start is None:
-                        start = starts[r.bucket_start] = _naive_utc(r.bucket_start)
-                    copy.write_row((
-                        start, r.width, source, r.model, r.mode, r.project, r.feature, r.api_key, r.environment,
-                        r.tags, r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests, r.uptime_minutes,
-                        r.cost_nanos, r.price_id, r.catalog_model, r.reported_cost_nanos,
-                    ))
-        except errors.UniqueViolation as exc:
-            raise BucketsTaken() from exc
-        if full:
-            raise BucketFull(full)
+        return written
 
     def finish(self) -> None:
         self.end_claims()
         if not self._staged:
             return
+        refused: list[BucketRow] = []
         with self._cursor() as cursor:
-            cursor.execute("SET LOCAL work_mem = '256MB'")  # the merge sorts and groups in memory, not on disk
-            cursor.execute(f"ANALYZE {BUCKET_STAGE}")  # the merge's plan sees how many rows and buckets there are
-            refused = [] if self._batches == 0 else None if self._batches != 1 else self._insert_distinct(cursor)
-            if refused is None:
-                cursor.execute(MERGE_BUCKETS, {"source": self.source})
-                refused = [_bucket_row(row) for row in cursor]
+            if self._batches:
+                cursor.execute("SET LOCAL work_mem = '256MB'")  # the merge sorts and groups in memory, not on disk
+                cursor.execute(f"ANALYZE {BUCKET_STAGE}")  # the merge's plan sees how many rows and buckets there are
+                if self._batches > 1 or not self._added_as_staged(cursor):
+                    cursor.execute(MERGE_BUCKETS, {"source": self.source})
+                    refused = [_bucket_row(row) for row in cursor]
             cursor.execute(f"DROP TABLE {BUCKET_STAGE}, {EVENT_STAGE}")
         self._staged = False
         self._batches = self._staged_rows = 0
         if refused:
             raise BucketFull(refused)
 
-    def _insert_distinct(self, cursor: Any) -> list[BucketRow] | None:
-        """The stage written by one `add_buckets` call (one row per bucket) added into the ledger
-        as it is, without grouping it first, and as plain inserts when the ledger holds nothing of
-        this source in the stage's hours: [] when every row went in; None (undone) when one was
+    def _added_as_staged(self, cursor: Any) -> bool:
+        """Add the stage one `add_buckets` call wrote (one row per bucket) into the ledger as it is,
+        without grouping it first: True when every row went in; False (undone) when one was
         refused or two shared a bucket after all, for the grouping merge to say which."""
         from psycopg import errors
 
-        cursor.execute(OVERLAPS, {"source": self.source})
-        statements = [INSERT_DISTINCT] if cursor.fetchone()[0] else [INSERT_NEW, INSERT_DISTINCT]
         cursor.execute("SAVEPOINT import_buckets")
-        for statement in statements:
-            try:
-                cursor.execute(statement, {"source": self.source})
-            except (errors.UniqueViolation, errors.CardinalityViolation):  # a bucket met twice after all
-                cursor.execute("ROLLBACK TO SAVEPOINT import_buckets")
-                continue
+        try:
+            cursor.execute(ADD_STAGED, {"source": self.source})
             if cursor.rowcount == self._staged_rows:
                 cursor.execute("RELEASE SAVEPOINT import_buckets")
-                return []
-            break
+                return True
+        except errors.CardinalityViolation:
+            pass
         cursor.execute("ROLLBACK TO SAVEPOINT import_buckets")
-        return None
+        return False
 
 
 def _naive_utc(moment: datetime) -> datetime:
